@@ -1,0 +1,357 @@
+"""Audio in: decode any file ffmpeg knows to 16 kHz mono float32, and turn it into Whisper's log-mel spectrogram.
+
+Decoding goes through PyAV (the ffmpeg libraries) and reproduces what the reference did with the ffmpeg CLI
+(``-ac 1 -ar 16000 -f s16le``): the same swr downmix and resampler, the same 16-bit quantisation.
+The log-mel recipe is the reference's, computed in blocks of frames so a long file needs bounded extra memory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import AudioDecodeError
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_LENGTH = 30
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second window
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a window
+N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # the encoder's second convolution has stride 2
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 10 ms per mel frame
+TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 20 ms per audio token
+
+# Mel frames per STFT block: 1 minute of audio, about 10 MB of complex spectrum at a time.
+DEFAULT_BLOCK_FRAMES = 6000
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode ``source`` to a mono float32 waveform in [-1, 1] at ``sampling_rate`` Hz.
+
+    ``source`` may be a path (str or PathLike), the bytes of a file, a binary file object, or a NumPy array.
+    Files may be in any container or codec ffmpeg decodes (wav, flac, mp3, ogg/opus, m4a/aac, the audio track
+    of mp4/mkv/webm ...); the first audio stream is downmixed to mono and resampled with ffmpeg's default
+    resampler, then quantised to 16 bits exactly as the reference's ``ffmpeg -f s16le`` pipe did.
+
+    An array is taken as audio already at ``sampling_rate``: it is not resampled. Integer arrays are scaled
+    to [-1, 1] (int16 by 1/32768, int32 by 1/2**31, uint8 as 8-bit PCM centred on 128). A 2-D array is
+    downmixed by averaging its channels, the channel axis being its *shorter* axis, so both
+    ``(channels, samples)`` and ``(samples, channels)`` work.
+
+    A file that decodes to zero samples gives an empty array; whether that is an error is the caller's call.
+
+    Raises:
+        AudioDecodeError: the file does not exist or is empty, ffmpeg cannot decode it, or it has no audio stream.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_mono_float(source)
+    if torch.is_tensor(source):
+        return _array_to_mono_float(source.detach().cpu().numpy())
+    name, opened = _open_source(source)
+    return _decode_with_av(opened, name, sampling_rate)
+
+
+load_audio = decode_audio
+
+
+def _array_to_mono_float(array: np.ndarray) -> np.ndarray:
+    """An in-memory waveform as mono float32: integer PCM scaled, 2-D downmixed along its shorter axis."""
+    if array.ndim == 2:
+        channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
+        array = _pcm_to_float(array).mean(axis=channel_axis, dtype=np.float32)
+    elif array.ndim != 1:
+        raise AudioDecodeError(f"an audio array must be 1-D (samples) or 2-D (channels and samples), not {array.ndim}-D")
+    return np.ascontiguousarray(_pcm_to_float(array), dtype=np.float32)
+
+
+def _pcm_to_float(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.int16:
+        return array.astype(np.float32) / 32768.0
+    if array.dtype == np.int32:
+        return (array.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32, copy=False)
+    raise AudioDecodeError(f"an audio array must hold floats or int16/int32/uint8 PCM, not {array.dtype}")
+
+
+def _open_source(source: Any) -> tuple[str, Any]:
+    """What to hand to ``av.open`` and how to name the source in messages; catches missing and empty input early."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise AudioDecodeError(f"no such file: {path}")
+        if path.is_dir():
+            raise AudioDecodeError(f"{path} is a directory, not an audio file")
+        try:
+            size = path.stat().st_size
+        except OSError as e:
+            raise AudioDecodeError(f"{path} could not be read: {e.strerror or e}") from e
+        if size == 0:
+            raise AudioDecodeError(f"{path} is empty (0 bytes)")
+        return str(path), str(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioDecodeError("the audio bytes are empty (0 bytes)")
+        return "the audio bytes", io.BytesIO(bytes(source))
+    if hasattr(source, "read"):
+        name = str(getattr(source, "name", "the audio file object"))
+        if _remaining_bytes(source) == 0:
+            raise AudioDecodeError(f"{name} is empty (0 bytes)")
+        return name, source
+    raise AudioDecodeError(f"cannot read audio from a {type(source).__name__}; give a path, bytes, a binary file object or an array")
+
+
+def _remaining_bytes(fileobj: Any) -> int | None:
+    """Bytes left to read in a seekable file object (None where it cannot tell without consuming it)."""
+    try:
+        if not fileobj.seekable():
+            return None
+        here = fileobj.tell()
+        end = fileobj.seek(0, io.SEEK_END)
+        fileobj.seek(here)
+        return end - here
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _decode_with_av(opened: Any, name: str, sampling_rate: int) -> np.ndarray:
+    import av  # the ffmpeg libraries are heavy; load them only when a file is decoded
+
+    try:
+        container = av.open(opened, mode="r", metadata_errors="ignore")
+    except av.FFmpegError as e:
+        raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(e)}") from e
+    except OSError as e:
+        raise AudioDecodeError(f"{name} could not be read: {e.strerror or e}") from e
+
+    with container:
+        if container.format.name == "tty":
+            # ffmpeg opens any text file as "tty" (ANSI art video); call it what it is
+            raise AudioDecodeError(f"{name} could not be decoded as audio: it is a text file, not audio or video")
+        if not container.streams.audio:
+            raise AudioDecodeError(f"{name} has no audio stream")
+        stream = container.streams.audio[0]
+        # s16 like the reference's `ffmpeg -f s16le` pipe; swr also normalises the downmix matrix for integer output
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sampling_rate)
+        buffer = _GrowingBuffer(_expected_samples(container, stream, sampling_rate))
+        first_error: Exception | None = None
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.InvalidDataError as e:
+                    # ffmpeg's CLI logs a corrupt packet and goes on; so do we
+                    first_error = first_error or e
+                    continue
+                for frame in frames:
+                    for out in resampler.resample(frame):
+                        buffer.append_s16(out.to_ndarray())
+            for out in resampler.resample(None):  # flush what the resampler still holds
+                buffer.append_s16(out.to_ndarray())
+        except av.FFmpegError as e:
+            raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(e)}") from e
+        if buffer.size == 0 and first_error is not None:
+            raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(first_error)}")
+    return buffer.finish()
+
+
+def _reason(error: Exception) -> str:
+    """ffmpeg's own words for an error, without PyAV's errno prefix."""
+    message = getattr(error, "strerror", None) or str(error)
+    return str(message).rstrip(".")
+
+
+def _expected_samples(container: Any, stream: Any, sampling_rate: int) -> int:
+    """A first guess at the decoded length from the container's stated duration (0 where none is stated)."""
+    seconds = None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return 0
+    # a second of slack for rounding; capped because a streamed WAV header may claim gigabytes it does not hold
+    return min(int(seconds * sampling_rate) + sampling_rate, _MAX_INITIAL_SAMPLES)
+
+
+_MAX_INITIAL_SAMPLES = 1 << 28  # about 4.6 hours at 16 kHz; longer audio grows the buffer by doubling
+
+
+class _GrowingBuffer:
+    """A float32 array grown by doubling, so a long decode needs about one copy of its output, not several."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.zeros(max(capacity, 1 << 16), dtype=np.float32)
+        self.size = 0
+
+    def append_s16(self, chunk: np.ndarray) -> None:
+        chunk = chunk.reshape(-1)
+        end = self.size + chunk.size
+        if end > self._data.size:
+            # ndarray.resize reallocates in place where the allocator can; no view of _data outlives a call
+            self._data.resize(max(end, 2 * self._data.size), refcheck=False)
+        np.multiply(chunk, np.float32(1.0 / 32768.0), out=self._data[self.size : end])  # exact: a power of two
+        self.size = end
+
+    def finish(self) -> np.ndarray:
+        self._data.resize(self.size, refcheck=False)  # give back the unused tail without copying
+        data, self._data = self._data, np.zeros(0, dtype=np.float32)
+        return data
+
+
+# --------------------------------------------------------------------------------------------- padding
+
+
+def pad_or_trim(array: Any, length: int = N_SAMPLES, *, axis: int = -1) -> Any:
+    """Zero-pad or cut ``array`` (NumPy array or torch tensor) along ``axis`` to exactly ``length`` entries."""
+    current = array.shape[axis]
+    if torch.is_tensor(array):
+        if current > length:
+            array = array.narrow(axis, 0, length)
+        elif current < length:
+            dim = axis % array.ndim
+            widths = [0, 0] * (array.ndim - 1 - dim) + [0, length - current]  # F.pad lists the last axis first
+            array = F.pad(array, widths)
+        return array
+    if current > length:
+        array = array.take(np.arange(length), axis=axis)
+    elif current < length:
+        widths = [(0, 0)] * array.ndim
+        widths[axis] = (0, length - current)
+        array = np.pad(array, widths)
+    return array
+
+
+# --------------------------------------------------------------------------------------------- mel filters
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear (3 mel per 200 Hz) below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3.0)
+    log_step = math.log(6.4) / 27.0
+    logarithmic = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / log_step
+    return np.where(hz >= 1000.0, logarithmic, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    log_step = math.log(6.4) / 27.0
+    return np.where(mel >= 15.0, 1000.0 * np.exp(log_step * (mel - 15.0)), mel * (200.0 / 3.0))
+
+
+def slaney_mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+    """Triangular mel filters (n_mels, n_fft // 2 + 1), float32, with Slaney's area normalisation.
+
+    Filter i rises from mel point i to a peak of 2 / (f[i+2] - f[i]) at point i+1 and falls to zero at point
+    i+2, the n_mels + 2 points spread evenly in mel from 0 Hz to Nyquist: the bank librosa builds by default.
+    """
+    bins_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2))
+    lower, centre, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    rising = (bins_hz - lower) / (centre - lower)
+    falling = (upper - bins_hz) / (upper - centre)
+    triangles = np.maximum(0.0, np.minimum(rising, falling))
+    area_norm = 2.0 / (edges_hz[2:] - edges_hz[:-2])  # equal area in Hz for every filter
+    return (triangles * area_norm[:, None]).astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def mel_filters(n_mels: int, device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """The (n_mels, 201) mel filterbank Whisper uses (n_mels 80 or 128), as a tensor on ``device``."""
+    if n_mels not in (80, 128):
+        raise ValueError(f"Whisper models use 80 or 128 mel bins, not {n_mels}")
+    return torch.from_numpy(slaney_mel_filterbank(n_mels)).to(device)
+
+
+# --------------------------------------------------------------------------------------------- log-mel
+
+
+def log_mel_spectrogram(
+    audio: Union[AudioSource, torch.Tensor],
+    n_mels: int = 80,
+    padding: int = 0,
+    device: Union[str, torch.device, None] = None,
+    *,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> torch.Tensor:
+    """Whisper's log-mel spectrogram (n_mels, n_frames) of 16 kHz mono audio, n_frames = (samples + padding) // 160.
+
+    ``audio`` is a 1-D waveform (NumPy array or tensor) or anything :func:`decode_audio` reads (NumPy arrays
+    are normalised as there: integer PCM scaled, 2-D downmixed). ``padding``
+    zero samples are appended on the right. The recipe is the reference's: a centred (reflect-padded) STFT with
+    a periodic Hann window of 400 and hop 160, the last frame dropped, power spectrum, mel filters, log10 of
+    at least 1e-10, floor at 8 below the maximum, then (x + 4) / 4.
+
+    The STFT runs over ``block_frames`` frames at a time, each block reading exactly the samples the
+    whole-signal STFT would, so the result is the same but extra memory stays bounded for long audio.
+    """
+    if block_frames < 1:
+        raise ValueError(f"block_frames must be positive, not {block_frames}")
+    waveform = _waveform_tensor(audio)
+    if device is not None:
+        waveform = waveform.to(device)
+    filters = mel_filters(n_mels, waveform.device)
+    window = torch.hann_window(N_FFT, device=waveform.device)
+
+    total = waveform.shape[0] + max(padding, 0)
+    n_frames = total // HOP_LENGTH  # frames of the centred STFT, less the last one, which is dropped
+    log_spec = torch.empty(n_mels, n_frames, dtype=torch.float32, device=waveform.device)
+    for start in range(0, n_frames, block_frames):
+        stop = min(start + block_frames, n_frames)
+        segment = _padded_segment(waveform, total, start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT)
+        stft = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
+        power = stft.abs() ** 2
+        log_spec[:, start:stop] = torch.clamp(filters @ power, min=1e-10).log10()
+
+    if n_frames:
+        torch.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)  # the floor needs the global maximum
+    return log_spec.add_(4.0).div_(4.0)
+
+
+def _waveform_tensor(audio: Any) -> torch.Tensor:
+    """A 1-D float32 tensor of samples from a tensor, array, or anything decodable."""
+    if torch.is_tensor(audio):
+        if audio.ndim != 1:
+            raise ValueError(f"log_mel_spectrogram takes a 1-D waveform, not shape {tuple(audio.shape)}")
+        return audio.to(torch.float32)
+    if not isinstance(audio, np.ndarray):
+        audio = decode_audio(audio)
+    return torch.from_numpy(_array_to_mono_float(audio))
+
+
+def _padded_segment(waveform: torch.Tensor, total: int, begin: int, end: int) -> torch.Tensor:
+    """Samples [begin, end) of the waveform zero-padded to ``total`` and then reflect-padded by N_FFT // 2 each side.
+
+    The index arithmetic gives torch.stft(center=True)'s padding without materialising the padded signal:
+    reflection happens only at the true start and end, and mirrors repeatedly where the signal is shorter
+    than the pad (as np.pad's reflect mode does).
+    """
+    index = torch.arange(begin, end, device=waveform.device) - N_FFT // 2
+    if total > 1:
+        period = 2 * (total - 1)
+        index = torch.remainder(index, period)
+        index = torch.where(index >= total, period - index, index)
+    else:
+        index = torch.zeros_like(index)
+    n = waveform.shape[0]
+    if n == 0:
+        return torch.zeros(index.shape[0], dtype=torch.float32, device=waveform.device)
+    inside = index < n  # beyond the waveform lies the zero padding
+    return torch.where(inside, waveform[index.clamp(max=n - 1)], torch.zeros((), device=waveform.device))
