@@ -23,6 +23,8 @@ from .weights import load_checkpoint
 
 # Shorter than this cannot hold a word; Whisper would only invent text for it.
 MIN_AUDIO_SECONDS = 0.25
+# Peak amplitude below -70 dBFS: digital silence or a muted input, never speech.
+SILENCE_PEAK = 10 ** (-70 / 20)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -145,6 +147,9 @@ class WhisperModel:
             if on_progress:
                 on_progress(done[0], content_frames)
 
+        if is_digital_silence(samples):
+            # Whisper invents words ("you") for silence; there is nothing to decode
+            return info, iter(())
         segments = iter_segments(
             self.module, mel, content_frames, tokenizer, options, alignment_heads=self.alignment_heads, on_progress=progress
         )
@@ -159,6 +164,11 @@ class WhisperModel:
         """The whole result from the segments ``iter_transcribe`` produced."""
         text = self.tokenizer(info.language).decode([t for s in segments for t in s.tokens])
         return TranscriptionResult(text=text, language=info.language, segments=segments, duration=info.duration, language_probs=info.language_probs)
+
+
+def is_digital_silence(samples: np.ndarray) -> bool:
+    """True when no sample rises above SILENCE_PEAK: nothing a microphone picked up is that quiet."""
+    return samples.size == 0 or max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK  # no |x| copy
 
 
 def _describe(audio: Any) -> str:

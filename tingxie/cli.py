@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from dataclasses import MISSING
 from typing import Any
@@ -54,6 +55,13 @@ def _add_dataclass_options(group, cls: type) -> None:
         group.add_argument(f"--{f.name}", type=kind, default=default, help=f"{f.metadata['help']} (default: {default})", **extra)
 
 
+# Edge packages that add sub-commands: each module's ``register(subparsers)`` adds its parser and sets
+# ``handler`` (args -> exit status). These modules are argparse only; heavy imports wait for the handler.
+EDGE_COMMANDS = (
+    "tingxie.server.cli",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tingxie", description="Speech recognition with the official Whisper weights.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('tingxie').__version__}")
@@ -90,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("languages", help="list the language codes and names")
     demo = sub.add_parser("demo", help="transcribe the sample bundled with the package using the embedded model")
     demo.add_argument("--model", default="tiny.en", help="model name or path (default: tiny.en, embedded)")
+    for module_name in EDGE_COMMANDS:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -99,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # a sub-command registered by an edge package
+        return handler(args)
     from . import commands
 
     if args.command == "transcribe":

@@ -45,6 +45,9 @@ class DecodingOptions:
             raise OptionError("patience requires beam_size to be given")
 
     def __post_init__(self) -> None:
+        from .tokenizer import normalize_language  # raises UnknownLanguageError for an unknown code or name
+
+        normalize_language(self.language)
         if self.task not in ("transcribe", "translate"):
             raise OptionError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
         if self.temperature < 0:
