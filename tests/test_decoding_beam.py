@@ -1,0 +1,97 @@
+"""Greedy, beam search and sampling on a tiny random model: the cached decoder equals an eager one that
+recomputes every sequence from scratch at each step, and a batch of windows equals each window alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from tingxie.decoding.decoder import decode
+from tingxie.model import Whisper
+from tingxie.options import DecodingOptions
+from tingxie.tokenizer import get_tokenizer
+from tingxie.weights.checkpoint import ModelDimensions
+
+DIMS = ModelDimensions(n_mels=80, n_audio_ctx=8, n_audio_state=32, n_audio_head=2, n_audio_layer=2,
+                       n_vocab=51864, n_text_ctx=48, n_text_state=32, n_text_head=2, n_text_layer=2)
+
+
+@pytest.fixture(scope="module")
+def model() -> Whisper:
+    torch.manual_seed(0)
+    m = Whisper(DIMS)
+    with torch.no_grad():
+        m.decoder.positional_embedding.normal_(0, 1.0)  # positions vary the output, so beams diverge
+        # make the end of text reachable so beams finish at different lengths
+        m.decoder.token_embedding.weight[50256].mul_(6.0)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def features(model) -> torch.Tensor:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        return model.embed_audio(torch.randn(3, 80, 2 * DIMS.n_audio_ctx))
+
+
+@dataclass
+class HistoryCache:
+    """Stands in for the KV cache: remembers whole sequences, so each step is an eager forward pass."""
+
+    features: torch.Tensor
+    history: torch.Tensor
+
+    def reorder(self, source_indices: torch.Tensor) -> None:
+        self.history = self.history[source_indices]
+
+
+class EagerModel:
+    """The model's interface, decoding without any cached state."""
+
+    def __init__(self, model: Whisper):
+        self.model = model
+        self.dims, self.device, self.dtype, self.is_multilingual = model.dims, model.device, model.dtype, model.is_multilingual
+
+    def new_cache(self, features: torch.Tensor, repeat: int = 1) -> HistoryCache:
+        feats = features.repeat_interleave(repeat, dim=0)
+        return HistoryCache(feats, torch.zeros(feats.shape[0], 0, dtype=torch.long))
+
+    def decode(self, tokens: torch.Tensor, cache: HistoryCache) -> torch.Tensor:
+        cache.history = torch.cat([cache.history, tokens], dim=1)
+        return self.model.logits(cache.history, cache.features)[:, -tokens.shape[1] :]
+
+
+OPTIONS = {
+    "greedy": DecodingOptions(language="en", temperature=0.0),
+    "greedy_no_timestamps": DecodingOptions(language="en", temperature=0.0, without_timestamps=True),
+    "beam3": DecodingOptions(language="en", temperature=0.0, beam_size=3),
+    "beam4_patience2": DecodingOptions(language="en", temperature=0.0, beam_size=4, patience=2.0),
+    "beam3_length_penalty": DecodingOptions(language="en", temperature=0.0, beam_size=3, length_penalty=0.5),
+    "best_of_3": DecodingOptions(language="en", temperature=0.7, best_of=3),
+}
+
+
+def run(model, features, options) -> list[tuple[list[int], float]]:
+    tokenizer = get_tokenizer(False)
+    results = decode(model, features, tokenizer, options, generator=torch.Generator().manual_seed(7))
+    return [(r.tokens, r.sum_logprob) for r in results]
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_cached_decoder_equals_eager(model, features, name):
+    cached = run(model, features, OPTIONS[name])
+    eager = run(EagerModel(model), features, OPTIONS[name])
+    assert [t for t, _ in cached] == [t for t, _ in eager]
+    assert [s for _, s in cached] == pytest.approx([s for _, s in eager], abs=1e-3)
+    assert any(len(t) > 0 for t, _ in cached), "the random model produced nothing to compare"
+
+
+@pytest.mark.parametrize("name", ["greedy", "beam3", "beam4_patience2"])
+def test_batch_equals_each_window_alone(model, features, name):
+    batched = run(model, features, OPTIONS[name])
+    alone = [run(model, features[i : i + 1], OPTIONS[name])[0] for i in range(features.shape[0])]
+    assert [t for t, _ in batched] == [t for t, _ in alone]
+    assert [s for _, s in batched] == pytest.approx([s for _, s in alone], abs=1e-3)
+
