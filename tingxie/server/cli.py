@@ -1,0 +1,97 @@
+"""The ``tingxie serve`` sub-command: its arguments (``add_serve_parser``) and what it does (``serve_command``).
+
+Importing this module is cheap (no FastAPI, no torch), so the main CLI can always register the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+# API keys may come from the environment, so they don't show in `ps` (comma-separated).
+API_KEYS_ENV = "TINGXIE_API_KEYS"
+
+
+def _optional_int(value: str) -> int | None:
+    return None if value.strip().lower() == "none" else int(value)
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``serve`` on the main parser's sub-parsers; returns the new parser."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the OpenAI-compatible transcription API and a web page",
+        description="An OpenAI-compatible speech-to-text server (POST /v1/audio/transcriptions, /v1/audio/translations) "
+        "with a web page at /. Point the official openai client at http://HOST:PORT/v1.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 exposes the server to the network (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    p.add_argument("--model", default="tiny.en", help="the default model, loaded at start (default: tiny.en, embedded)")
+    p.add_argument("--extra-model", action="append", default=[], metavar="NAME", dest="extra_models",
+                   help="another model requests may name, loaded on first use (repeatable)")
+    p.add_argument("--model-dir", default=None, help="cache folder for downloaded models (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
+    p.add_argument("--device", default="auto", help="torch device: cpu, cuda, mps or auto (default: auto)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="precision (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's choice (default: 0)")
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY", dest="api_keys",
+                   help=f"require 'Authorization: Bearer KEY' on /v1 (repeatable; also ${API_KEYS_ENV}, comma-separated)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload accepted, in MB; larger gets 413 (default: 25, as OpenAI)")
+    p.add_argument("--workers", type=int, default=1, help="transcriptions run at once, each on its own thread (default: 1)")
+    p.add_argument("--max-queue", type=int, default=8, help="requests waiting for a worker before new ones get 429 (default: 8)")
+    p.add_argument("--beam-size", type=_optional_int, default=5,
+                   help="beam search width at temperature 0; None decodes greedily (default: 5, as the CLI)")
+    p.add_argument("--best-of", type=_optional_int, default=5, help="samples drawn at temperature > 0 (default: 5, as the CLI)")
+    p.add_argument("--shutdown-timeout", type=float, default=300.0, help="seconds a graceful shutdown waits for in-flight requests (default: 300)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="level of the JSON logs on stderr (default: info)")
+    return p
+
+
+def register(subparsers: Any) -> None:
+    """The main CLI's hook: add ``serve`` with its handler."""
+    add_serve_parser(subparsers).set_defaults(handler=serve_command)
+
+
+def settings_from_args(args: argparse.Namespace | dict[str, Any]) -> Any:
+    """The ServerSettings for parsed ``serve`` arguments (keys from --api-key and the environment)."""
+    from .settings import ServerSettings
+
+    a = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    env_keys = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    return ServerSettings(
+        host=a["host"], port=a["port"], model=a["model"], extra_models=tuple(a["extra_models"]), device=a["device"],
+        dtype=None if a["dtype"] == "auto" else a["dtype"], model_dir=a["model_dir"], api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
+        max_upload_mb=a["max_upload_mb"], workers=a["workers"], max_queue=a["max_queue"], beam_size=a["beam_size"],
+        best_of=a["best_of"], shutdown_timeout=a["shutdown_timeout"], log_level=a["log_level"],
+    )
+
+
+def serve_command(args: argparse.Namespace | dict[str, Any]) -> int:
+    """Run the server in the foreground; returns the exit status."""
+    from ..errors import TingxieError
+
+    try:
+        settings = settings_from_args(args)
+    except TingxieError as e:
+        print(f"tingxie serve: error: {e}", file=sys.stderr)
+        return 2
+    threads = (vars(args) if isinstance(args, argparse.Namespace) else args).get("threads", 0)
+    if threads and threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    if not settings.auth_required and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"tingxie serve: warning: listening on {settings.host} without --api-key; anyone who can reach it can use it", file=sys.stderr)
+    from .runner import run
+
+    return run(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tingxie.server``: the same as ``tingxie serve``."""
+    parser = argparse.ArgumentParser(prog="python -m tingxie.server")
+    sub = parser.add_subparsers(dest="command", required=True, prog="tingxie")  # usage reads "tingxie serve ..."
+    add_serve_parser(sub)
+    return serve_command(parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)]))

@@ -1,0 +1,65 @@
+"""The server's settings: one frozen object built by ``tingxie serve`` (or a test) and read everywhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import OptionError
+
+# Names that OpenAI clients send by default; they mean "the server's default model".
+DEFAULT_MODEL_ALIASES = ("whisper-1",)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything ``create_app`` needs; nothing here changes while the server runs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str = "tiny.en"
+    # further models a request may name; each is loaded on first use and then kept
+    extra_models: tuple[str, ...] = ()
+    device: str = "cpu"
+    dtype: str | None = None
+    model_dir: str | None = None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_upload_mb: float = 25.0
+    workers: int = 1
+    max_queue: int = 8
+    # the CLI's defaults (beam search with 5 beams, best of 5 when sampling), so the server answers as `tingxie transcribe` does
+    beam_size: int | None = 5
+    best_of: int | None = 5
+    # seconds a graceful shutdown waits for in-flight requests before giving up on them
+    shutdown_timeout: float = 300.0
+    log_level: str = "info"
+    # where uploads are spooled while they are transcribed; None uses the system temp folder
+    upload_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise OptionError(f"workers must be >= 1, got {self.workers}")
+        if self.max_queue < 0:
+            raise OptionError(f"max_queue must be >= 0, got {self.max_queue}")
+        if not self.max_upload_mb > 0:
+            raise OptionError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if not 0 <= self.port <= 65535:
+            raise OptionError(f"port must be between 0 and 65535, got {self.port}")
+        for name in ("beam_size", "best_of"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(f"{name} must be >= 1 or None, got {value}")
+        if any(not key for key in self.api_keys):
+            raise OptionError("an API key can't be empty")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models requests may name, the default first, without duplicates."""
+        return tuple(dict.fromkeys((self.model, *self.extra_models)))

@@ -1,0 +1,63 @@
+// What every tingxie page shares: the links between pages, the API key, JSON requests, small DOM helpers.
+// Each page is an ES module that imports from here (no build step).
+
+// The pages the navigation bar links to. A new page adds one line here (and its route serves its HTML).
+export const PAGES = [
+  { href: "/", label: "Transcribe" },
+];
+
+const KEY_STORAGE = "tingxie.apiKey";
+
+export const $ = (id) => document.getElementById(id);
+
+export function show(el, visible) { el.classList.toggle("hidden", !visible); }
+
+// 75.5 -> "01:15.50"; an hour or more -> "1:02:03.00".
+export function clock(seconds) {
+  const whole = Math.max(0, seconds);
+  const m = Math.floor(whole / 60);
+  const s = whole - m * 60;
+  const h = Math.floor(m / 60);
+  const mm = String(m % 60).padStart(2, "0");
+  const ss = s.toFixed(2).padStart(5, "0");
+  return (h ? h + ":" : "") + mm + ":" + ss;
+}
+
+// The API key the user typed once (only servers started with --api-key need one), kept in this browser.
+export function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
+export function setApiKey(key) { localStorage.setItem(KEY_STORAGE, key.trim()); }
+export function authHeaders() {
+  const key = apiKey();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
+// The server's message from an OpenAI-shaped error body, or a fallback.
+export function errorMessage(body, fallback) {
+  return (body && body.error && body.error.message) || fallback;
+}
+
+export async function getJson(path) {
+  const response = await fetch(path, { headers: authHeaders() });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(errorMessage(body, response.statusText));
+  return body;
+}
+
+// /health answers 503 while the model loads, with the same body: read it either way.
+export async function health() {
+  const response = await fetch("/health");
+  return response.json();
+}
+
+// Fill <nav id="nav"> with links to every page, marking the one shown.
+export function renderNav() {
+  const nav = $("nav");
+  if (!nav) return;
+  nav.replaceChildren(...PAGES.map((page) => {
+    const link = document.createElement("a");
+    link.href = page.href;
+    link.textContent = page.label;
+    if (page.href === location.pathname) link.setAttribute("aria-current", "page");
+    return link;
+  }));
+}
