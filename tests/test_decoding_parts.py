@@ -159,3 +159,10 @@ def test_ranker_length_normalisation_and_penalty():
 
 def test_compression_ratio_is_high_for_loops():
     assert compression_ratio("the cat " * 40) > 2.4 > compression_ratio("And so my fellow Americans, ask not what your country can do for you")
+
+
+def test_ranker_takes_an_empty_candidate():
+    # a window that ends at once (silence) leaves a candidate with no tokens; it must rank, not crash
+    tokens = [[[], [5, 6]]]
+    assert MaximumLikelihoodRanker(None).rank(tokens, [[-0.1, -4.0]]) == [0]
+    assert MaximumLikelihoodRanker(1.0).rank(tokens, [[-9.0, -1.0]]) == [1]

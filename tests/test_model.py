@@ -63,9 +63,17 @@ def test_cache_reorder_follows_beams(model, features):
 
 def test_repeat_gives_each_audio_consecutive_rows(model, features):
     cache = model.new_cache(features, repeat=3)
-    assert cache.batch_size == 6
-    torch.testing.assert_close(cache.cross_k[:, 1], cache.cross_k[:, 0])
-    assert not torch.equal(cache.cross_k[:, 2], cache.cross_k[:, 3])
+    assert cache.batch_size == 6 and cache.group == 3
+    assert cache.cross_k.shape[1] == 2  # the cross K/V of each audio are stored once for its 3 rows
+    assert not torch.equal(cache.cross_k[:, 0], cache.cross_k[:, 1])
+
+
+def test_grouped_cross_attention_equals_repeated_rows(model, features):
+    tokens = torch.randint(0, 50000, (6, 4))
+    with torch.inference_mode():
+        grouped = model.decode(tokens, model.new_cache(features, repeat=3))
+        repeated = model.decode(tokens, model.new_cache(features.repeat_interleave(3, dim=0)))
+    torch.testing.assert_close(grouped, repeated, rtol=1e-5, atol=1e-5)
 
 
 def test_context_overflow_is_an_error(model, features):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import chinese
 from .audio import N_FRAMES, SAMPLE_RATE, decode_audio, pad_or_trim
 from .decoding import detect_language as _detect_language
 from .decoding.decoder import audio_features_of
@@ -60,6 +61,7 @@ class TranscriptionInfo:
     language: str
     language_probs: dict[str, float] | None
     duration: float
+    chinese_script: str = "as-is"
 
 
 class WhisperModel:
@@ -111,8 +113,14 @@ class WhisperModel:
         return samples
 
     def _prepare_options(self, options: TranscribeOptions) -> TranscribeOptions:
-        language = normalize_language(options.decoding.language)
+        raw = options.decoding.language
+        if isinstance(raw, str) and raw.strip().lower() == "auto":  # 'auto' means every window, None the first only
+            options = replace(options, language_per_window=True)
+        language = normalize_language(raw)
+        if language is not None and options.language_per_window:
+            options = replace(options, language_per_window=False)  # a language given is a language for every window
         if not self.is_multilingual:
+            options = replace(options, language_per_window=False)
             if language not in (None, "en"):
                 raise OptionError(f"{self.name or 'this model'} is English-only; it cannot transcribe {LANGUAGES[language]!r} (use a multilingual model such as base)")
             if options.decoding.task == "translate":
@@ -137,9 +145,13 @@ class WhisperModel:
         language, probs = options.decoding.language, None
         if language is None:
             language, probs = self._detect(mel)
-            options = replace(options, decoding=replace(options.decoding, language=language))
+            if not options.language_per_window:  # decode every window in the first window's language, as the reference
+                options = replace(options, decoding=replace(options.decoding, language=language))
+        script = options.chinese_script
+        if options.chinese_prompt and chinese.applies_to(language, script) and options.initial_prompt is None:
+            options = replace(options, initial_prompt=chinese.steering_prompt(script))
         tokenizer = self.tokenizer(language, options.decoding.task)
-        info = TranscriptionInfo(language=language, language_probs=probs, duration=samples.size / SAMPLE_RATE)
+        info = TranscriptionInfo(language=language, language_probs=probs, duration=samples.size / SAMPLE_RATE, chinese_script=script)
         done = [0]
 
         def progress(frames: int) -> None:
@@ -153,6 +165,8 @@ class WhisperModel:
         segments = iter_segments(
             self.module, mel, content_frames, tokenizer, options, alignment_heads=self.alignment_heads, on_progress=progress
         )
+        if script != chinese.AS_IS:
+            segments = (chinese.convert_segment(s, script, language) for s in segments)
         return info, segments
 
     def transcribe(self, audio: Any, options: TranscribeOptions | None = None, *, on_progress=None, **kwargs: Any) -> TranscriptionResult:
@@ -163,6 +177,8 @@ class WhisperModel:
     def assemble(self, info: TranscriptionInfo, segments: list[Segment]) -> TranscriptionResult:
         """The whole result from the segments ``iter_transcribe`` produced."""
         text = self.tokenizer(info.language).decode([t for s in segments for t in s.tokens])
+        if any(chinese.applies_to(s.language or info.language, info.chinese_script) for s in segments):
+            text = "".join(s.text for s in segments)  # the segments' converted text, not the model's tokens
         return TranscriptionResult(text=text, language=info.language, segments=segments, duration=info.duration, language_probs=info.language_probs)
 
 
@@ -182,9 +198,20 @@ def load_model(
     *,
     download: bool = True,
     cache_dir: str | Path | None = None,
+    compute_type: str | None = None,
 ) -> WhisperModel:
-    """Load a model by name (tiny.en, base, small, ... large-v3-turbo) or path (OpenAI .pt, Hugging Face, CTranslate2)."""
+    """Load a model by name (tiny.en, base, small, ... large-v3-turbo) or path (OpenAI .pt, Hugging Face, CTranslate2).
+
+    ``compute_type``: None or 'default' computes in ``dtype``; 'int8' runs the linear layers with int8
+    weights on the CPU (faster, not bit-identical); 'auto' is int8 on a CPU, default elsewhere.
+    """
+    from .quantize import quantize_int8, resolve_compute_type
+
     dev = resolve_device(device)
-    checkpoint = load_checkpoint(name_or_path, cache_dir=cache_dir, download=download)
-    module = build_model(checkpoint, device=dev, dtype=resolve_dtype(dtype, dev))
+    torch_dtype = resolve_dtype(dtype, dev)
+    compute = resolve_compute_type(compute_type, dev, torch_dtype)
+    checkpoint = load_checkpoint(name_or_path, cache_dir=cache_dir, download=download, convert_to=torch_dtype)
+    module = build_model(checkpoint, device=dev, dtype=torch_dtype)
+    if compute == "int8":
+        quantize_int8(module)
     return WhisperModel(module, name=str(name_or_path), alignment_heads=checkpoint.alignment_heads, source=checkpoint.source)

@@ -11,7 +11,7 @@ from .errors import TingxieError
 from .options import TranscribeOptions, build_options, temperature_schedule
 
 _NOT_OPTIONS = {
-    "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "output_dir", "output_format",
+    "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "compute_type", "batch_size", "output_dir", "output_format",
     "verbose", "progress", "highlight_words", "max_line_width", "max_line_count", "max_words_per_line",
     "temperature", "temperature_increment_on_fallback",
 }
@@ -59,7 +59,7 @@ def transcribe_command(args: dict[str, Any]) -> int:
         from .api import load_model
 
         dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
-        model = load_model(args["model"], device=args["device"], dtype=dtype, cache_dir=args["model_dir"])
+        model = load_model(args["model"], device=args["device"], dtype=dtype, cache_dir=args["model_dir"], compute_type=args.get("compute_type"))
         if not model.is_multilingual and options.decoding.language not in (None, "en", "English", "english"):
             warnings.warn(f"{args['model']} is an English-only model; using English instead of {options.decoding.language!r}", stacklevel=1)
             options = build_options(**{**_flat(options), "language": "en"})
@@ -71,7 +71,7 @@ def transcribe_command(args: dict[str, Any]) -> int:
     failures: list[tuple[str, str]] = []
     for path in args["audio"]:
         try:
-            result = _transcribe_one(model, path, options, args["verbose"], args["progress"])
+            result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0)
             write_result(result.to_dict(), path, output_dir, args["output_format"], subtitle)
             if not result.text.strip():
                 failures.append((path, "no speech detected (the outputs were written, empty)"))
@@ -92,7 +92,7 @@ def _flat(options: TranscribeOptions) -> dict[str, Any]:
     return out
 
 
-def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool):
+def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool, batch_size: int = 0):
     bar = _progress_bar(progress, Path(path).name)
     try:
         def on_progress(done: int, total: int) -> None:
@@ -100,7 +100,12 @@ def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool,
             bar.n = done / 100
             bar.refresh()
 
-        info, segments_iter = model.iter_transcribe(path, options, on_progress=on_progress)
+        if batch_size > 0:
+            from .batched import iter_transcribe_batched
+
+            info, segments_iter = iter_transcribe_batched(model, path, options, batch_size=batch_size, on_progress=on_progress)
+        else:
+            info, segments_iter = model.iter_transcribe(path, options, on_progress=on_progress)
         segments = []
         for segment in segments_iter:
             segments.append(segment)

@@ -16,7 +16,30 @@ from torch import Tensor, nn
 from .weights.checkpoint import ModelDimensions
 
 
+class Linear(nn.Linear):
+    def reset_parameters(self) -> None:
+        # on the meta device (build_model) the checkpoint replaces every value; meta init would import torch._dynamo (1.5 s)
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class Conv1d(nn.Conv1d):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class Embedding(nn.Embedding):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
 class LayerNorm(nn.LayerNorm):
+    def reset_parameters(self) -> None:
+        if self.weight is None or not self.weight.is_meta:
+            super().reset_parameters()
+
     def forward(self, x: Tensor) -> Tensor:
         # statistics in float32 even for half-precision weights, as the reference does
         return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps).type(x.dtype)
@@ -24,9 +47,10 @@ class LayerNorm(nn.LayerNorm):
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
     """The encoder's fixed sinusoidal position embedding."""
-    log_timescale_increment = torch.log(torch.tensor(max_timescale)) / (channels // 2 - 1)
-    inv_timescales = torch.exp(-log_timescale_increment * torch.arange(channels // 2))
-    scaled_time = torch.arange(length)[:, None] * inv_timescales[None, :]
+    # explicit CPU tensors: under build_model's meta-device context these ops would pull in torch._dynamo (1.5 s)
+    log_timescale_increment = torch.log(torch.tensor(max_timescale, device="cpu")) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-log_timescale_increment * torch.arange(channels // 2, device="cpu"))
+    scaled_time = torch.arange(length, device="cpu")[:, None] * inv_timescales[None, :]
     return torch.cat([torch.sin(scaled_time), torch.cos(scaled_time)], dim=1)
 
 
@@ -35,7 +59,8 @@ class KVCache:
     """Decoder state for one batch of sequences that all have ``length`` tokens so far.
 
     self_k/self_v: (n_layer, batch, n_head, n_text_ctx, d_head), filled up to ``length``.
-    cross_k/cross_v: (n_layer, batch, n_head, n_audio_ctx, d_head), computed once per window.
+    cross_k/cross_v: (n_layer, batch // group, n_head, n_audio_ctx, d_head), computed once per window
+    and shared by the ``group`` consecutive sequences (beams or samples) of each audio.
     """
 
     self_k: Tensor
@@ -43,6 +68,7 @@ class KVCache:
     cross_k: Tensor
     cross_v: Tensor
     length: int = 0
+    group: int = 1
 
     @property
     def batch_size(self) -> int:
@@ -62,10 +88,10 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, n_state: int, n_head: int):
         super().__init__()
         self.n_head = n_head
-        self.query = nn.Linear(n_state, n_state)
-        self.key = nn.Linear(n_state, n_state, bias=False)
-        self.value = nn.Linear(n_state, n_state)
-        self.out = nn.Linear(n_state, n_state)
+        self.query = Linear(n_state, n_state)
+        self.key = Linear(n_state, n_state, bias=False)
+        self.value = Linear(n_state, n_state)
+        self.out = Linear(n_state, n_state)
 
     def heads(self, x: Tensor) -> Tensor:
         """(batch, time, state) -> (batch, head, time, d_head)"""
@@ -93,13 +119,21 @@ class MultiHeadAttention(nn.Module):
             mask = torch.ones(t, offset + t, dtype=torch.bool, device=x.device).tril(diagonal=offset)
         return self.out(self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
 
-    def cross_attention(self, x: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def cross_attention(self, x: Tensor, k: Tensor, v: Tensor, group: int = 1) -> Tensor:
+        """Attention of x (batch, tokens, state) to the audio's K/V (batch // group, head, frames, d_head)."""
         q = self.heads(self.query(x))
-        return self.out(self.merge(F.scaled_dot_product_attention(q, k, v)))
+        if group == 1:
+            return self.out(self.merge(F.scaled_dot_product_attention(q, k, v)))
+        # the group's queries attend to their one audio together: K/V are read once, not once per beam
+        b, h, t, d = q.shape
+        q = q.view(b // group, group, h, t, d).transpose(1, 2).reshape(b // group, h, group * t, d)
+        out = F.scaled_dot_product_attention(q, k, v).view(b // group, h, group, t, d).transpose(1, 2).reshape(b, h, t, d)
+        return self.out(self.merge(out))
 
-    def cross_attention_logits(self, x: Tensor, k: Tensor) -> Tensor:
+    def cross_attention_logits(self, x: Tensor, k: Tensor, group: int = 1) -> Tensor:
         """Pre-softmax scaled cross-attention scores (batch, head, tokens, frames), for word timing."""
         q = self.heads(self.query(x))
+        k = k.repeat_interleave(group, dim=0) if group > 1 else k
         return (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
 
 
@@ -110,7 +144,7 @@ class ResidualAttentionBlock(nn.Module):
         self.attn_ln = LayerNorm(n_state)
         self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
         self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
-        self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
+        self.mlp = nn.Sequential(Linear(n_state, 4 * n_state), nn.GELU(), Linear(4 * n_state, n_state))
         self.mlp_ln = LayerNorm(n_state)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -121,16 +155,16 @@ class ResidualAttentionBlock(nn.Module):
         x = x + self.attn.cached_self_attention(self.attn_ln(x), cache.self_k[layer], cache.self_v[layer], cache.length)
         h = self.cross_attn_ln(x)
         if cross_logits is not None:
-            cross_logits.append(self.cross_attn.cross_attention_logits(h, cache.cross_k[layer]))
-        x = x + self.cross_attn.cross_attention(h, cache.cross_k[layer], cache.cross_v[layer])
+            cross_logits.append(self.cross_attn.cross_attention_logits(h, cache.cross_k[layer], cache.group))
+        x = x + self.cross_attn.cross_attention(h, cache.cross_k[layer], cache.cross_v[layer], cache.group)
         return x + self.mlp(self.mlp_ln(x))
 
 
 class AudioEncoder(nn.Module):
     def __init__(self, n_mels: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
         super().__init__()
-        self.conv1 = nn.Conv1d(n_mels, n_state, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
+        self.conv1 = Conv1d(n_mels, n_state, kernel_size=3, padding=1)
+        self.conv2 = Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positional_embedding", sinusoids(n_ctx, n_state))
         self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer))
         self.ln_post = LayerNorm(n_state)
@@ -150,10 +184,12 @@ class AudioEncoder(nn.Module):
 class TextDecoder(nn.Module):
     def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
         super().__init__()
-        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.token_embedding = Embedding(n_vocab, n_state)
         self.positional_embedding = nn.Parameter(torch.empty(n_ctx, n_state))
         self.blocks = nn.ModuleList(ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer))
         self.ln = LayerNorm(n_state)
+        # the output projection; None multiplies by the token embedding (tied weights), int8 sets a quantized copy
+        self.logits_proj: nn.Module | None = None
 
     def forward(self, tokens: Tensor, cache: KVCache, cross_logits: list | None = None) -> Tensor:
         """Logits (batch, new tokens, vocab) for ``tokens`` appended after the cached ones; advances the cache."""
@@ -166,6 +202,8 @@ class TextDecoder(nn.Module):
             x = block.decode(x, cache, layer, cross_logits)
         cache.length = offset + t
         x = self.ln(x)
+        if self.logits_proj is not None:
+            return self.logits_proj(x).float()
         return (x @ self.token_embedding.weight.to(x.dtype).T).float()
 
 
@@ -198,12 +236,11 @@ class Whisper(nn.Module):
     def new_cache(self, audio_features: Tensor, repeat: int = 1) -> KVCache:
         """A fresh cache whose cross-attention K/V are computed once from the audio features.
 
-        ``repeat`` > 1 gives each audio that many consecutive rows (beams or samples).
+        ``repeat`` > 1 gives each audio that many consecutive rows (beams or samples); they share
+        the audio's cross K/V, which are stored once.
         """
-        if repeat > 1:
-            audio_features = audio_features.repeat_interleave(repeat, dim=0)
         dims, dtype, device = self.dims, audio_features.dtype, audio_features.device
-        batch, d_head = audio_features.shape[0], dims.n_text_state // dims.n_text_head
+        batch, d_head = audio_features.shape[0] * repeat, dims.n_text_state // dims.n_text_head
         cross_k, cross_v = [], []
         for block in self.decoder.blocks:
             attn = block.cross_attn
@@ -215,6 +252,7 @@ class Whisper(nn.Module):
             self_v=torch.zeros(shape, dtype=dtype, device=device),
             cross_k=torch.stack(cross_k),
             cross_v=torch.stack(cross_v),
+            group=repeat,
         )
 
     def decode(self, tokens: Tensor, cache: KVCache) -> Tensor:

@@ -21,7 +21,7 @@ class DecodingOptions:
     """How one 30-s window is decoded."""
 
     task: str = _opt("transcribe", "'transcribe' (speech -> text in its language) or 'translate' (-> English)", choices=("transcribe", "translate"))
-    language: str | None = _opt(None, "language spoken in the audio (code or name); None detects it")
+    language: str | None = _opt(None, "language spoken in the audio (code or name); None detects it from the first 30 s, auto in every 30-s window")
     temperature: float = _opt(0.0, "sampling temperature; 0 decodes greedily or by beam search")
     sample_len: int | None = _opt(None, "maximum number of tokens to sample per window (default: half the text context)")
     best_of: int | None = _opt(None, "number of independent samples to take when temperature > 0; the most likely is kept")
@@ -34,6 +34,11 @@ class DecodingOptions:
     suppress_blank: bool = _opt(True, "suppress a blank or end-of-text as the first sampled token")
     without_timestamps: bool = _opt(False, "decode text only, with <|notimestamps|>")
     max_initial_timestamp: float | None = _opt(1.0, "latest time in seconds the first timestamp of a window may take")
+    hotwords: str | None = _opt(None, "comma-separated words or names to favour (e.g. 'Kubernetes, ComfyUI'): put in the prompt when there is no prefix, and their tokens boosted")
+    hotword_boost: float = _opt(2.0, "logit bonus for tokens that begin or continue a hotword; 0 keeps the hotwords in the prompt only")
+    lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie[lm]')")
+    lm_weight: float = _opt(0.3, "weight of the language model's natural-log word probability in beam search (shallow fusion)")
+    lm_bonus: float = _opt(0.5, "score added per completed word when a language model is used (offsets the model's preference for fewer words)")
 
     def check_window(self) -> None:
         """Combinations that only make sense per window (transcribe drops the one not used at a temperature)."""
@@ -65,6 +70,20 @@ class DecodingOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(f"{name} must be >= 1, got {value}")
+        if self.lm is not None:
+            self._check_lm()
+
+    def _check_lm(self) -> None:
+        """A language model needs its file, the kenlm package and beam search (the windows decoded at temperature 0)."""
+        import importlib.util
+        from pathlib import Path
+
+        if not Path(self.lm).is_file():
+            raise OptionError(f"language model file not found: {self.lm}")
+        if importlib.util.find_spec("kenlm") is None:
+            raise OptionError("a language model (lm) needs the kenlm package: pip install 'tingxie[lm]'")
+        if self.temperature == 0 and self.beam_size is None:
+            raise OptionError("lm is fused into beam search: give beam_size too (e.g. 5); sampled windows (temperature > 0) ignore it")
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,9 @@ class TranscribeOptions:
     append_punctuations: str = _opt("\"'.。,，!！?？:：”)]}、", "with word timestamps, merge these symbols with the previous word")
     clip_timestamps: tuple[float, ...] = _opt((), "start,end,start,end,... seconds of the clips to process; the last end defaults to the end")
     hallucination_silence_threshold: float | None = _opt(None, "with word timestamps, skip silences longer than this (s) around a likely hallucination")
+    language_per_window: bool = _opt(False, "detect the language of every 30-s window, not just the first (code-switched audio); language 'auto' turns it on")
+    chinese_script: str = _opt("as-is", "script of Chinese output: simplified or traditional (OpenCC converts text, segments and words) or as-is", choices=("simplified", "traditional", "as-is"))
+    chinese_prompt: bool = _opt(False, "with chinese_script simplified or traditional and no initial_prompt, prompt with a punctuated sentence in that script (adds punctuation; may cost accuracy)")
 
     def __post_init__(self) -> None:
         if not self.temperature:
@@ -94,6 +116,9 @@ class TranscribeOptions:
             raise OptionError(f"clip_timestamps must be start,end pairs with end >= start, got {self.clip_timestamps}")
         if self.hallucination_silence_threshold is not None and not self.word_timestamps:
             raise OptionError("hallucination_silence_threshold requires word_timestamps")
+        from .chinese import check_script  # OpenCC itself is imported only when text is converted
+
+        check_script(self.chinese_script)
 
     def window_decoding(self, temperature: float) -> DecodingOptions:
         """The per-window options at one fallback temperature (beam search only at 0, best_of only above)."""

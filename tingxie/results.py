@@ -46,6 +46,8 @@ class Segment:
         }
         if self.words is not None:
             d["words"] = [w.to_dict() for w in self.words]
+        if self.language is not None:  # set where the language was detected window by window
+            d["language"] = self.language
         return d
 
     @classmethod

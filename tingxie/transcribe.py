@@ -21,7 +21,7 @@ from .model import Whisper
 from .options import TranscribeOptions
 from .results import Segment, Word
 from .timing import add_word_timestamps
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, get_tokenizer
 
 PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
 
@@ -179,6 +179,20 @@ def _to_segment(d: dict, language: str | None) -> Segment:
     )
 
 
+def resume_after_language_change(tokens: list[int], timestamp_begin: int, seek: int, segment_size: int, input_stride: int, new_seek: int) -> int:
+    """With a language per window, a decode that stops well before the window's end often means the
+    speech went on in another language: the next window starts at the last timestamp and detects again.
+    """
+    last = (tokens[-1] - timestamp_begin) * input_stride if tokens and tokens[-1] >= timestamp_begin else 0
+    if 0 < last < segment_size - FRAMES_PER_SECOND:  # at least a second of the window left undecoded
+        return seek + last
+    return new_seek
+
+
+def _tokenizer_for(model: Whisper, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
+    return get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=language, task=tokenizer.task)
+
+
 def iter_segments(
     model: Whisper,
     mel: Tensor,
@@ -225,10 +239,14 @@ def iter_segments(
                 on_progress(min(content_frames, state.seek) - seek)
             continue
 
-        segments, new_seek, single_ending = split_at_timestamps(result, tokenizer, seek, segment_size, time_precision, input_stride)
+        # without a language, each window was decoded in the language detected for it (code-switched audio)
+        window_tokenizer = tokenizer if language else _tokenizer_for(model, tokenizer, result.language)
+        segments, new_seek, single_ending = split_at_timestamps(result, window_tokenizer, seek, segment_size, time_precision, input_stride)
+        if not language and single_ending:
+            new_seek = resume_after_language_change(result.tokens, tokenizer.timestamp_begin, seek, segment_size, input_stride, new_seek)
         if options.word_timestamps and alignment_heads:
             add_word_timestamps(
-                segments=segments, model=model, tokenizer=tokenizer, audio_features=features, num_frames=segment_size,
+                segments=segments, model=model, tokenizer=window_tokenizer, audio_features=features, num_frames=segment_size,
                 alignment_heads=alignment_heads, prepend_punctuations=options.prepend_punctuations,
                 append_punctuations=options.append_punctuations, last_speech_timestamp=state.last_speech_timestamp,
             )
@@ -255,7 +273,7 @@ def iter_segments(
             seg["id"] = state.next_id
             state.next_id += 1
             state.all_tokens.extend(seg["tokens"])
-            yield _to_segment(seg, language or result.language)
+            yield _to_segment(seg, None if language else result.language)  # a segment names its language when detected per window
         if not options.condition_on_previous_text or result.temperature > 0.5:
             state.prompt_reset_since = len(state.all_tokens)
         if on_progress:

@@ -14,6 +14,7 @@ from ..model import Whisper
 from ..options import DecodingOptions
 from ..tokenizer import Tokenizer
 from .filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens, suppress_token_ids
+from .hotwords import hotword_filter, hotword_prompt_tokens
 from .language import detect_language
 from .selectors import BeamSearchSelector, GreedySelector, MaximumLikelihoodRanker
 
@@ -47,8 +48,12 @@ def initial_tokens(tokenizer: Tokenizer, options: DecodingOptions, n_ctx: int, s
         prefix = tokenizer.encode(" " + options.prefix.strip()) if isinstance(options.prefix, str) else list(options.prefix)
         max_prefix_len = n_ctx // 2 - sample_len
         tokens += prefix[-max_prefix_len:] if max_prefix_len > 0 else prefix
+    prompt: list[int] = []
     if options.prompt:
         prompt = tokenizer.encode(" " + options.prompt.strip()) if isinstance(options.prompt, str) else list(options.prompt)
+    if options.hotwords and not options.prefix:  # as faster-whisper: the hotwords before the previous text
+        prompt = hotword_prompt_tokens(tokenizer, options.hotwords, prompt, n_ctx // 2 - 1)
+    if prompt:
         tokens = [tokenizer.sot_prev] + prompt[-(n_ctx // 2 - 1) :] + tokens
     return tokens
 
@@ -62,6 +67,10 @@ def logit_filters(tokenizer: Tokenizer, options: DecodingOptions, sample_begin: 
         if tokenizer.no_speech is not None:
             specials.append(tokenizer.no_speech)
         filters.append(SuppressTokens(suppress_token_ids(options.suppress_tokens, tokenizer.non_speech_tokens, specials)))
+    if options.hotwords:  # before the timestamp rules, so that their forcing sees the boosted text
+        boost = hotword_filter(tokenizer, options.hotwords, options.hotword_boost, sample_begin)
+        if boost is not None:
+            filters.append(boost)
     if not options.without_timestamps:
         precision = CHUNK_LENGTH / n_audio_ctx  # seconds per timestamp step: 0.02
         max_initial = round(options.max_initial_timestamp / precision) if options.max_initial_timestamp else None
@@ -69,6 +78,7 @@ def logit_filters(tokenizer: Tokenizer, options: DecodingOptions, sample_begin: 
     return filters
 
 
+@torch.no_grad()  # callers outside inference mode would otherwise keep every encoder activation for autograd
 def audio_features_of(model: Whisper, mel_or_features: Tensor) -> Tensor:
     """Encoder output for a mel batch; features already encoded pass through."""
     x = mel_or_features if mel_or_features.dim() == 3 else mel_or_features[None]
@@ -104,8 +114,13 @@ def decode(
         tokens[:, sot_index + 1] = lang_tokens
 
     n_group = options.beam_size or options.best_of or 1
+    fusion = None
+    if options.lm is not None and options.beam_size is not None:  # sampled windows decode without the LM
+        from .lm import LanguageModelFusion, LanguageModelScorer
+
+        fusion = LanguageModelFusion(LanguageModelScorer.from_path(options.lm), tokenizer, options.lm_weight, options.lm_bonus, n_audio * n_group)
     if options.beam_size is not None:
-        selector = BeamSearchSelector(options.beam_size, tokenizer.eot, options.patience)
+        selector = BeamSearchSelector(options.beam_size, tokenizer.eot, options.patience, fusion)
     else:
         selector = GreedySelector(options.temperature, tokenizer.eot, generator)
     filters = logit_filters(tokenizer, options, sample_begin, model.dims.n_audio_ctx) + list(extra_filters or [])
@@ -132,7 +147,8 @@ def decode(
     tokens = tokens.reshape(n_audio, n_group, -1)
     candidates, scores = selector.finalize(tokens, sum_logprobs.reshape(n_audio, n_group))
     candidates = [[_until_eot(t[sample_begin:], tokenizer.eot) for t in group] for group in candidates]
-    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, scores)
+    ranking = scores if fusion is None else selector.fused_scores()  # with an LM, rank by the fused score
+    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, ranking)
 
     results = []
     for i in range(n_audio):

@@ -6,9 +6,25 @@ and returns the extended tokens. Beam search also tells the caller how to reorde
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+class SequenceScorer(Protocol):
+    """A score over whole sequences added to the beams' log-probabilities for ranking (e.g. a word LM).
+
+    It keeps one state per beam row: ``totals`` gives, per row, the row's cumulative score with each
+    candidate token appended; ``advance`` makes the new rows from (source row, appended token).
+    """
+
+    def totals(self, candidates: list[list[int]]) -> list[list[float]]: ...
+
+    def advance(self, sources: list[int], tokens: list[int]) -> None: ...
+
+    def total(self, row: int) -> float: ...
 
 
 class GreedySelector:
@@ -46,17 +62,20 @@ class BeamSearchSelector:
     """Beam search over ``beam_size`` beams per audio; finished hypotheses are kept until
     ``round(beam_size * patience)`` of them exist for every audio."""
 
-    def __init__(self, beam_size: int, eot: int, patience: float | None = None):
+    def __init__(self, beam_size: int, eot: int, patience: float | None = None, fusion: SequenceScorer | None = None):
         self.beam_size = beam_size
+        self.fusion = fusion  # a sequence-level score added for ranking (LM shallow fusion); None ranks by log-probability
         self.eot = eot
         self.patience = patience or 1.0
         self.max_candidates = round(beam_size * self.patience)
         if self.max_candidates <= 0:
             raise ValueError(f"patience {patience} leaves no candidates")
         self.finished: list[dict[tuple[int, ...], float]] | None = None
+        self.finished_fused: list[dict[tuple[int, ...], float]] = []
 
     def reset(self) -> None:
         self.finished = None
+        self.finished_fused = []
 
     def update(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor) -> tuple[Tensor, bool, Tensor | None]:
         if tokens.shape[0] % self.beam_size != 0:
@@ -64,26 +83,32 @@ class BeamSearchSelector:
         n_audio = tokens.shape[0] // self.beam_size
         if self.finished is None:
             self.finished = [{} for _ in range(n_audio)]
+            self.finished_fused = [{} for _ in range(n_audio)]
         logprobs = F.log_softmax(logits.float(), dim=-1)
         top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1)
         # candidate scores summed in float32, as the reference does, so ties break the same way
         candidate_scores = (sum_logprobs.float()[:, None] + top_logprobs).tolist()
         top_tokens = top_tokens.tolist()
         prefixes = tokens.tolist()
+        fused = self.fusion.totals(top_tokens) if self.fusion is not None else None
         next_tokens: list[list[int]] = []
         source_indices: list[int] = []
         for i in range(n_audio):
             scores: dict[tuple[int, ...], float] = {}
             sources: dict[tuple[int, ...], int] = {}
+            ranks: dict[tuple[int, ...], float] = {}  # fused scores, only with fusion
+            key = scores.get if fused is None else ranks.get
             for j in range(self.beam_size):
                 idx = i * self.beam_size + j
-                for score, token in zip(candidate_scores[idx], top_tokens[idx]):
+                for k, (score, token) in enumerate(zip(candidate_scores[idx], top_tokens[idx])):
                     sequence = (*prefixes[idx], token)
                     scores[sequence] = score
                     sources[sequence] = idx
+                    if fused is not None:
+                        ranks[sequence] = score + fused[idx][k]
             newly_finished: dict[tuple[int, ...], float] = {}
             saved = 0
-            for sequence in sorted(scores, key=scores.get, reverse=True):
+            for sequence in sorted(scores, key=key, reverse=True):
                 if sequence[-1] == self.eot:
                     newly_finished[sequence] = scores[sequence]
                 else:
@@ -94,11 +119,15 @@ class BeamSearchSelector:
                     if saved == self.beam_size:
                         break
             kept = self.finished[i]
-            for sequence in sorted(newly_finished, key=newly_finished.get, reverse=True):
+            for sequence in sorted(newly_finished, key=key, reverse=True):
                 if len(kept) >= self.max_candidates:
                     break
                 kept[sequence] = newly_finished[sequence]
+                if fused is not None:
+                    self.finished_fused[i][sequence] = ranks[sequence]
         completed = all(len(kept) >= self.max_candidates for kept in self.finished)
+        if self.fusion is not None:
+            self.fusion.advance(source_indices, [seq[-1] for seq in next_tokens])
         new_tokens = torch.tensor(next_tokens, dtype=tokens.dtype, device=tokens.device)
         return new_tokens, completed, torch.tensor(source_indices, device=tokens.device)
 
@@ -108,11 +137,20 @@ class BeamSearchSelector:
         scores = sum_logprobs.tolist()
         for i, sequences in enumerate(finished):
             if len(sequences) < self.beam_size:
-                for j in sorted(range(len(scores[i])), key=lambda j: scores[i][j], reverse=True):
-                    sequences[(*tokens[i, j].tolist(), self.eot)] = scores[i][j]
+                rank = (lambda j: scores[i][j]) if self.fusion is None else (lambda j: scores[i][j] + self.fusion.total(i * self.beam_size + j))
+                for j in sorted(range(len(scores[i])), key=rank, reverse=True):
+                    sequence = (*tokens[i, j].tolist(), self.eot)
+                    sequences[sequence] = scores[i][j]
+                    if self.fusion is not None:
+                        self.finished_fused[i][sequence] = scores[i][j] + self.fusion.total(i * self.beam_size + j)
                     if len(sequences) >= self.beam_size:
                         break
         return [[list(s) for s in seqs] for seqs in finished], [list(seqs.values()) for seqs in finished]
+
+    def fused_scores(self) -> list[list[float]]:
+        """With fusion, the fused score of each candidate ``finalize`` returned, in the same order (for ranking)."""
+        assert self.finished is not None
+        return [[fused[s] for s in seqs] for seqs, fused in zip(self.finished, self.finished_fused)]
 
 
 class MaximumLikelihoodRanker:
@@ -122,6 +160,7 @@ class MaximumLikelihoodRanker:
         self.length_penalty = length_penalty
 
     def score(self, logprob: float, length: int) -> float:
+        length = max(length, 1)  # an immediate end-of-text has no tokens; the reference divides by zero there
         penalty = length if self.length_penalty is None else ((5 + length) / 6) ** self.length_penalty
         return logprob / penalty
 

@@ -38,6 +38,8 @@ FORM_OVERHEAD = 1024 * 1024
 ROUTE_MODULES = (
     "tingxie.server.routes_audio",
     "tingxie.server.routes_meta",
+    "tingxie.server.routes_practice",
+    "tingxie.server.routes_realtime",
 )
 
 

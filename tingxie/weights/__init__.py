@@ -15,6 +15,8 @@ import os
 import struct
 from pathlib import Path
 
+import torch
+
 from ..errors import CheckpointError, DownloadError, ModelNotFoundError
 from .cache import resolve_cache_dir, sha256_file
 from .checkpoint import Checkpoint, ModelDimensions
@@ -157,11 +159,26 @@ def load_checkpoint(
     download: bool = True,
     progress: bool = True,
     download_root: str | None = None,
+    convert_to: torch.dtype | None = None,
 ) -> Checkpoint:
-    """Load a model by official name or by path (see the module docstring for the search order)."""
+    """Load a model by official name or by path (see the module docstring for the search order).
+
+    With ``convert_to``, a model loaded by official name is kept converted to that dtype in the cache
+    (``converted/``) and later loads map that copy instead of converting again; paths load as they are.
+    """
     path = resolve_model(name_or_path, cache_dir=cache_dir, download=download, progress=progress, download_root=download_root)
     name = str(name_or_path)
-    return load_path(path, hint=name if name in OFFICIAL_MODELS else None)
+    if convert_to is None or name not in OFFICIAL_MODELS:
+        return load_path(path, hint=name if name in OFFICIAL_MODELS else None)
+    from .converted import converted_file, read_converted, write_converted
+
+    file = converted_file(name, path, convert_to, cache_dir)
+    checkpoint = read_converted(file, path) if file is not None else None
+    if checkpoint is None:
+        checkpoint = load_path(path, hint=name)
+        if file is not None:
+            write_converted(file, checkpoint, convert_to)
+    return checkpoint
 
 
 def list_models(cache_dir: str | os.PathLike | None = None) -> list[dict]:

@@ -4,6 +4,7 @@
 // The pages the navigation bar links to. A new page adds one line here (and its route serves its HTML).
 export const PAGES = [
   { href: "/", label: "Transcribe" },
+  { href: "/live", label: "Live captions" },
 ];
 
 const KEY_STORAGE = "tingxie.apiKey";

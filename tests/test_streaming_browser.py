@@ -1,0 +1,86 @@
+"""The live-captions page in headless Chromium (Debian's, driven by Playwright) with Chromium's fake microphone
+playing a shared WAV: the words must appear as final (black) text. A screenshot goes to artifacts/live_page.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from conftest import REPO, audio_path
+from test_server_support import running_servers
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
+ARTIFACTS = REPO / "artifacts"
+# Debian's Chromium in a container: no sandbox, no GPU, nothing that reaches out to the network
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SPOKEN_WAV = "word_list"  # en/word_list.wav: seven words with pauses between them
+
+
+def chromium_path() -> str:
+    for candidate in CHROMIUM_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("chromium")
+    if found:
+        return found
+    message = "Chromium not found at /usr/bin/chromium (apt-get install -y chromium); the browser test needs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_en):
+    yield from running_servers(tiny_en)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    if os.environ.get("CI"):
+        import playwright.sync_api as sync_api  # on CI the browser test must run, never skip
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
+    wav = audio_path(SPOKEN_WAV)
+    fake_microphone = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS + fake_microphone)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_live_captions_from_the_fake_microphone(browser, server):
+    page = browser.new_page(viewport={"width": 1000, "height": 700})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "/live")
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    assert page.locator("#model").input_value() == "tiny.en"
+    page.click("#start")
+    page.wait_for_function("document.querySelector('#status').textContent === 'Listening'", timeout=30_000)
+    # wait for words from the middle and the end of the file to become final (the fake device loops the file)
+    page.wait_for_function(
+        "(() => { const t = document.querySelector('#finals').textContent.toLowerCase();"
+        " return t.includes('president') && t.includes('devastated'); })()",
+        timeout=150_000,
+    )
+    finals = page.locator("#finals .final")
+    assert finals.count() >= 2
+    assert finals.first.evaluate("e => getComputedStyle(e).color") == "rgb(0, 0, 0)"  # final text is black
+    assert page.locator("#partial").evaluate("e => getComputedStyle(e).color") == "rgb(138, 147, 159)"  # partial grey
+    spoken = page.locator("#finals").inner_text().lower()
+    # each word is its own utterance (a pause finalises it); alone, tiny.en hears "Kentucky" as "Can tucky"
+    assert sum(word in spoken for word in ("settlement", "causing", "damage", "president", "expansion", "hospital", "devastated")) >= 6
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "live_page.png"))
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').textContent === 'Done'", timeout=60_000)
+    assert page.locator("#start").is_enabled()
+    assert not errors, errors
+    page.close()

@@ -1,0 +1,110 @@
+"""One decode of the audio buffer: a single 30-s window, timed words out.
+
+The long-form loop (``WhisperModel.transcribe``) would slide on to a second window when the last segment
+ends early; a stream only wants the one window over its buffer, so the steps are composed here from the
+core's parts: log-mel, encoder, decode with fallback, split at timestamps, word alignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
+from ..decoding import decode_with_fallback
+from ..decoding.decoder import audio_features_of
+from ..options import DecodingOptions, TranscribeOptions
+from ..timing import add_word_timestamps
+from ..transcribe import is_silence, split_at_timestamps
+from .events import TimedWord
+from .options import StreamOptions
+
+TIME_PRECISION = 0.02  # seconds per timestamp token
+INPUT_STRIDE = 2  # mel frames per encoder position
+# Decoded tokens allowed per second of audio (speech runs at 3-5): bounds the cost of a decode that loops.
+TOKENS_PER_SECOND = 8
+
+
+class BufferDecoder:
+    """``decoder(audio, prompt, prefix) -> [TimedWord] | None``: the words of ``audio`` (<= 30 s, 16 kHz), times from its start.
+
+    None means the decode is not to be trusted (it fell into a repetition loop): the stream keeps its last hypothesis.
+    """
+
+    def __init__(self, model, options: StreamOptions) -> None:
+        self.model = model
+        self.options = options
+        self.language = _language_for(model, options.language)
+        self.transcribe_options = TranscribeOptions(
+            decoding=DecodingOptions(task=options.task, language=self.language, beam_size=options.beam_size),
+            temperature=options.temperatures,
+        )
+        self._tokenizer = model.tokenizer(self.language, options.task) if self.language else None
+
+    @torch.inference_mode()
+    def __call__(self, audio: np.ndarray, prompt: str = "", prefix: str = "") -> list[TimedWord] | None:
+        """``prompt``: text said before ``audio``; ``prefix``: text already committed for its start, forced, not re-decoded."""
+        if len(audio) > N_SAMPLES:
+            raise ValueError(f"a stream buffer holds at most {N_SAMPLES // SAMPLE_RATE} s, got {len(audio) / SAMPLE_RATE:.1f} s")
+        module = self.model.module
+        # padded to one window only (not audio + 30 s, as long-form does): the same frames, half the STFT
+        mel = log_mel_spectrogram(audio, module.dims.n_mels, padding=N_SAMPLES - len(audio))
+        frames = min(N_FRAMES, len(audio) // HOP_LENGTH)
+        features = audio_features_of(module, pad_or_trim(mel[:, :frames], N_FRAMES)[None])
+        if self._tokenizer is None:  # a multilingual model: the language of the first speech holds for the stream
+            self.language, _ = self.model._detect(mel)
+            self._tokenizer = self.model.tokenizer(self.language, self.options.task)
+            self.transcribe_options = replace(self.transcribe_options, decoding=replace(self.transcribe_options.decoding, language=self.language))
+        tokenizer = self._tokenizer
+        seconds = len(audio) / SAMPLE_RATE
+        prefix_tokens = tokenizer.encode(" " + prefix.strip()) if prefix.strip() else []
+        decoding = replace(
+            self.transcribe_options.decoding,
+            sample_len=min(module.dims.n_text_ctx // 2, 16 + int(TOKENS_PER_SECOND * seconds)),
+            # with committed text forced as the prefix, only the rest is decoded; word times come from alignment
+            prefix=tuple(prefix_tokens) or None, without_timestamps=bool(prefix_tokens),
+        )
+        options = replace(self.transcribe_options, decoding=decoding)
+        prompt_tokens = tokenizer.encode(" " + prompt.strip()) if prompt.strip() else None
+        result = decode_with_fallback(module, features, tokenizer, options, prompt_tokens)
+        if is_silence(result, options):
+            return []
+        if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
+            return None  # "and important and important and ...": a loop, not what was said
+        if prefix_tokens:
+            text_tokens = prefix_tokens + [t for t in result.tokens if t < tokenizer.eot]
+            segments = [{"seek": 0, "start": 0.0, "end": seconds, "tokens": text_tokens, "text": tokenizer.decode(text_tokens)}]
+        else:
+            segments, _, _ = split_at_timestamps(result, tokenizer, 0, frames, TIME_PRECISION, INPUT_STRIDE)
+            segments = [s for s in segments if any(t < tokenizer.eot for t in s["tokens"])]
+        add_word_timestamps(
+            segments=segments, model=module, tokenizer=tokenizer, audio_features=features[0], num_frames=frames,
+            alignment_heads=self.model.alignment_heads, prepend_punctuations=options.prepend_punctuations,
+            append_punctuations=options.append_punctuations, last_speech_timestamp=0.0,
+        )
+        words: list[TimedWord] = []
+        for i, segment in enumerate(segments):
+            seg_words = segment.get("words") or []
+            for j, w in enumerate(seg_words):
+                if w["probability"] < self.options.min_word_probability:
+                    continue
+                # the last segment's end is only where the buffer stops, not where the speaker did
+                boundary = j == len(seg_words) - 1 and i < len(segments) - 1
+                end = min(w["end"], seconds)
+                words.append(TimedWord(w["word"], min(w["start"], end), end, float(w["probability"]), boundary))
+        return words
+
+
+def _language_for(model, language: str | None) -> str | None:
+    from ..tokenizer import normalize_language
+
+    code = normalize_language(language)
+    if not model.is_multilingual:
+        if code not in (None, "en"):
+            from ..errors import OptionError
+
+            raise OptionError(f"{model.name or 'this model'} is English-only; it cannot transcribe {code!r} (use a multilingual model such as base)")
+        return "en"
+    return code

@@ -1,0 +1,53 @@
+"""The streaming transcriber's settings: one frozen object, built by the CLI, the server or a caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import OptionError
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How often to decode, when to finalise, how much audio to keep (seconds unless named otherwise)."""
+
+    language: str | None = None  # None: English for .en models, detected once from the first speech otherwise
+    task: str = "transcribe"
+    step_s: float = 0.5  # new audio that triggers another decode of the buffer (more if decoding is slower)
+    vad: bool = True  # Silero VAD: skip silence, finalise at pauses
+    vad_threshold: float = 0.5
+    pause_s: float = 0.5  # silence after speech that finalises everything heard so far
+    preroll_s: float = 0.3  # silence kept in front of speech, so its first sound is not clipped
+    trim_after_s: float = 0.0  # the buffer is cut at a committed sentence end only once it is longer than this
+    max_buffer_s: float = 10.0  # past this, the buffer is cut at the widest pause between committed words
+    hard_buffer_s: float = 24.0  # past this, everything pending is committed (Whisper sees at most 30 s)
+    min_decode_s: float = 0.3  # a buffer shorter than this is not decoded
+    commit_margin_s: float = 0.3  # a word ending closer than this to the end of the decoded audio is not committed yet
+    min_word_probability: float = 0.01  # words Whisper itself finds this unlikely are dropped (invented in near-silence)
+    prefix_committed: bool = True  # force committed text still in the buffer as the decode's prefix (not decoded again)
+    prompt_chars: int = 200  # committed text given to the decoder as the prompt
+    temperatures: tuple[float, ...] = (0.0,)  # fallback temperatures of each decode; one keeps hypotheses stable
+    beam_size: int | None = None  # None decodes greedily (the fastest, and what the latency targets assume)
+
+    def __post_init__(self) -> None:
+        positive = ("step_s", "pause_s", "max_buffer_s", "hard_buffer_s", "min_decode_s")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("preroll_s", "commit_margin_s"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.max_buffer_s <= self.hard_buffer_s <= 28:
+            raise OptionError(f"need max_buffer_s <= hard_buffer_s <= 28 (Whisper decodes 30-s windows), got {self.max_buffer_s} and {self.hard_buffer_s}")
+        if not 0 < self.vad_threshold < 1:
+            raise OptionError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold}")
+        if self.task not in ("transcribe", "translate"):
+            raise OptionError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise OptionError(f"temperatures must be one or more values >= 0, got {self.temperatures}")
+        if self.beam_size is not None and self.beam_size < 1:
+            raise OptionError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 0 <= self.min_word_probability < 1:
+            raise OptionError(f"min_word_probability must be in [0, 1), got {self.min_word_probability}")
+        if self.prompt_chars < 0:
+            raise OptionError(f"prompt_chars must be >= 0, got {self.prompt_chars}")

@@ -1,0 +1,250 @@
+"""The streaming transcriber: audio chunks in, ``partial`` and ``final`` events out.
+
+Audio goes through the VAD gate window by window (32 ms): silence is skipped (only a short pre-roll is
+kept), speech opens an utterance buffer. Every ``step_s`` of new audio the buffer is decoded with the
+committed text before it as the prompt; local agreement of consecutive hypotheses commits words
+(``final``), the rest is the ``partial``. The buffer is cut at committed segment ends (or, when it grows
+long, at the last committed word), and a pause of ``pause_s`` finalises everything said so far.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .agreement import LocalAgreement
+from .events import StreamEvent, TimedWord, final, partial
+from .gate import SpeechGate
+from .options import StreamOptions
+
+SAMPLE_RATE = 16000
+WINDOW = 512  # the VAD's window: the gate's resolution
+
+# decoder(audio, prompt, prefix) -> words with times from the start of ``audio``, or None for a decode not to be trusted
+Decoder = Callable[[np.ndarray, str, str], "list[TimedWord] | None"]
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+TAIL_S = 0.2  # silence kept after the last speech when an utterance is decoded for the last time
+
+
+@dataclass
+class StreamStats:
+    """Work done so far, for benchmarks and logs."""
+
+    audio_seconds: float = 0.0
+    decodes: int = 0
+    decode_seconds: float = 0.0
+    longest_buffer_seconds: float = 0.0
+
+
+class _Audio:
+    """A growing run of samples kept as a list of chunks (joined only when decoded), with its absolute start."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+        self._chunks: list[np.ndarray] = []
+        self.length = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+    def append(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._chunks.append(samples)
+            self.length += len(samples)
+
+    def samples(self) -> np.ndarray:
+        if len(self._chunks) != 1:
+            self._chunks = [np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)]
+        return self._chunks[0]
+
+    def drop_before(self, sample: int) -> None:
+        """Forget the samples before absolute index ``sample``."""
+        cut = min(max(0, sample - self.start), self.length)
+        if cut:
+            rest = self.samples()[cut:]
+            self._chunks, self.length, self.start = [rest], len(rest), self.start + cut
+
+    def tail(self, n: int) -> np.ndarray:
+        return self.samples()[max(0, self.length - n) :]
+
+
+class StreamingTranscriber:
+    """One stream's state. Not thread-safe: feed it from one thread (several transcribers may share a model)."""
+
+    def __init__(self, model=None, options: StreamOptions = StreamOptions(), *, vad=None, decoder: Decoder | None = None) -> None:
+        if decoder is None:
+            if model is None:
+                raise ValueError("give a model (or a decoder)")
+            from .decode import BufferDecoder
+
+            decoder = BufferDecoder(model, options)
+        self.options = options
+        self.decoder = decoder
+        self.agreement = LocalAgreement()
+        self.stats = StreamStats()
+        self.received = 0  # samples accepted so far: the stream's clock
+        self._buffer = _Audio()  # the utterance being decoded
+        self._decoded_to = 0  # absolute sample the last decode reached
+        self._last_partial = ""
+        if options.vad:
+            from ..vad import load_vad
+
+            self._vad = (vad or load_vad()).stream()
+            exit_threshold = max(options.vad_threshold - 0.15, 0.01)
+            self._gate: SpeechGate | None = SpeechGate(options.vad_threshold, exit_threshold, round(options.pause_s * SAMPLE_RATE / WINDOW))
+            self._pending = np.zeros(0, dtype=np.float32)  # samples the VAD has not scored yet
+            self._preroll = _Audio()
+        else:
+            self._gate = None
+            self._pending = np.zeros(0, dtype=np.float32)
+
+    @property
+    def in_utterance(self) -> bool:
+        return self._gate is None or self._gate.in_speech
+
+    def accept(self, samples: np.ndarray) -> list[StreamEvent]:
+        """Take the next chunk of 16 kHz mono float32 audio; returns the events it caused (often none)."""
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        events: list[StreamEvent] = []
+        start = self.received
+        self.received += len(samples)
+        self.stats.audio_seconds = self.received / SAMPLE_RATE
+        if self._gate is None:
+            self._buffer.append(samples)
+            if self._buffer.length / SAMPLE_RATE >= self.options.hard_buffer_s:
+                events += self._decode_step()
+        else:
+            events += self._gate_windows(samples, start)
+        if self.in_utterance and self._due():
+            events += self._decode_step()
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """The end of the stream: decode what is left and commit everything."""
+        if self._gate is not None and self._gate.in_speech:
+            self._buffer.append(self._pending)
+        self._pending = np.zeros(0, dtype=np.float32)
+        return self._finalize() if self._buffer.length or self.agreement.pending else []
+
+    # ------------------------------------------------------------------------------------------ gate
+
+    def _gate_windows(self, samples: np.ndarray, start: int) -> list[StreamEvent]:
+        self._pending = np.concatenate([self._pending, samples])
+        probs = self._vad.accept(samples)
+        events: list[StreamEvent] = []
+        assert self._gate is not None
+        for k, p in enumerate(probs):
+            window = self._pending[k * WINDOW : (k + 1) * WINDOW]
+            at = self._vad.samples_done - (len(probs) - k) * WINDOW  # absolute index of the window
+            transition = self._gate.update(float(p))
+            if transition == "silence":
+                self._keep_preroll(window, at)
+            elif transition == "onset":
+                self._buffer = self._preroll
+                self._buffer.append(window)
+                self._preroll = _Audio(self._buffer.end)
+            else:
+                self._buffer.append(window)
+                if transition == "pause":
+                    # the pause itself is left out of the last decode (beyond a short tail): Whisper invents words in silence
+                    silence = self._gate.pause_windows * WINDOW - int(TAIL_S * SAMPLE_RATE)
+                    events += self._finalize(drop_tail=max(0, silence))
+                elif self._buffer.length / SAMPLE_RATE >= self.options.hard_buffer_s:
+                    events += self._decode_step()
+        self._pending = self._pending[len(probs) * WINDOW :]
+        return events
+
+    def _keep_preroll(self, window: np.ndarray, at: int) -> None:
+        keep = int(self.options.preroll_s * SAMPLE_RATE)
+        if self._preroll.end != at:  # after an utterance, the pre-roll restarts where the audio is
+            self._preroll = _Audio(at)
+        self._preroll.append(window)
+        if self._preroll.length > keep + WINDOW:
+            self._preroll.drop_before(self._preroll.end - keep)
+
+    # ------------------------------------------------------------------------------------------ decoding
+
+    def _due(self) -> bool:
+        new = (self._buffer.end - max(self._decoded_to, self._buffer.start)) / SAMPLE_RATE
+        return new >= self.options.step_s and self._buffer.length / SAMPLE_RATE >= self.options.min_decode_s
+
+    def _decode(self, drop_tail: int = 0) -> list[TimedWord] | None:
+        audio = self._buffer.samples()
+        audio = audio[: max(0, len(audio) - drop_tail)]
+        offset = self._buffer.start / SAMPLE_RATE
+        started = time.perf_counter()
+        prefix = self.agreement.inside(offset) if self.options.prefix_committed else ""
+        words = self.decoder(audio, self.agreement.prompt(offset, self.options.prompt_chars), prefix)
+        self.stats.decodes += 1
+        self.stats.decode_seconds += time.perf_counter() - started
+        self.stats.longest_buffer_seconds = max(self.stats.longest_buffer_seconds, len(audio) / SAMPLE_RATE)
+        self._decoded_to = self._buffer.end - drop_tail
+        return None if words is None else [w.shifted(offset) for w in words]
+
+    def _decode_step(self) -> list[StreamEvent]:
+        words = self._decode()
+        if words is None:
+            return []
+        horizon = self._buffer.end / SAMPLE_RATE - self.options.commit_margin_s
+        committed = self.agreement.insert(words, horizon)
+        events = [final(committed)] if committed else []
+        events += self._trim()
+        return events + self._partial()
+
+    def _finalize(self, drop_tail: int = 0) -> list[StreamEvent]:
+        """Decode the whole utterance once more (less ``drop_tail`` samples of trailing silence) and commit all of it;
+        the buffer starts afresh."""
+        spoken = (self._buffer.length - drop_tail) / SAMPLE_RATE
+        words = self._decode(drop_tail) if spoken >= self.options.min_decode_s else None
+        committed = self.agreement.flush() if words is None else self.agreement.flush_hypothesis(words)
+        end = self._buffer.end
+        self._buffer = _Audio(end)
+        self._decoded_to = end
+        events = [final(committed)] if committed else []
+        return events + self._partial()
+
+    def _trim(self) -> list[StreamEvent]:
+        """Cut the buffer after the last committed sentence or segment end; when it is long, at the widest pause
+        between committed words; when it is far too long, commit everything and start afresh."""
+        opts = self.options
+        start_s = self._buffer.start / SAMPLE_RATE
+        length_s = self._buffer.length / SAMPLE_RATE
+        inside = [w for w in self.agreement.history if w.end > start_s] if self.agreement.last_end > start_s else []
+        following = [*inside[1:], self.agreement.pending[0] if self.agreement.pending else None]
+        ends = [i for i, w in enumerate(inside) if w.segment_end or w.word.rstrip().endswith(SENTENCE_END)] if length_s > opts.trim_after_s else []
+        cut = None
+        if ends:
+            cut = _gap_middle(inside[ends[-1]], following[ends[-1]])
+        elif length_s > opts.max_buffer_s and inside:
+            widest = max(range(len(inside)), key=lambda i: (_gap(inside[i], following[i]), i))
+            cut = _gap_middle(inside[widest], following[widest])
+        events: list[StreamEvent] = []
+        if cut is None and length_s > opts.hard_buffer_s:
+            # nothing agreed for far too long: commit the guess rather than outgrow Whisper's window
+            committed = self.agreement.flush()
+            if committed:
+                events.append(final(committed))
+            cut = self.agreement.last_end if committed else self._buffer.end / SAMPLE_RATE
+        if cut is not None:
+            self._buffer.drop_before(int(round(cut * SAMPLE_RATE)))
+        return events
+
+    def _partial(self) -> list[StreamEvent]:
+        event = partial(self.agreement.pending)
+        if event.text == self._last_partial:
+            return []
+        self._last_partial = event.text
+        return [event]
+
+
+def _gap(word: TimedWord, following: TimedWord | None) -> float:
+    return 0.0 if following is None else max(0.0, following.start - word.end)
+
+
+def _gap_middle(word: TimedWord, following: TimedWord | None) -> float:
+    """Where to cut between two words: the middle of the silence between them (word times are only ~0.1 s sure)."""
+    return word.end + _gap(word, following) / 2
