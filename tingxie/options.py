@@ -35,7 +35,7 @@ class DecodingOptions:
     without_timestamps: bool = _opt(False, "decode text only, with <|notimestamps|>")
     max_initial_timestamp: float | None = _opt(1.0, "latest time in seconds the first timestamp of a window may take")
     hotwords: str | None = _opt(None, "comma-separated words or names to favour (e.g. 'Kubernetes, ComfyUI'): put in the prompt when there is no prefix, and their tokens boosted")
-    hotword_boost: float = _opt(2.0, "logit bonus for tokens that begin or continue a hotword; 0 keeps the hotwords in the prompt only")
+    hotword_boost: float = _opt(2.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token); 0 keeps the hotwords in the prompt only")
     lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie[lm]')")
     lm_weight: float = _opt(0.3, "weight of the language model's natural-log word probability in beam search (shallow fusion)")
     lm_bonus: float = _opt(0.5, "score added per completed word when a language model is used (offsets the model's preference for fewer words)")

@@ -39,6 +39,10 @@ _SUCCESS = {
 FileField = Annotated[UploadFile, File(description="The audio file: any format ffmpeg decodes (flac, mp3, mp4, m4a, ogg, wav, webm ...)")]
 ModelField = Annotated[str | None, Form(description="A model this server serves (GET /v1/models); whisper-1 means the default")]
 PromptField = Annotated[str | None, Form(description="Text to guide the model's style or continue a previous segment")]
+HotwordsField = Annotated[
+    str | None,
+    Form(description="tingxie extension: comma-separated words or names to favour (e.g. 'Kubernetes, ComfyUI'); OpenAI clients send it in extra_body"),
+]
 FormatField = Annotated[ResponseFormat, Form(description="json, text, srt, verbose_json or vtt")]
 TemperatureField = Annotated[float, Form(ge=0, le=1, description="Sampling temperature 0-1; the server raises it automatically when a window fails")]
 StreamField = Annotated[bool, Form(description="Send segments as server-sent events as they are decoded")]
@@ -52,13 +56,14 @@ FormatsField = Annotated[
 async def _run(
     request: Request, *, task: str, file: UploadFile, model: str | None, language: str | None, prompt: str | None,
     response_format: str, temperature: float, granularities: tuple[str, ...], stream: bool, include_formats: tuple[str, ...],
+    hotwords: str | None = None,
 ) -> Any:
     """Check the request, take a queue slot, spool the upload, and transcribe (or stream) it."""
     state = request.app.state
     settings = state.settings
     name = state.models.resolve(model)
     word_timestamps = "word" in granularities and (response_format == "verbose_json" or stream)
-    options = _options(settings, task=task, language=language, prompt=prompt, temperature=temperature, word_timestamps=word_timestamps)
+    options = _options(settings, task=task, language=language, prompt=prompt, temperature=temperature, word_timestamps=word_timestamps, hotwords=hotwords)
     slot = state.jobs.admit()
     try:
         loaded = await state.models.get(name)
@@ -77,7 +82,9 @@ async def _run(
         slot.close_unused()
 
 
-def _options(settings: Any, *, task: str, language: str | None, prompt: str | None, temperature: float, word_timestamps: bool) -> Any:
+def _options(
+    settings: Any, *, task: str, language: str | None, prompt: str | None, temperature: float, word_timestamps: bool, hotwords: str | None = None,
+) -> Any:
     """The core's TranscribeOptions for this request (the one source of truth for decoding parameters)."""
     from ..options import build_options, temperature_schedule
 
@@ -90,6 +97,7 @@ def _options(settings: Any, *, task: str, language: str | None, prompt: str | No
         return build_options(
             task=task, language=language, initial_prompt=prompt or None, word_timestamps=word_timestamps,
             temperature=temperature_schedule(temperature, TEMPERATURE_INCREMENT), beam_size=settings.beam_size, best_of=settings.best_of,
+            hotwords=(hotwords or "").strip() or None,
         )
     except TingxieError as e:
         raise from_core(e, param="language" if language is not None and "language" in str(e).lower() else None) from e
@@ -115,11 +123,12 @@ async def create_transcription(
     ] = None,
     stream: StreamField = False,
     include_formats: FormatsField = None,
+    hotwords: HotwordsField = None,
 ) -> Any:
     return await _run(
         request, task="transcribe", file=file, model=model, language=language, prompt=prompt, response_format=response_format,
         temperature=temperature, granularities=tuple(dict.fromkeys(timestamp_granularities or ())), stream=stream,
-        include_formats=tuple(dict.fromkeys(include_formats or ())),
+        include_formats=tuple(dict.fromkeys(include_formats or ())), hotwords=hotwords,
     )
 
 

@@ -1,0 +1,142 @@
+"""The n-gram LM: scripts/make_lm.py writes an ARPA model kenlm reads with the same probabilities
+(each history's distribution sums to 1), the scorer's states, and its fusion into beam search."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_decoding_beam import EagerModel, features, model  # noqa: F401  (module fixtures)
+
+from tingxie.decoding.decoder import decode
+from tingxie.decoding.lm import LanguageModelFusion, LanguageModelScorer, load_language_model, normalize_sentence, normalize_word
+from tingxie.errors import OptionError
+from tingxie.options import DecodingOptions, build_options
+from tingxie.tokenizer import get_tokenizer
+
+kenlm = pytest.importorskip("kenlm", reason="kenlm is in the test extra (tingxie[lm])")
+REPO = Path(__file__).resolve().parents[1]
+TOKENIZER = get_tokenizer(False)
+CORPUS = """We run the service on Kubernetes.
+Use kubectl to read the logs.
+The Kubernetes cluster has three nodes.
+Open ComfyUI and load the workflow.
+The ComfyUI folder holds the models.
+We checked the cluster again!
+"""
+
+
+def _make_lm():
+    spec = importlib.util.spec_from_file_location("make_lm", REPO / "scripts" / "make_lm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def arpa(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lm")
+    (folder / "corpus.txt").write_text(CORPUS, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "make_lm.py"), str(folder / "corpus.txt"), str(folder / "t.arpa")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return folder / "t.arpa"
+
+
+def unigrams(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").split("\\1-grams:")[1].split("\\2-grams:")[0].strip().splitlines()
+    return [line.split("\t")[1] for line in lines if line.split("\t")[1] != "<s>"]
+
+
+def test_normalisation():
+    assert normalize_word("Kubernetes,") == "kubernetes" and normalize_word("don't") == "don't" and normalize_word(" -") == ""
+    assert normalize_sentence("We checked the cluster again!") == ["we", "checked", "the", "cluster", "again"]
+
+
+@pytest.mark.parametrize("history", [[], ["the"], ["the", "kubernetes"], ["never", "seen"], ["open", "comfyui"]])
+def test_kenlm_reads_the_arpa_and_each_history_sums_to_one(arpa, history):
+    scorer = LanguageModelScorer.from_path(arpa)
+    state = scorer.begin()
+    for word in history:
+        _, state = scorer.score(state, word)
+    total = sum(math.exp(scorer.score(state, w)[0]) for w in unigrams(arpa))
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
+def test_kenlm_gives_the_builders_probabilities(arpa):
+    builder = _make_lm().KneserNey([normalize_sentence(line) for line in CORPUS.splitlines()], 3)
+    scorer = LanguageModelScorer.from_path(arpa)
+    words = ["the", "kubernetes", "cluster", "has", "zzz", "nodes"]
+    state, context = scorer.begin(), ("<s>",)
+    for word in words:
+        lp, state = scorer.score(state, word)
+        expected = builder.prob(word if word in builder.vocab else "<unk>", context)
+        assert lp == pytest.approx(math.log(expected), abs=1e-4)
+        context = (*context, word)
+    sentence = "the kubernetes cluster has three nodes"
+    assert scorer.sentence(sentence.split()) == pytest.approx(load_language_model(arpa).score(sentence) * math.log(10), abs=1e-4)
+
+
+def test_model_is_loaded_once(arpa):
+    assert load_language_model(arpa) is load_language_model(str(arpa))
+
+
+def test_fusion_scores_words_when_they_complete(arpa):
+    scorer = LanguageModelScorer.from_path(arpa)
+    fusion = LanguageModelFusion(scorer, TOKENIZER, weight=0.5, bonus=0.25, n_rows=2)
+    the, ku = TOKENIZER.encode(" the"), TOKENIZER.encode(" Kubernetes")
+    # row 0 spells " the Kubernetes" then ends; row 1 stays at the start
+    for token in the + ku:
+        totals = fusion.totals([[token], [token]])
+        fusion.advance([0, 1], [token, token])
+    assert totals[0][0] == pytest.approx(0.5 * scorer.score(scorer.begin(), "the")[0] + 0.25)  # " Ku..." completed "the"
+    end = fusion.totals([[TOKENIZER.eot], [TOKENIZER.eot]])[0][0]
+    lp_the, state = scorer.score(scorer.begin(), "the")
+    lp_ku, _ = scorer.score(state, "kubernetes")
+    assert end == pytest.approx(0.5 * (lp_the + lp_ku) + 2 * 0.25)
+    # beams are reordered by index: both new rows continue row 0
+    fusion.advance([0, 0], [TOKENIZER.eot, TOKENIZER.eot])
+    assert fusion.total(0) == fusion.total(1) == pytest.approx(end)
+
+
+def test_sentence_end_resets_the_history(arpa):
+    scorer = LanguageModelScorer.from_path(arpa)
+    fusion = LanguageModelFusion(scorer, TOKENIZER, weight=1.0, bonus=0.0, n_rows=1)
+    for token in TOKENIZER.encode(" again! We"):
+        fusion.advance([0], [token])
+    lp_again, state = scorer.score(scorer.begin(), "again")
+    assert fusion.total(0) == pytest.approx(lp_again + scorer.end(state))
+
+
+def test_lm_options_are_checked(arpa, tmp_path, monkeypatch):
+    with pytest.raises(OptionError, match="not found"):
+        DecodingOptions(lm=str(tmp_path / "missing.arpa"), beam_size=5)
+    with pytest.raises(OptionError, match="beam_size"):
+        DecodingOptions(lm=str(arpa))
+    options = build_options(lm=str(arpa), lm_weight=0.4, lm_bonus=1.0, beam_size=5)
+    assert options.decoding.lm_weight == 0.4 and options.window_decoding(0.6).beam_size is None  # sampled windows: no LM
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kenlm" else importlib.util.find_spec(name, *a))
+    with pytest.raises(OptionError, match=r"pip install 'tingxie\[lm\]'"):
+        DecodingOptions(lm=str(arpa), beam_size=5)
+
+
+def test_beam_search_with_lm_cached_equals_eager_and_zero_weight_changes_nothing(model, features, arpa):  # noqa: F811
+    def run(m, **kw):
+        results = decode(m, features, TOKENIZER, DecodingOptions(language="en", beam_size=3, **kw))
+        return [(r.tokens, r.sum_logprob) for r in results]
+
+    fused = run(model, lm=str(arpa), lm_weight=1.0, lm_bonus=0.5)
+    assert fused == [(t, pytest.approx(s, abs=1e-3)) for t, s in run(EagerModel(model), lm=str(arpa), lm_weight=1.0, lm_bonus=0.5)]
+    assert run(model, lm=str(arpa), lm_weight=0.0, lm_bonus=0.0) == run(model)
+
+
+def test_real_tiny_en_with_lm_and_hotwords(tiny_en, shared, arpa):
+    from conftest import audio_path
+
+    text = tiny_en.transcribe(audio_path("comfyui_hotword"), beam_size=5, lm=str(arpa), hotwords="ComfyUI").text
+    assert text.count("ComfyUI") == 2, text

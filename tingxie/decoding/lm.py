@@ -1,0 +1,160 @@
+"""Shallow fusion of a word n-gram language model (kenlm) into beam search.
+
+Words are scored when they are complete: a token that begins with a space, or the end of text,
+completes the word the beam was spelling. The completed word adds ``weight * ln P_lm(word | history)
++ bonus`` to that beam's fused score (kenlm gives log10; it is converted). A word ending in '.', '?'
+or '!' also scores the end of sentence and starts a new one.
+
+The LM must have been built on the same word form: lower-case, with punctuation other than inner
+apostrophes removed (:func:`normalize_word`; ``scripts/make_lm.py`` normalises its text so).
+Beams keep an explicit kenlm state each, so beam reordering is a matter of indices.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+LN10 = math.log(10)
+_NOT_WORD = re.compile(r"[^\w']+")
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def normalize_word(text: str) -> str:
+    """'Kubernetes,' -> 'kubernetes'; "don't" stays; punctuation-only text -> ''."""
+    return _NOT_WORD.sub("", text.lower()).strip("'_")
+
+
+def normalize_sentence(line: str) -> list[str]:
+    """A line of text as the LM's words (whitespace-separated, each normalised, empties dropped)."""
+    return [w for w in (normalize_word(t) for t in line.split()) if w]
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> Any:
+    import kenlm  # optional dependency: pip install 'tingxie[lm]'
+
+    return kenlm.Model(path)
+
+
+def load_language_model(path: str | Path) -> Any:
+    """The kenlm model at ``path``, loaded once (cached by resolved path and modification time)."""
+    resolved = Path(path).resolve()
+    return _load(str(resolved), resolved.stat().st_mtime)
+
+
+class LanguageModelScorer:
+    """Natural-log word probabilities from a kenlm model, with the context passed as explicit states."""
+
+    def __init__(self, model: Any):
+        import kenlm
+
+        self.model = model
+        self._state = kenlm.State
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> LanguageModelScorer:
+        return cls(load_language_model(path))
+
+    def begin(self) -> Any:
+        """The state at the start of a sentence (<s>)."""
+        state = self._state()
+        self.model.BeginSentenceWrite(state)
+        return state
+
+    def score(self, state: Any, word: str) -> tuple[float, Any]:
+        """(ln P(word | state), the state after it)."""
+        out = self._state()
+        return self.model.BaseScore(state, word, out) * LN10, out
+
+    def end(self, state: Any) -> float:
+        """ln P(</s> | state)."""
+        return self.model.BaseScore(state, "</s>", self._state()) * LN10
+
+    def sentence(self, words: list[str], eos: bool = True) -> float:
+        """ln P of a whole sentence from <s>: the sum of the word scores (and </s>)."""
+        state, total = self.begin(), 0.0
+        for word in words:
+            lp, state = self.score(state, word)
+            total += lp
+        return total + (self.end(state) if eos else 0.0)
+
+
+@lru_cache(maxsize=8)
+def word_start_tokens(tokenizer: Any) -> frozenset[int]:
+    """Text tokens whose spelling begins with a space: each starts a new word."""
+    encoding = tokenizer.encoding
+    return frozenset(t for t in range(tokenizer.eot) if encoding.decode_single_token_bytes(t).startswith(b" "))
+
+
+@dataclass(frozen=True)
+class _Beam:
+    state: Any  # kenlm state after the beam's completed words
+    word: tuple[int, ...]  # tokens of the word being spelled
+    total: float  # fused score of the completed words
+
+
+class LanguageModelFusion:
+    """The per-beam LM state for one decode; a ``SequenceScorer`` for :class:`BeamSearchSelector`."""
+
+    def __init__(self, scorer: LanguageModelScorer, tokenizer: Any, weight: float, bonus: float, n_rows: int):
+        self.scorer, self.tokenizer = scorer, tokenizer
+        self.weight, self.bonus = weight, bonus
+        self.eot = tokenizer.eot
+        self.word_starts = word_start_tokens(tokenizer)
+        self.beams = [_Beam(scorer.begin(), (), 0.0)] * n_rows
+        self._next: dict[tuple[int, int], _Beam] = {}
+
+    def _complete(self, beam: _Beam) -> tuple[float, Any]:
+        """(score added, state after) for completing the word the beam was spelling."""
+        text = self.tokenizer.decode(beam.word)
+        word = normalize_word(text)
+        if not word:
+            return 0.0, beam.state
+        lp, state = self.scorer.score(beam.state, word)
+        added = self.weight * lp + self.bonus
+        if text.rstrip().endswith(SENTENCE_END):
+            added += self.weight * self.scorer.end(state)
+            state = self.scorer.begin()
+        return added, state
+
+    def step(self, beam: _Beam, token: int) -> _Beam:
+        """The beam after appending ``token``."""
+        if token == self.eot:
+            added, state = self._complete(beam)
+            return _Beam(state, (), beam.total + added)
+        if token > self.eot:  # timestamps and other specials: the word goes on after them
+            return beam
+        if token in self.word_starts:
+            added, state = self._complete(beam)
+            return _Beam(state, (token,), beam.total + added)
+        return _Beam(beam.state, beam.word + (token,), beam.total)
+
+    def totals(self, candidates: list[list[int]]) -> list[list[float]]:
+        self._next = {}
+        out = []
+        for row, tokens in enumerate(candidates):
+            beam, completed = self.beams[row], None
+            row_totals = []
+            for token in tokens:
+                if token == self.eot or (token < self.eot and token in self.word_starts):
+                    completed = completed or self._complete(beam)  # the same word for every word-starting candidate
+                    added, state = completed
+                    nxt = _Beam(state, () if token == self.eot else (token,), beam.total + added)
+                else:
+                    nxt = self.step(beam, token)
+                self._next[(row, token)] = nxt
+                row_totals.append(nxt.total)
+            out.append(row_totals)
+        return out
+
+    def advance(self, sources: list[int], tokens: list[int]) -> None:
+        self.beams = [self._next.get((s, t)) or self.step(self.beams[s], t) for s, t in zip(sources, tokens)]
+        self._next = {}
+
+    def total(self, row: int) -> float:
+        return self.beams[row].total
