@@ -40,8 +40,8 @@ SR = 16000
 
 # system name -> what it runs
 SYSTEMS = {
-    "tingxie": "tingxie CLI default (compute_type auto = int8 on CPU)",
-    "tingxie-fp32": "tingxie --compute_type default (float32, reference-identical)",
+    "tingxie": "tingxie --compute_type int8",
+    "tingxie-fp32": "tingxie CLI default (--compute_type default: float32, reference-identical)",
     "tingxie-batched": "tingxie --batch_size 8 (VAD chunks, int8)",
     "fw-int8": "faster-whisper 1.2.1 compute_type=int8",
     "fw-fp32": "faster-whisper 1.2.1 compute_type=float32",
@@ -175,8 +175,7 @@ def cli_command(system: str, path: str, beam: int, pt: str, outdir: str, threads
     if system.startswith("tingxie"):
         cmd = [py, "-m", "tingxie", "transcribe", path, "--model", "tiny.en", "--output_format", "txt", "--output_dir", outdir,
                "--verbose", "False", "--progress", "False", "--beam_size", str(beam) if beam > 1 else "None", "--best_of", "5"]
-        if system == "tingxie-fp32":
-            cmd += ["--compute_type", "default"]
+        cmd += ["--compute_type", "default" if system == "tingxie-fp32" else "int8"]
         if system == "tingxie-batched":
             cmd += ["--batch_size", "8"]
         return cmd + ["--threads", str(threads)]

@@ -3,48 +3,17 @@ seek by timestamp, download the SRT. A screenshot goes to artifacts/server_page.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+from browser_support import launched_chromium
 from conftest import REPO
 from test_server_support import clip, running_servers
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
 ARTIFACTS = REPO / "artifacts"
-# Debian's Chromium in a container: no sandbox, no GPU, and nothing that reaches out to the network
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-def chromium_path() -> str:
-    for candidate in CHROMIUM_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("chromium")
-    if found:
-        return found
-    message = "Chromium not found at /usr/bin/chromium (apt-get install -y chromium); the browser test needs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = chromium_path()
-    if os.environ.get("CI"):
-        import playwright.sync_api as sync_api  # on CI the browser test must run, never skip
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launched_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -3,34 +3,13 @@ playing a shared WAV: the words must appear as final (black) text. A screenshot 
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+from browser_support import launched_chromium
 from conftest import REPO, audio_path
 from test_server_support import running_servers
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
 ARTIFACTS = REPO / "artifacts"
-# Debian's Chromium in a container: no sandbox, no GPU, nothing that reaches out to the network
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 SPOKEN_WAV = "word_list"  # en/word_list.wav: seven words with pauses between them
-
-
-def chromium_path() -> str:
-    for candidate in CHROMIUM_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("chromium")
-    if found:
-        return found
-    message = "Chromium not found at /usr/bin/chromium (apt-get install -y chromium); the browser test needs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +19,9 @@ def server(tiny_en):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = chromium_path()
-    if os.environ.get("CI"):
-        import playwright.sync_api as sync_api  # on CI the browser test must run, never skip
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
     wav = audio_path(SPOKEN_WAV)
     fake_microphone = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS + fake_microphone)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launched_chromium(fake_microphone)
 
 
 def test_live_captions_from_the_fake_microphone(browser, server):
