@@ -1,4 +1,4 @@
-"""``POST /v1/practice``: pronunciation practice (a tingxie extension, not part of the OpenAI API)."""
+"""``POST /v1/practice``: pronunciation practice (a tingxie extension, not part of the OpenAI API), and the /practice page."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..errors import TingxieError
 from .errors import from_core
+from .routes_meta import static_page
 from .schemas import ERROR_RESPONSES
 from .uploads import display_name, save_upload
 
 router = APIRouter(tags=["practice"])
+public = APIRouter(tags=["server"])
 
 _SUCCESS = {
     200: {
@@ -22,6 +24,11 @@ _SUCCESS = {
         "content": {"application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}}},
     },
 }
+
+
+@public.get("/practice", response_class=HTMLResponse, include_in_schema=False)
+async def practice_page() -> HTMLResponse:
+    return static_page("practice.html")
 
 
 def _run_practice(model: Any, path: Any, text: str, language: str | None, response_format: str) -> tuple[Any, str | None]:

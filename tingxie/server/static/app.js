@@ -1,5 +1,5 @@
 // The transcription page: upload or record audio, stream the transcript from /v1/audio/*, seek by timestamp, download.
-import { $, show, clock, apiKey, setApiKey, authHeaders, errorMessage, getJson, health, renderNav } from "./common.js";
+import { $, show, clock, apiKey, setApiKey, authHeaders, errorMessage, getJson, health, recordButton, renderNav } from "./common.js";
 
 const els = {
   form: $("form"), drop: $("drop"), file: $("file"), fileName: $("file-name"),
@@ -13,7 +13,7 @@ const els = {
 const DOWNLOADS = ["txt", "srt", "vtt", "json"];
 
 // The one piece of page state: the audio chosen, the request in flight, the object URLs to free.
-const state = { audio: null, audioName: "", xhr: null, urls: [], recorder: null, segments: [] };
+const state = { audio: null, audioName: "", xhr: null, urls: [], segments: [] };
 
 // ------------------------------------------------------------------ helpers
 
@@ -65,43 +65,8 @@ els.drop.addEventListener("drop", (event) => {
   if (file) useAudio(file, file.name);
 });
 
-// Record from the microphone with MediaRecorder (webm/opus or ogg, which ffmpeg decodes).
-els.record.addEventListener("click", async () => {
-  if (state.recorder) {
-    state.recorder.stop();
-    return;
-  }
-  if (!navigator.mediaDevices || !window.MediaRecorder) {
-    setError("This browser cannot record audio here (recording needs https or localhost).");
-    return;
-  }
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (err) {
-    setError("The microphone is not available: " + err.message);
-    return;
-  }
-  const recorder = new MediaRecorder(stream);
-  const chunks = [];
-  const started = Date.now();
-  const timer = setInterval(() => { els.recordTime.textContent = clock((Date.now() - started) / 1000); }, 200);
-  recorder.addEventListener("dataavailable", (event) => chunks.push(event.data));
-  recorder.addEventListener("stop", () => {
-    clearInterval(timer);
-    stream.getTracks().forEach((track) => track.stop());
-    state.recorder = null;
-    els.record.textContent = "● Record";
-    els.record.setAttribute("aria-pressed", "false");
-    const type = recorder.mimeType || "audio/webm";
-    const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
-    useAudio(new Blob(chunks, { type }), "recording." + ext);
-  });
-  recorder.start();
-  state.recorder = recorder;
-  els.record.textContent = "■ Stop";
-  els.record.setAttribute("aria-pressed", "true");
-});
+// Record from the microphone (see recordButton in common.js).
+recordButton(els.record, els.recordTime, useAudio, setError);
 
 // ------------------------------------------------------------------ the transcript
 

@@ -5,6 +5,7 @@
 export const PAGES = [
   { href: "/", label: "Transcribe" },
   { href: "/live", label: "Live captions" },
+  { href: "/practice", label: "Practice" },
 ];
 
 const KEY_STORAGE = "tingxie.apiKey";
@@ -61,4 +62,46 @@ export function renderNav() {
     if (page.href === location.pathname) link.setAttribute("aria-current", "page");
     return link;
   }));
+}
+
+// A record button: MediaRecorder (webm/opus or ogg, which ffmpeg decodes), the elapsed time shown in `timeEl`,
+// `onAudio(blob, name)` when stopped, `onError(message)` when the microphone can't be used.
+export function recordButton(button, timeEl, onAudio, onError) {
+  let recorder = null;
+  button.addEventListener("click", async () => {
+    if (recorder) {
+      recorder.stop();
+      return;
+    }
+    if (!navigator.mediaDevices || !window.MediaRecorder) {
+      onError("This browser cannot record audio here (recording needs https or localhost).");
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (err) {
+      onError("The microphone is not available: " + err.message);
+      return;
+    }
+    const current = new MediaRecorder(stream);
+    const chunks = [];
+    const started = Date.now();
+    const timer = setInterval(() => { timeEl.textContent = clock((Date.now() - started) / 1000); }, 200);
+    current.addEventListener("dataavailable", (event) => chunks.push(event.data));
+    current.addEventListener("stop", () => {
+      clearInterval(timer);
+      stream.getTracks().forEach((track) => track.stop());
+      recorder = null;
+      button.textContent = "● Record";
+      button.setAttribute("aria-pressed", "false");
+      const type = current.mimeType || "audio/webm";
+      const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
+      onAudio(new Blob(chunks, { type }), "recording." + ext);
+    });
+    current.start();
+    recorder = current;
+    button.textContent = "■ Stop";
+    button.setAttribute("aria-pressed", "true");
+  });
 }
