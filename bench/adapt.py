@@ -52,7 +52,9 @@ def systems(args: argparse.Namespace) -> list[System]:
         System("lm", f"tiny.en, beam 5 + LM (weight {args.lm_weight:g})", "tiny.en",
                {**beam, "lm": str(args.lm), "lm_weight": args.lm_weight}, needs=str(args.lm)),
         System("lora", "LoRA fine-tuned", str(args.lora), greedy, needs=str(args.lora / "model.safetensors")),
-        System("full", "full fine-tuned", str(args.full), greedy, needs=str(args.full / "model.safetensors")),
+        System("full", "full fine-tuned (decoder)", str(args.full), greedy, needs=str(args.full / "model.safetensors")),
+        *(System(f"also:{label}", label, folder, greedy, needs=str(Path(folder) / "model.safetensors"))
+          for label, _, folder in (a.partition("=") for a in args.also)),
     ]
 
 
@@ -75,6 +77,52 @@ def evaluate_system(system: System, sets: dict[str, Path], vocabulary: tuple[str
         result[key] = {"wer": s.wer, "term_recall": s.term_recall, "term_hits": s.term_hits, "term_occurrences": s.term_occurrences,
                        "reference_words": s.reference_words, "errors": s.substitutions + s.deletions + s.insertions,
                        "n": len(report.utterances), "seconds": round(report.seconds, 1), "rtf": report.rtf}
+    return result
+
+
+def save(path: Path, update: dict) -> dict:
+    """Merge ``update`` into the results file as it is now (another run may have added systems meanwhile)."""
+    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    results.update(update)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return results
+
+
+def build_lm(train: Path, arpa: Path) -> None:
+    """A trigram ARPA model of the train split's sentences (never the held-out ones), by scripts/make_lm.py."""
+    import subprocess
+
+    from tingxie.evaluate import read_manifest
+
+    sentences = arpa.with_suffix(".txt")
+    sentences.write_text("".join(row.text + "\n" for row in read_manifest(train)), encoding="utf-8")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_lm.py"), str(sentences), str(arpa), "--order", "3"], check=True)
+
+
+def from_training_report(system: System, sets: dict[str, Path]) -> dict | None:
+    """A fine-tuned model's scores from the evaluation its training run made (OUT/eval_after.json), when that used
+    the same manifests and the same decoding options; None otherwise."""
+    from dataclasses import asdict
+
+    from tingxie.options import build_options
+
+    report_file = Path(system.model) / "eval_after.json"
+    if not report_file.is_file():
+        return None
+    reports = {str(Path(k).resolve()): v for k, v in json.loads(report_file.read_text(encoding="utf-8")).items()}
+    wanted = json.loads(json.dumps(asdict(build_options(**system.options)), default=str))
+    result = {"label": system.label, "model": system.model, "options": system.options, "source": _rel(str(report_file))}
+    for key, manifest in sets.items():
+        r = reports.get(str(manifest.resolve()))
+        if r is None or json.loads(json.dumps(r["options"], default=str)) != wanted:
+            return None
+        result[key] = {"wer": r["wer"], "term_recall": r["term_recall"], "term_hits": r["term_hits"], "term_occurrences": r["term_occurrences"],
+                       "reference_words": r["reference_words"], "errors": r["substitutions"] + r["deletions"] + r["insertions"],
+                       "n": r["n"], "seconds": r["seconds"], "rtf": r["rtf"]}
+    print(f"{system.name}: scores from {report_file} (same manifests and options)", file=sys.stderr)
     return result
 
 
@@ -107,7 +155,7 @@ def finetune_command(folder: Path) -> tuple[str, dict] | None:
         parts += ["--eval", _rel(manifest)]
     parts += ["--out", _rel(config["out"])]
     for key, value in config.items():
-        if key in ("train", "out", "eval", "progress") or value == defaults.get(key):
+        if key in ("train", "out", "eval", "progress") or (value == defaults.get(key) and key not in ("model", "method", "epochs", "batch_size")):
             continue
         parts += [f"--{key}", _rel(value) if key == "terms" else str(value)]
     return " ".join(shlex.quote(p) for p in parts), data
@@ -143,7 +191,7 @@ def write_markdown(path: Path, results: dict, order: list[System], args: argpars
     info_file = args.data / "info.json"
     info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
     runs = []
-    for name, folder in (("LoRA", args.lora), ("full", args.full)):
+    for name, folder in (("LoRA", args.lora), ("full", args.full), *((a.partition("=")[0], Path(a.partition("=")[2])) for a in args.also)):
         made = finetune_command(folder)
         if made:
             command, data = made
@@ -203,13 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lora", type=Path, default=RUNS / "lora", help="LoRA fine-tuned model folder (default: data/finetune/lora)")
     p.add_argument("--full", type=Path, default=RUNS / "full", help="fully fine-tuned model folder (default: data/finetune/full)")
     p.add_argument("--lm", type=Path, default=DATA / "train.arpa", help="ARPA LM of the train sentences (default: data/domain/train.arpa)")
-    p.add_argument("--lm_weight", type=float, default=0.5, help="LM weight for the LM row (default: 0.5)")
+    p.add_argument("--lm_weight", type=float, default=0.3, help="LM weight for the LM row (default: 0.3, the option's default)")
     p.add_argument("--only", default="", help="comma-separated systems to (re-)evaluate: base, hotwords, beam, lm, lora, full (default: all)")
     p.add_argument("--results", type=Path, default=RUNS / "adapt_results.json", help="results kept between runs (default: data/finetune/adapt_results.json)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "ADAPT.md", help="the Markdown written (default: bench/ADAPT.md)")
+    p.add_argument("--also", action="append", default=[], metavar="LABEL=DIR",
+                   help="another fine-tuned model folder to evaluate and list (repeatable)")
+    p.add_argument("--reuse", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                   help="take a fine-tuned model's scores from its training run's eval_after.json when that used the same manifests and options (default: True)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     args = p.parse_args(argv)
-    args.lm_command = f"python scripts/make_lm.py data/domain/train.tsv --out {_rel(str(args.lm))}"
+    args.lm_command = (f"cut -f2 data/domain/train.tsv | tail -n +2 > {_rel(str(args.lm.with_suffix('.txt')))}   # the train sentences only "
+                       f"(bench/adapt.py does this when the LM is missing)\n"
+                       f"python scripts/make_lm.py {_rel(str(args.lm.with_suffix('.txt')))} {_rel(str(args.lm))} --order 3")
 
     order = systems(args)
     wanted = {s.strip() for s in args.only.split(",") if s.strip()} or {s.name for s in order}
@@ -221,22 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     from tingxie.evaluate import read_terms
 
     vocabulary = read_terms(args.data / "terms.txt")
+    if "lm" in wanted and not args.lm.exists():
+        build_lm(args.data / "train.tsv", args.lm)
     missing = []
     for system in order:
         if system.name not in wanted:
             continue
         if system.needs and not Path(system.needs).exists():
             missing.append(f"{system.label} ({_rel(system.needs)} not found)")
-            results.pop(system.name, None)
             continue
         started = time.monotonic()
-        results[system.name] = evaluate_system(system, sets, vocabulary, args.threads)
-        results[system.name]["wall_s"] = round(time.monotonic() - started, 1)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        measured = from_training_report(system, sets) if args.reuse else None
+        measured = measured or evaluate_system(system, sets, vocabulary, args.threads)
+        measured["wall_s"] = round(time.monotonic() - started, 1)
+        results = save(args.results, {system.name: measured})
     load = os.getloadavg()
-    results["_meta"] = {"machine": machine(), "note": f"load average {load[0]:.1f} at the end of the last run (2 shared cores: timings are not comparable)"}
-    args.results.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    results = save(args.results, {"_meta": {"machine": machine(), "note": f"load average {load[0]:.1f} at the end of the last run "
+                                            "(2 cores shared with other jobs: the timings are not comparable)"}})
     missing += [f"{s.label} (not run yet)" for s in order if s.name not in results and not any(m.startswith(s.label) for m in missing)]
     print(table(results, order))
     write_markdown(args.out, results, order, args, missing)

@@ -1,0 +1,72 @@
+"""``tingxie finetune``: argparse only at import; the training code loads when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import MISSING
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "y", "on"):
+        return True
+    if lowered in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def _optional(kind):
+    def parse(value: str):
+        return None if value.strip().lower() == "none" else kind(value)
+
+    parse.__name__ = f"optional {kind.__name__}"
+    return parse
+
+
+# the dataclass is small and stdlib-only, so its fields drive the options and their help texts
+_TYPES = {"bool": _bool, "float": float, "int": int, "str": str, "int | None": _optional(int), "float | None": _optional(float), "str | None": _optional(str)}
+
+
+def register(subparsers) -> None:
+    from .config import config_fields
+
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a model (full or LoRA) on your own recordings",
+        description="Fine-tune Whisper on a manifest of (audio, text) pairs; evaluate before and after; "
+                    "save a model folder that --model DIR and tingxie.load_model(DIR) load. "
+                    "Run the same command again to resume an interrupted run.",
+    )
+    p.add_argument("--train", required=True, help="training manifest: TSV/CSV with a header naming 'audio' and 'text', or JSONL (required)")
+    p.add_argument("--eval", action="append", default=[], metavar="MANIFEST",
+                   help="manifest to evaluate before and after training; repeat for several (default: none)")
+    p.add_argument("--out", required=True, help="output folder for the model, checkpoints, log.csv and reports (required)")
+    for f in config_fields():
+        default = f.default if f.default is not MISSING else None
+        kind = _TYPES.get(str(f.type), str)
+        extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        p.add_argument(f"--{f.name}", type=kind, default=default, help=f"{f.metadata['help']} (default: {default})", **extra)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from ..errors import TingxieError
+    from .config import FinetuneConfig
+
+    values = {f.name: getattr(args, f.name) for f in fields(FinetuneConfig) if hasattr(args, f.name)}
+    values["eval"] = tuple(args.eval)
+    try:
+        config = FinetuneConfig(**values)
+        from .trainer import finetune
+
+        result = finetune(config, log=lambda message: print(message, file=sys.stderr))
+    except TingxieError as e:
+        print(f"tingxie finetune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(f"{result.out}: {result.steps} steps, loss {result.first_loss:.3f} -> {result.last_loss:.3f}" if result.first_loss is not None
+          else f"{result.out}: nothing left to train ({result.steps} steps)")
+    return 0
