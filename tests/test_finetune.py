@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, audio_path, manifest_rows
+from conftest import REPO, audio_path, golden, manifest_rows
 
 # Two short clips with human transcripts; one holds the rare product name "ComfyUI".
 CLIPS = ("libri_horizon", "comfyui_hotword")
@@ -171,3 +171,34 @@ def test_cli_help_and_bad_manifest(tmp_path: Path) -> None:
     bad.write_text("path\tsentence\nx.wav\thello\n", encoding="utf-8")
     failed = subprocess.run([*run, "--train", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr and "audio" in failed.stderr
+
+
+def test_mix_states_interpolates_and_refuses_other_models() -> None:
+    from tingxie.errors import OptionError
+    from tingxie.finetune.mix import mix_states
+
+    base = {"a": torch.zeros(2, 3), "b": torch.ones(4)}
+    tuned = {"a": torch.full((2, 3), 2.0), "b": torch.full((4,), 3.0)}
+    assert torch.equal(mix_states(base, tuned, 0.0)["a"], base["a"])
+    assert torch.equal(mix_states(base, tuned, 1.0)["b"], tuned["b"])
+    half = mix_states(base, tuned, 0.5)
+    assert torch.equal(half["a"], torch.ones(2, 3)) and torch.equal(half["b"], torch.full((4,), 2.0))
+    with pytest.raises(OptionError, match="different parameters"):
+        mix_states(base, {"a": tuned["a"]}, 0.5)
+    with pytest.raises(OptionError, match="shape"):
+        mix_states(base, {"a": torch.zeros(3, 2), "b": tuned["b"]}, 0.5)
+
+
+def test_mix_models_writes_a_folder_every_command_loads(tmp_path: Path) -> None:
+    # tiny.en mixed with itself is tiny.en: the folder must load and transcribe jfk as the reference does
+    out = tmp_path / "mixed"
+    run = subprocess.run([sys.executable, "-m", "tingxie", "mix-models", "tiny.en", "tiny.en", "--weight", "0.3", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    from tingxie import load_model
+
+    text = load_model(str(out)).transcribe(str(audio_path("jfk")), temperature=0.0).text
+    assert text == golden("jfk.greedy")["text"]
+    bad = subprocess.run([sys.executable, "-m", "tingxie", "mix-models", "tiny.en", "tiny.en", "--weight", "2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "weight must be in [0, 1]" in bad.stderr

@@ -48,6 +48,31 @@ def register(subparsers) -> None:
         p.add_argument(f"--{f.name}", type=kind, default=default, help=f"{f.metadata['help']} (default: {default})", **extra)
     p.set_defaults(handler=run)
 
+    m = subparsers.add_parser(
+        "mix-models", help="mix a fine-tuned model with its base (WiSE-FT): keep the domain, give back general accuracy",
+        description="Write BASE + weight * (TUNED - BASE) as a model folder (weight-space ensembling, WiSE-FT). "
+                    "A weight of 0.5-0.8 usually keeps most of a fine-tuning's gain on its domain and most of the "
+                    "base model's accuracy elsewhere; measure both with tingxie eval.",
+    )
+    m.add_argument("base", help="the model that was fine-tuned: a name (tiny.en) or a path")
+    m.add_argument("tuned", help="the fine-tuned model folder (tingxie finetune --out)")
+    m.add_argument("--weight", type=float, default=0.7, help="share of the fine-tuned change to keep, 0 (base) to 1 (tuned) (default: 0.7)")
+    m.add_argument("--out", required=True, help="output folder for the mixed model (required)")
+    m.set_defaults(handler=run_mix)
+
+
+def run_mix(args: argparse.Namespace) -> int:
+    from ..errors import TingxieError
+    from .mix import mix_models
+
+    try:
+        folder = mix_models(args.base, args.tuned, args.weight, args.out)
+    except TingxieError as e:
+        print(f"tingxie mix-models: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{folder}: {args.base} + {args.weight:g} x ({args.tuned} - {args.base}); load it with --model {folder}")
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import fields
