@@ -6,22 +6,8 @@ import argparse
 import sys
 from dataclasses import MISSING
 
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "y", "on"):
-        return True
-    if lowered in ("false", "0", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
-
-
-def _optional(kind):
-    def parse(value: str):
-        return None if value.strip().lower() == "none" else kind(value)
-
-    parse.__name__ = f"optional {kind.__name__}"
-    return parse
+from ..cli import optional as _optional
+from ..cli import str2bool as _bool
 
 
 # the dataclass is small and stdlib-only, so its fields drive the options and their help texts

@@ -105,3 +105,24 @@ export function recordButton(button, timeEl, onAudio, onError) {
     button.setAttribute("aria-pressed", "true");
   });
 }
+
+// Start a page: the nav, the API-key row, the server's default model, then `loadOptions()` (models, languages).
+export async function initPage(els, setError, loadOptions) {
+  renderNav();
+  els.apiKey.value = apiKey();
+  els.apiKey.addEventListener("input", () => setApiKey(els.apiKey.value));
+  els.apiKey.addEventListener("change", loadOptions);
+  try {
+    const status = await health();
+    show(els.keyRow, status.auth_required);
+    els.model.replaceChildren(new Option(status.model, status.model));
+    if (status.auth_required && !apiKey()) {
+      setError("This server needs an API key: enter it below.");
+      return;
+    }
+  } catch (err) {
+    setError("The server could not be reached.");
+    return;
+  }
+  await loadOptions();
+}

@@ -1,5 +1,5 @@
 // Pronunciation practice: the sentence meant + a recording -> POST /v1/practice -> each word coloured by verdict, playable.
-import { $, show, clock, apiKey, setApiKey, authHeaders, errorMessage, getJson, health, recordButton, renderNav } from "./common.js";
+import { $, show, authHeaders, errorMessage, getJson, initPage, recordButton } from "./common.js";
 
 const els = {
   form: $("form"), text: $("text"), drop: $("drop"), file: $("file"), fileName: $("file-name"),
@@ -180,24 +180,4 @@ async function loadOptions() {
   }
 }
 
-async function init() {
-  renderNav();
-  els.apiKey.value = apiKey();
-  els.apiKey.addEventListener("input", () => setApiKey(els.apiKey.value));
-  els.apiKey.addEventListener("change", loadOptions);
-  try {
-    const status = await health();
-    show(els.keyRow, status.auth_required);
-    els.model.replaceChildren(new Option(status.model, status.model));
-    if (status.auth_required && !apiKey()) {
-      setError("This server needs an API key: enter it below.");
-      return;
-    }
-  } catch (err) {
-    setError("The server could not be reached.");
-    return;
-  }
-  await loadOptions();
-}
-
-init();
+initPage(els, setError, loadOptions);
