@@ -115,6 +115,7 @@ def main() -> int:
     parser.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per arriving chunk, as a microphone callback (default: 0.1)")
     parser.add_argument("--step", type=float, default=None, help="StreamOptions.step_s (default: the transcriber's)")
     parser.add_argument("--pause", type=float, default=None, help="StreamOptions.pause_s (default: the transcriber's)")
+    parser.add_argument("--max-buffer", dest="max_buffer", type=float, default=None, help="StreamOptions.max_buffer_s (default: the transcriber's)")
     parser.add_argument("--no-vad", action="store_true", help="stream without voice activity detection (default: with)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as `tingxie stream`)")
     args = parser.parse_args()
@@ -129,7 +130,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
-    overrides = {"step_s": args.step, "pause_s": args.pause}
+    overrides = {"step_s": args.step, "pause_s": args.pause, "max_buffer_s": args.max_buffer}
     options = dataclasses.replace(StreamOptions(language="en"), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
     rows = manifest()
     print(f"model {args.model}, torch threads {args.threads}, clock {args.clock}, chunks of {args.chunk} s, {options}")
