@@ -1,5 +1,5 @@
 // The transcription page: upload or record audio, stream the transcript from /v1/audio/*, seek by timestamp, download.
-import { $, show, clock, authHeaders, errorMessage, getJson, initPage, recordButton } from "./common.js";
+import { $, show, clock, authHeaders, errorMessage, initPage, loadModelsAndLanguages, recordButton } from "./common.js";
 
 const els = {
   form: $("form"), drop: $("drop"), file: $("file"), fileName: $("file-name"),
@@ -236,14 +236,7 @@ els.model.addEventListener("change", fitOptionsToModel);
 
 async function loadOptions() {
   try {
-    const models = await getJson("/v1/models");
-    const current = els.model.value;
-    // whisper-1 is only an alias of the default, for OpenAI clients; no need to offer it twice
-    els.model.replaceChildren(...models.data.filter((m) => m.id !== "whisper-1").map((m) => new Option(m.id, m.id)));
-    if (current) els.model.value = current;
-    const languages = await getJson("/v1/languages");
-    els.language.replaceChildren(new Option("Detect automatically", ""),
-      ...languages.data.map((l) => new Option(l.name.charAt(0).toUpperCase() + l.name.slice(1) + " (" + l.code + ")", l.code)));
+    await loadModelsAndLanguages(els);
     fitOptionsToModel();
     setError("");
   } catch (err) {

@@ -126,3 +126,18 @@ export async function initPage(els, setError, loadOptions) {
   }
   await loadOptions();
 }
+
+// Fill the model select (keeping the choice) and the language select from the server; returns {code: "Name"}.
+export async function loadModelsAndLanguages(els) {
+  const models = await getJson("/v1/models");
+  const current = els.model.value;
+  // whisper-1 is only an alias of the default, for OpenAI clients; no need to offer it twice
+  els.model.replaceChildren(...models.data.filter((m) => m.id !== "whisper-1").map((m) => new Option(m.id, m.id)));
+  if (current) els.model.value = current;
+  const languages = await getJson("/v1/languages");
+  const names = {};
+  languages.data.forEach((l) => { names[l.code] = l.name.charAt(0).toUpperCase() + l.name.slice(1); });
+  els.language.replaceChildren(new Option("Detect automatically", ""),
+    ...languages.data.map((l) => new Option(names[l.code] + " (" + l.code + ")", l.code)));
+  return names;
+}

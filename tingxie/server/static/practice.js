@@ -1,5 +1,5 @@
 // Pronunciation practice: the sentence meant + a recording -> POST /v1/practice -> each word coloured by verdict, playable.
-import { $, show, authHeaders, errorMessage, getJson, initPage, recordButton } from "./common.js";
+import { $, show, authHeaders, errorMessage, initPage, loadModelsAndLanguages, recordButton } from "./common.js";
 
 const els = {
   form: $("form"), text: $("text"), drop: $("drop"), file: $("file"), fileName: $("file-name"),
@@ -165,14 +165,7 @@ els.model.addEventListener("change", fitLanguageToModel);
 
 async function loadOptions() {
   try {
-    const models = await getJson("/v1/models");
-    const current = els.model.value;
-    els.model.replaceChildren(...models.data.filter((m) => m.id !== "whisper-1").map((m) => new Option(m.id, m.id)));
-    if (current) els.model.value = current;
-    const languages = await getJson("/v1/languages");
-    languages.data.forEach((l) => { state.languages[l.code] = l.name.charAt(0).toUpperCase() + l.name.slice(1); });
-    els.language.replaceChildren(new Option("Detect automatically", ""),
-      ...languages.data.map((l) => new Option(state.languages[l.code] + " (" + l.code + ")", l.code)));
+    state.languages = await loadModelsAndLanguages(els);
     fitLanguageToModel();
     setError("");
   } catch (err) {
