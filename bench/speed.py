@@ -40,12 +40,24 @@ SR = 16000
 
 # system name -> what it runs
 SYSTEMS = {
-    "tingxie": "tingxie --compute_type int8",
-    "tingxie-fp32": "tingxie CLI default (--compute_type default: float32, reference-identical)",
-    "tingxie-batched": "tingxie --batch_size 8 (VAD chunks, int8)",
+    "tingxie": "tingxie CLI default (--backend auto = onnx, --compute_type auto = int8)",
+    "tingxie-onnx-fp32": "tingxie --backend onnx --compute_type default (float32)",
+    "tingxie-torch-int8": "tingxie --backend torch --compute_type int8",
+    "tingxie-torch-fp32": "tingxie --backend torch --compute_type default (float32, reference-identical)",
+    "tingxie-batched": "tingxie --batch_size 8 (VAD chunks, torch, int8)",
     "fw-int8": "faster-whisper 1.2.1 compute_type=int8",
     "fw-fp32": "faster-whisper 1.2.1 compute_type=float32",
     "openai": "openai-whisper 20250625 (float32)",
+}
+
+
+# tingxie system -> (backend, compute_type, batch_size)
+TINGXIE = {
+    "tingxie": ("auto", "auto", 0),
+    "tingxie-onnx-fp32": ("onnx", "default", 0),
+    "tingxie-torch-int8": ("torch", "int8", 0),
+    "tingxie-torch-fp32": ("torch", "default", 0),
+    "tingxie-batched": ("torch", "int8", 8),
 }
 
 
@@ -121,15 +133,16 @@ def fw_model_dir() -> str:
 def worker(system: str, files: list[str], beam: int, warmup: str | None, pt: str | None, threads: int = 0) -> None:
     """Load one system, optionally warm up, transcribe ``files``; print one JSON line of timings and texts."""
     t0 = time.perf_counter()
-    if threads and not system.startswith("fw"):
+    backend = TINGXIE.get(system, ("torch",))[0]
+    if threads and (system == "openai" or backend == "torch"):
         import torch
 
         torch.set_num_threads(threads)
     if system.startswith("tingxie"):
         import tingxie
 
-        compute = "default" if system == "tingxie-fp32" else "auto"
-        model = tingxie.load_model("tiny.en", compute_type=compute)
+        backend, compute, _ = TINGXIE[system]
+        model = tingxie.load_model("tiny.en", compute_type=compute, backend="onnx" if backend == "auto" else backend, threads=threads)
         if system == "tingxie-batched":
             from tingxie.batched import transcribe_batched
 
@@ -175,10 +188,10 @@ def cli_command(system: str, path: str, beam: int, pt: str, outdir: str, threads
     if system.startswith("tingxie"):
         cmd = [py, "-m", "tingxie", "transcribe", path, "--model", "tiny.en", "--output_format", "txt", "--output_dir", outdir,
                "--verbose", "False", "--progress", "False", "--beam_size", str(beam) if beam > 1 else "None", "--best_of", "5"]
-        cmd += ["--compute_type", "default" if system == "tingxie-fp32" else "int8"]
-        if system == "tingxie-batched":
-            cmd += ["--batch_size", "8"]
-        return cmd + ["--threads", str(threads)]
+        backend, compute, batch = TINGXIE[system]
+        if system != "tingxie":  # the default configuration passes nothing
+            cmd += ["--backend", backend, "--compute_type", compute, "--batch_size", str(batch)]
+        return cmd + ["--threads", str(threads)] if threads else cmd
     return [py, __file__, "--worker", system, "--files", path, "--beam", str(beam), "--pt", pt, "--threads", str(threads)]
 
 
@@ -258,9 +271,10 @@ def kernel_figures() -> list[str]:
 
 def wer(refs: list[str], hyps: list[str]) -> float:
     import jiwer
-    from whisper.normalizers import EnglishTextNormalizer
 
-    n = EnglishTextNormalizer()
+    sys.path.insert(0, str(REPO))
+    from tingxie.normalizers.english import english_normalize as n  # equals openai-whisper's EnglishTextNormalizer (tests/test_evaluate.py)
+
     pairs = [(n(r), n(h)) for r, h in zip(refs, hyps) if n(r)]
     return 100 * jiwer.wer([p[0] for p in pairs], [p[1] for p in pairs])
 

@@ -41,7 +41,7 @@ def contract_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     shutil.copy(audio_path("comfyui_hotword"), work / "B.mp3")
     run = tingxie(
         "transcribe", "A.flac", "B.mp3", "--model", "tiny.en", "--language", "en", "--temperature", "0",
-        "--word_timestamps", "True", "--output_format", "json", "--output_dir", "OUT", cwd=work,
+        "--word_timestamps", "True", "--compute_type", "default", "--output_format", "json", "--output_dir", "OUT", cwd=work,
     )
     return run, work
 
@@ -62,7 +62,7 @@ def test_contract_json_has_the_reference_schema_and_text(contract_run, name: str
     for seg in result["segments"]:
         assert set(seg) >= REFERENCE_KEYS
         assert all(set(w) == {"word", "start", "end", "probability"} for w in seg["words"])
-    # the CLI's defaults are the reference CLI's (beam search of 5 at temperature 0)
+    # the CLI's decoding defaults are the reference CLI's (beam search of 5 at temperature 0); float32 for its exact text
     assert result["text"] == golden(f"{row_id}.beam5")["text"]
 
 

@@ -5,32 +5,35 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import chinese
 from .audio import N_FRAMES, SAMPLE_RATE, decode_audio, pad_or_trim
-from .decoding import detect_language as _detect_language
-from .decoding.decoder import audio_features_of
 from .errors import AudioDecodeError, OptionError
-from .model import Whisper, build_model
 from .options import TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
 from .tokenizer import LANGUAGES, Tokenizer, get_tokenizer, normalize_language
 from .transcribe import content_mel, iter_segments
-from .weights import load_checkpoint
+
+if TYPE_CHECKING:  # torch is imported when a PyTorch model is loaded; the ONNX Runtime backend runs without it
+    import torch
+
+    from .model import Whisper
 
 # Shorter than this cannot hold a word; Whisper would only invent text for it.
 MIN_AUDIO_SECONDS = 0.25
 # Peak amplitude below -70 dBFS: digital silence or a muted input, never speech.
 SILENCE_PEAK = 10 ** (-70 / 20)
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = ("float32", "float16", "bfloat16")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    import torch
+
     if device in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -41,13 +44,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    import torch
+
     if dtype in (None, "auto"):
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in _DTYPES:
         raise OptionError(f"dtype must be one of {', '.join(_DTYPES)} or auto, not {dtype!r}")
-    return _DTYPES[dtype]
+    return getattr(torch, dtype)
 
 
 def default_alignment_heads(model: Whisper) -> list[tuple[int, int]]:
@@ -82,24 +87,35 @@ class WhisperModel:
         return self.module.is_multilingual
 
     @property
-    def device(self) -> torch.device:
-        return self.module.device
+    def device(self) -> torch.device | str:
+        return "cpu" if self.runtime == "onnxruntime" else self.module.device
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.module.dtype
+    def dtype(self) -> torch.dtype | str:
+        return "float32" if self.runtime == "onnxruntime" else self.module.dtype
 
     def tokenizer(self, language: str | None = None, task: str = "transcribe") -> Tokenizer:
         return get_tokenizer(self.is_multilingual, num_languages=self.module.num_languages, language=language, task=task)
 
     def detect_language(self, audio: Any) -> tuple[str, dict[str, float]]:
         """The most likely language of the first 30 s and the probability of every language."""
-        mel, _ = content_mel(self._samples(audio), self.dims.n_mels)
+        mel, _ = content_mel(self._samples(audio), self.dims.n_mels, self.runtime)
         return self._detect(mel)
 
-    def _detect(self, mel: torch.Tensor) -> tuple[str, dict[str, float]]:
-        features = audio_features_of(self.module, pad_or_trim(mel, N_FRAMES)[None])
-        _, probs = _detect_language(self.module, features, self.tokenizer())
+    @property
+    def runtime(self) -> str:
+        """'torch' or 'onnxruntime': what runs the model."""
+        return getattr(self.module, "runtime", "torch")
+
+    def _detect(self, mel: Any) -> tuple[str, dict[str, float]]:
+        from .transcribe import window_features
+
+        features = window_features(self.module, pad_or_trim(mel, N_FRAMES))
+        if self.runtime == "onnxruntime":
+            from .ort.decode import detect_language
+        else:
+            from .decoding.language import detect_language
+        _, probs = detect_language(self.module, features, self.tokenizer())
         return max(probs[0], key=probs[0].get), probs[0]
 
     def _samples(self, audio: Any) -> np.ndarray:
@@ -113,6 +129,10 @@ class WhisperModel:
         return samples
 
     def _prepare_options(self, options: TranscribeOptions) -> TranscribeOptions:
+        if self.runtime == "onnxruntime":
+            unsupported = [name for name, on in (("word_timestamps", options.word_timestamps), ("lm", options.decoding.lm is not None)) if on]
+            if unsupported:
+                raise OptionError(f"{' and '.join(unsupported)} need the torch backend (backend='torch', CLI --backend torch)")
         raw = options.decoding.language
         if isinstance(raw, str) and raw.strip().lower() == "auto":  # 'auto' means every window, None the first only
             options = replace(options, language_per_window=True)
@@ -141,7 +161,7 @@ class WhisperModel:
             raise OptionError("give either an options object or keyword options, not both")
         options = self._prepare_options(options)
         samples = self._samples(audio)
-        mel, content_frames = content_mel(samples, self.dims.n_mels)
+        mel, content_frames = content_mel(samples, self.dims.n_mels, self.runtime)
         language, probs = options.decoding.language, None
         if language is None:
             language, probs = self._detect(mel)
@@ -199,13 +219,33 @@ def load_model(
     download: bool = True,
     cache_dir: str | Path | None = None,
     compute_type: str | None = None,
+    backend: str = "torch",
+    threads: int = 0,
 ) -> WhisperModel:
     """Load a model by name (tiny.en, base, small, ... large-v3-turbo) or path (OpenAI .pt, Hugging Face, CTranslate2).
 
     ``compute_type``: None or 'default' computes in ``dtype``; 'int8' runs the linear layers with int8
     weights on the CPU (faster, not bit-identical); 'auto' is int8 on a CPU, default elsewhere.
+    ``backend``: 'torch' (every feature, any device) or 'onnx' (ONNX Runtime on the CPU without importing
+    torch: graphs exported once into the cache; no word timestamps or language-model fusion);
+    'auto' is onnx where it can run (CPU, float32) and torch otherwise. ``threads``: ONNX Runtime's
+    threads (0: one per core); the torch backend uses ``torch.set_num_threads``.
     """
+    if backend not in BACKENDS:
+        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "auto":
+        backend = "onnx" if device in (None, "cpu") and dtype in (None, "auto", "float32") else "torch"
+    if backend == "onnx":
+        from .ort.runtime import load_ort_model
+
+        if device not in (None, "auto", "cpu") or dtype not in (None, "auto", "float32"):
+            raise OptionError(f"the onnx backend runs float32 or int8 on the CPU, not device={device!r} dtype={dtype!r}; use backend='torch'")
+        ort_compute = "int8" if compute_type in ("int8", "auto") else "default"
+        module = load_ort_model(name_or_path, ort_compute, cache_dir=cache_dir, download=download, threads=threads)
+        return WhisperModel(module, name=str(name_or_path), alignment_heads=module.alignment_heads or None, source=module.source)
+    from .model import build_model
     from .quantize import quantize_int8, resolve_compute_type
+    from .weights import load_checkpoint
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

@@ -14,9 +14,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
+import sys
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is loaded only by the PyTorch path; the ONNX Runtime path runs on NumPy
+    import torch
 
 from .errors import AudioDecodeError
 
@@ -59,7 +63,7 @@ def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE) -> np.nd
     """
     if isinstance(source, np.ndarray):
         return _array_to_mono_float(source)
-    if torch.is_tensor(source):
+    if _is_tensor(source):
         return _array_to_mono_float(source.detach().cpu().numpy())
     name, opened = _open_source(source)
     return _decode_with_av(opened, name, sampling_rate)
@@ -221,7 +225,9 @@ class _GrowingBuffer:
 def pad_or_trim(array: Any, length: int = N_SAMPLES, *, axis: int = -1) -> Any:
     """Zero-pad or cut ``array`` (NumPy array or torch tensor) along ``axis`` to exactly ``length`` entries."""
     current = array.shape[axis]
-    if torch.is_tensor(array):
+    if _is_tensor(array):
+        import torch.nn.functional as F
+
         if current > length:
             array = array.narrow(axis, 0, length)
         elif current < length:
@@ -275,6 +281,8 @@ def slaney_mel_filterbank(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: in
 @lru_cache(maxsize=None)
 def mel_filters(n_mels: int, device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """The (n_mels, 201) mel filterbank Whisper uses (n_mels 80 or 128), as a tensor on ``device``."""
+    import torch
+
     if n_mels not in (80, 128):
         raise ValueError(f"Whisper models use 80 or 128 mel bins, not {n_mels}")
     return torch.from_numpy(slaney_mel_filterbank(n_mels)).to(device)
@@ -302,6 +310,8 @@ def log_mel_spectrogram(
     The STFT runs over ``block_frames`` frames at a time, each block reading exactly the samples the
     whole-signal STFT would, so the result is the same but extra memory stays bounded for long audio.
     """
+    import torch
+
     if block_frames < 1:
         raise ValueError(f"block_frames must be positive, not {block_frames}")
     waveform = _waveform_tensor(audio)
@@ -327,6 +337,8 @@ def log_mel_spectrogram(
 
 def _waveform_tensor(audio: Any) -> torch.Tensor:
     """A 1-D float32 tensor of samples from a tensor, array, or anything decodable."""
+    import torch
+
     if torch.is_tensor(audio):
         if audio.ndim != 1:
             raise ValueError(f"log_mel_spectrogram takes a 1-D waveform, not shape {tuple(audio.shape)}")
@@ -343,6 +355,8 @@ def _padded_segment(waveform: torch.Tensor, total: int, begin: int, end: int) ->
     reflection happens only at the true start and end, and mirrors repeatedly where the signal is shorter
     than the pad (as np.pad's reflect mode does).
     """
+    import torch
+
     index = torch.arange(begin, end, device=waveform.device) - N_FFT // 2
     if total > 1:
         period = 2 * (total - 1)
@@ -355,3 +369,59 @@ def _padded_segment(waveform: torch.Tensor, total: int, begin: int, end: int) ->
         return torch.zeros(index.shape[0], dtype=torch.float32, device=waveform.device)
     inside = index < n  # beyond the waveform lies the zero padding
     return torch.where(inside, waveform[index.clamp(max=n - 1)], torch.zeros((), device=waveform.device))
+
+
+def log_mel_spectrogram_numpy(audio: AudioSource, n_mels: int = 80, padding: int = 0, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> np.ndarray:
+    """:func:`log_mel_spectrogram` computed with NumPy (float32 FFT), for the ONNX Runtime path that runs without torch."""
+    if n_mels not in (80, 128):
+        raise ValueError(f"Whisper models use 80 or 128 mel bins, not {n_mels}")
+    waveform = _array_to_mono_float(audio if isinstance(audio, np.ndarray) else decode_audio(audio))
+    if waveform.ndim != 1:
+        raise ValueError(f"log_mel_spectrogram takes a 1-D waveform, not shape {waveform.shape}")
+    filters = slaney_mel_filterbank(n_mels)
+    basis = _windowed_dft_basis()
+    total = waveform.shape[0] + max(padding, 0)
+    n_frames = total // HOP_LENGTH
+    log_spec = np.empty((n_mels, n_frames), np.float32)
+    for start in range(0, n_frames, block_frames):
+        stop = min(start + block_frames, n_frames)
+        segment = _padded_segment_numpy(waveform, total, start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT)
+        frames = np.lib.stride_tricks.sliding_window_view(segment, N_FFT)[::HOP_LENGTH]
+        spectrum = frames @ basis  # one matrix product beats an FFT per 400-sample frame
+        power = spectrum[:, : N_FFT // 2 + 1] ** 2 + spectrum[:, N_FFT // 2 + 1 :] ** 2
+        log_spec[:, start:stop] = np.log10(np.maximum(filters @ power.T, 1e-10))
+    if n_frames:
+        np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+    log_spec += 4.0  # in place: two hours of log-mel is 220 MiB
+    log_spec /= 4.0
+    return log_spec
+
+
+@lru_cache(maxsize=1)
+def _windowed_dft_basis() -> np.ndarray:
+    """(N_FFT, 2 * (N_FFT // 2 + 1)): the periodic Hann window times the real DFT's cosines, then its sines."""
+    n = np.arange(N_FFT)[:, None]
+    k = np.arange(N_FFT // 2 + 1)[None, :]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)
+    angle = 2 * np.pi * n * k / N_FFT
+    return np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1).astype(np.float32)
+
+
+def _padded_segment_numpy(waveform: np.ndarray, total: int, begin: int, end: int) -> np.ndarray:
+    """NumPy twin of :func:`_padded_segment` (zero padding to ``total``, then reflection at the true ends)."""
+    index = np.arange(begin, end) - N_FFT // 2
+    if total > 1:
+        period = 2 * (total - 1)
+        index = np.remainder(index, period)
+        index = np.where(index >= total, period - index, index)
+    else:
+        index = np.zeros_like(index)
+    n = waveform.shape[0]
+    if n == 0:
+        return np.zeros(index.shape[0], np.float32)
+    return np.where(index < n, waveform[np.minimum(index, n - 1)], np.float32(0)).astype(np.float32, copy=False)
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is loaded
+    return torch is not None and torch.is_tensor(value)

@@ -11,7 +11,7 @@ from .errors import TingxieError
 from .options import TranscribeOptions, build_options, temperature_schedule
 
 _NOT_OPTIONS = {
-    "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "compute_type", "batch_size", "output_dir", "output_format",
+    "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "backend", "compute_type", "batch_size", "output_dir", "output_format",
     "verbose", "progress", "highlight_words", "max_line_width", "max_line_count", "max_words_per_line",
     "temperature", "temperature_increment_on_fallback",
 }
@@ -52,14 +52,17 @@ def transcribe_command(args: dict[str, Any]) -> int:
             warnings.warn("--max_line_count has no effect without --max_line_width", stacklevel=1)
         if args["max_words_per_line"] and args["max_line_width"]:
             warnings.warn("--max_words_per_line has no effect with --max_line_width", stacklevel=1)
-        if args["threads"] > 0:
-            import torch
-
-            torch.set_num_threads(args["threads"])
         from .api import load_model
 
         dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
-        model = load_model(args["model"], device=args["device"], dtype=dtype, cache_dir=args["model_dir"], compute_type=args.get("compute_type"))
+        backend = choose_backend(args, options)
+        if backend == "torch" and args["threads"] > 0:
+            import torch
+
+            torch.set_num_threads(args["threads"])
+        device = "cpu" if backend == "onnx" else args["device"]
+        model = load_model(args["model"], device=device, dtype=dtype, cache_dir=args["model_dir"], compute_type=args.get("compute_type"),
+                           backend=backend, threads=max(args["threads"], 0))
         if not model.is_multilingual and options.decoding.language not in (None, "en", "English", "english"):
             warnings.warn(f"{args['model']} is an English-only model; using English instead of {options.decoding.language!r}", stacklevel=1)
             options = build_options(**{**_flat(options), "language": "en"})
@@ -82,6 +85,31 @@ def transcribe_command(args: dict[str, Any]) -> int:
     for path, reason in failures:
         print(f"tingxie: {path}: {reason}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def choose_backend(args: dict[str, Any], options: TranscribeOptions) -> str:
+    """--backend auto: ONNX Runtime where it runs everything asked (CPU, float32/int8, no word timings,
+    LM or VAD batches), PyTorch otherwise."""
+    backend = args.get("backend", "auto")
+    if backend != "auto":
+        return backend
+    needs_torch = options.word_timestamps or options.decoding.lm is not None or (args.get("batch_size") or 0) > 0
+    cpu = args["device"] == "cpu" or (args["device"] == "auto" and not _gpu_visible())
+    float32 = args["dtype"] in ("auto", "float32")
+    return "onnx" if cpu and float32 and not needs_torch and _onnxruntime_installed() else "torch"
+
+
+def _gpu_visible() -> bool:
+    """A CUDA driver or Apple GPU is present (checked without importing torch)."""
+    import ctypes.util
+
+    return sys.platform == "darwin" or Path("/proc/driver/nvidia/version").exists() or ctypes.util.find_library("cuda") is not None
+
+
+def _onnxruntime_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _flat(options: TranscribeOptions) -> dict[str, Any]:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
-
-from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
-from .decoding import DecodingResult, decode_with_fallback
-from .decoding.decoder import audio_features_of
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, pad_or_trim
+from .decoding.fallback import decode_with_fallback
 from .decoding.filters import LogitFilter
-from .model import Whisper
+from .decoding.window import DecodingResult
 from .options import TranscribeOptions
 from .results import Segment, Word
-from .timing import add_word_timestamps
 from .tokenizer import Tokenizer, get_tokenizer
+
+if TYPE_CHECKING:  # the loop runs a PyTorch model or an ONNX Runtime one (tingxie.ort); neither is imported here
+    import torch
+    from torch import Tensor
+
+    from .model import Whisper
 
 PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
 
@@ -38,10 +40,28 @@ class _State:
     next_id: int = 0
 
 
-def content_mel(audio, n_mels: int) -> tuple[Tensor, int]:
-    """Log-mel of the whole audio padded with 30 s of silence, and the number of frames of real audio."""
-    mel = log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)
+def content_mel(audio, n_mels: int, runtime: str = "torch") -> tuple[Any, int]:
+    """Log-mel of the whole audio padded with 30 s of silence, and the number of frames of real audio.
+
+    A tensor for the PyTorch runtime, a NumPy array for ONNX Runtime."""
+    if runtime == "onnxruntime":
+        from .audio import log_mel_spectrogram_numpy
+
+        mel = log_mel_spectrogram_numpy(audio, n_mels, padding=N_SAMPLES)
+    else:
+        from .audio import log_mel_spectrogram
+
+        mel = log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)
     return mel, mel.shape[-1] - N_FRAMES
+
+
+def window_features(model: Any, mel_window: Any) -> Any:
+    """The encoder's output for one padded mel window, in the model's runtime."""
+    if getattr(model, "runtime", "torch") == "onnxruntime":
+        return model.embed_audio(mel_window[None])
+    from .decoding.decoder import audio_features_of
+
+    return audio_features_of(model, mel_window[None])
 
 
 def seek_clips(clip_timestamps: tuple[float, ...], content_frames: int) -> list[tuple[int, int]]:
@@ -189,13 +209,13 @@ def resume_after_language_change(tokens: list[int], timestamp_begin: int, seek: 
     return new_seek
 
 
-def _tokenizer_for(model: Whisper, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
+def _tokenizer_for(model: Any, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
     return get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=language, task=tokenizer.task)
 
 
 def iter_segments(
-    model: Whisper,
-    mel: Tensor,
+    model: Whisper | Any,
+    mel: Tensor | Any,
     content_frames: int,
     tokenizer: Tokenizer,
     options: TranscribeOptions,
@@ -229,7 +249,7 @@ def iter_segments(
         window_end = (seek + N_FRAMES) * HOP_LENGTH / SAMPLE_RATE
         segment_size = min(N_FRAMES, content_frames - seek, clip_end - seek)
         mel_segment = pad_or_trim(mel[:, seek : seek + segment_size], N_FRAMES)
-        features = audio_features_of(model, mel_segment[None])
+        features = window_features(model, mel_segment)
 
         prompt = window_prompt(state, options, model.dims.n_text_ctx)
         result = decode_with_fallback(model, features, tokenizer, options, prompt, extra_filters=extra_filters, generator=generator)
@@ -245,6 +265,8 @@ def iter_segments(
         if not language and single_ending:
             new_seek = resume_after_language_change(result.tokens, tokenizer.timestamp_begin, seek, segment_size, input_stride, new_seek)
         if options.word_timestamps and alignment_heads:
+            from .timing import add_word_timestamps
+
             add_word_timestamps(
                 segments=segments, model=model, tokenizer=window_tokenizer, audio_features=features, num_frames=segment_size,
                 alignment_heads=alignment_heads, prepend_punctuations=options.prepend_punctuations,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from ..model import Whisper
 from ..options import TranscribeOptions
 from ..tokenizer import Tokenizer
-from .decoder import DecodingResult, decode
 from .filters import LogitFilter
+from .window import DecodingResult
+
+if TYPE_CHECKING:
+    import torch
 
 
 def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
@@ -29,19 +31,31 @@ def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
     return failed
 
 
+def window_decoder(model: Any) -> Callable[..., list[DecodingResult]]:
+    """The decode function of the model's runtime: PyTorch tensors or ONNX Runtime with NumPy."""
+    if getattr(model, "runtime", "torch") == "onnxruntime":
+        from ..ort.decode import decode_windows
+
+        return decode_windows
+    from .decoder import decode
+
+    return decode
+
+
 def decode_with_fallback(
-    model: Whisper,
-    features: Tensor,
+    model: Any,
+    features: Any,
     tokenizer: Tokenizer,
     options: TranscribeOptions,
     prompt: list[int] | None = None,
     *,
     extra_filters: list[LogitFilter] | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Any | None = None,
 ) -> DecodingResult:
     """Decode one window's features (1, n_audio_ctx, n_state), trying each temperature in turn."""
     from dataclasses import replace
 
+    decode = window_decoder(model)
     result: DecodingResult | None = None
     for temperature in options.temperature:
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)

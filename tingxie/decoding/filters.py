@@ -1,17 +1,20 @@
 """Logit filters: each edits the next-token logits in place given the tokens so far.
 
 ``tokens`` is (batch, length) including the initial prompt/sot sequence; ``sample_begin`` is the
-index of the first sampled token.
+index of the first sampled token. The filters take torch tensors or NumPy arrays alike (the ONNX
+Runtime path decodes in NumPy), so the rules are written once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class LogitFilter:
@@ -79,16 +82,34 @@ class ApplyTimestampRules(LogitFilter):
             logits[:, :ts] = -math.inf
             if self.max_initial_timestamp_index is not None:
                 logits[:, ts + self.max_initial_timestamp_index + 1 :] = -math.inf
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        timestamp_logprob = logprobs[:, ts:].logsumexp(dim=-1)
-        max_text_logprob = logprobs[:, :ts].max(dim=-1).values
-        logits[timestamp_logprob > max_text_logprob, :ts] = -math.inf
+        logits[timestamps_beat_text(logits, ts), :ts] = -math.inf
+
+
+def timestamps_beat_text(logits, ts: int):
+    """Per row: is the total probability of the timestamps above that of the likeliest text token?"""
+    if isinstance(logits, np.ndarray):
+        with np.errstate(divide="ignore"):  # rows whose timestamps are all forbidden give log(0) = -inf
+            logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
+            peak = logprobs[:, ts:].max(axis=-1, keepdims=True)
+            peak[~np.isfinite(peak)] = 0.0  # every timestamp forbidden: the sum below is log(0) = -inf, not nan
+            timestamp_logprob = (peak + np.log(np.exp(logprobs[:, ts:] - peak).sum(axis=-1, keepdims=True)))[:, 0]
+        return timestamp_logprob > logprobs[:, :ts].max(axis=-1)
+    logprobs = logits.float().log_softmax(dim=-1)
+    return logprobs[:, ts:].logsumexp(dim=-1) > logprobs[:, :ts].max(dim=-1).values
+
+
+def log_softmax_np(logits: np.ndarray) -> np.ndarray:
+    """log_softmax over the last axis in NumPy (rows with -inf entries allowed)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class BoostTokens(LogitFilter):
     """Add a fixed bonus to chosen tokens (vocabulary biasing)."""
 
     def __init__(self, token_bonus: dict[int, float]):
+        import torch
+
         self.ids = torch.tensor(list(token_bonus), dtype=torch.long)
         self.bonus = torch.tensor(list(token_bonus.values()), dtype=torch.float32)
 

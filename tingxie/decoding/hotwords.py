@@ -14,8 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .filters import LogitFilter
 
@@ -132,7 +136,11 @@ class HotwordBoost(LogitFilter):
             rows.extend([row] * len(bonuses))
             cols.extend(bonuses)
             values.extend(bonuses.values())
-        if rows:
+        if rows and not hasattr(logits, "device"):  # NumPy logits (ONNX Runtime path); (row, col) pairs are unique
+            logits[rows, cols] += np.asarray(values, dtype=logits.dtype)
+        elif rows:
+            import torch
+
             index = (torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device))
             logits[index] += torch.tensor(values, device=logits.device, dtype=logits.dtype)
 

@@ -6,11 +6,11 @@ and returns the extended tokens. Beam search also tells the caller how to reorde
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+if TYPE_CHECKING:  # NumPy subclasses (numpy_selectors.py) share the search without importing torch
+    import torch
+    from torch import Tensor
 
 
 class SequenceScorer(Protocol):
@@ -39,6 +39,9 @@ class GreedySelector:
         pass
 
     def update(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor) -> tuple[Tensor, bool, Tensor | None]:
+        import torch
+        import torch.nn.functional as F
+
         if self.temperature == 0:
             next_tokens = logits.argmax(dim=-1)
         else:
@@ -54,6 +57,8 @@ class GreedySelector:
 
     def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> tuple[list[list[list[int]]], list[list[float]]]:
         """tokens (n_audio, n_group, length) -> per audio, candidate token lists ending in eot, and their scores."""
+        import torch.nn.functional as F
+
         tokens = F.pad(tokens, (0, 1), value=self.eot)
         return tokens.tolist(), sum_logprobs.tolist()
 
@@ -84,11 +89,7 @@ class BeamSearchSelector:
         if self.finished is None:
             self.finished = [{} for _ in range(n_audio)]
             self.finished_fused = [{} for _ in range(n_audio)]
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1)
-        # candidate scores summed in float32, as the reference does, so ties break the same way
-        candidate_scores = (sum_logprobs.float()[:, None] + top_logprobs).tolist()
-        top_tokens = top_tokens.tolist()
+        candidate_scores, top_tokens = self.top_candidates(logits, sum_logprobs)
         prefixes = tokens.tolist()
         fused = self.fusion.totals(top_tokens) if self.fusion is not None else None
         next_tokens: list[list[int]] = []
@@ -128,8 +129,20 @@ class BeamSearchSelector:
         completed = all(len(kept) >= self.max_candidates for kept in self.finished)
         if self.fusion is not None:
             self.fusion.advance(source_indices, [seq[-1] for seq in next_tokens])
-        new_tokens = torch.tensor(next_tokens, dtype=tokens.dtype, device=tokens.device)
-        return new_tokens, completed, torch.tensor(source_indices, device=tokens.device)
+        new_tokens, sources = self.as_arrays(next_tokens, source_indices, tokens)
+        return new_tokens, completed, sources
+
+    def top_candidates(self, logits: Tensor, sum_logprobs: Tensor) -> tuple[list[list[float]], list[list[int]]]:
+        """Per row, the beam_size + 1 likeliest next tokens and the row's score with each appended."""
+        logprobs = logits.float().log_softmax(dim=-1)
+        top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1)
+        # candidate scores summed in float32, as the reference does, so ties break the same way
+        return (sum_logprobs.float()[:, None] + top_logprobs).tolist(), top_tokens.tolist()
+
+    def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: Tensor) -> tuple[Tensor, Tensor]:
+        import torch
+
+        return torch.tensor(next_tokens, dtype=like.dtype, device=like.device), torch.tensor(source_indices, device=like.device)
 
     def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> tuple[list[list[list[int]]], list[list[float]]]:
         """Finished hypotheses per audio, topped up with the best unfinished beams where too few finished."""

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # resolving a model by name needs no torch (the ONNX Runtime path)
+    import torch
 
 from ..errors import CheckpointError, DownloadError, ModelNotFoundError
 from .cache import resolve_cache_dir, sha256_file

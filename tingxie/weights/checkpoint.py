@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the ONNX Runtime path reads dimensions without importing torch
+    import torch
 
 
 @dataclass(frozen=True)

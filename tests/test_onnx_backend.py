@@ -1,0 +1,264 @@
+"""The ONNX Runtime backend: NumPy parts equal their torch twins, the exported graphs equal the PyTorch
+model (tiny random model), and on the real tiny.en weights the float32 export reproduces the reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, GOLDEN, audio_path, golden, manifest_rows, require_shared
+from tingxie.audio import decode_audio, log_mel_spectrogram, log_mel_spectrogram_numpy
+from tingxie.decoding.filters import ApplyTimestampRules, SuppressBlank, SuppressTokens
+from tingxie.decoding.numpy_selectors import NumpyBeamSearchSelector, NumpyGreedySelector, top_k
+from tingxie.decoding.selectors import BeamSearchSelector, GreedySelector
+from tingxie.errors import OptionError
+from tingxie.model import Whisper
+from tingxie.ort.export import export_module
+from tingxie.ort.runtime import OrtWhisper, WindowFeatures, export_folder, load_ort_model
+from tingxie.weights.checkpoint import ModelDimensions
+
+DIMS = ModelDimensions(n_mels=80, n_audio_ctx=8, n_audio_state=16, n_audio_head=2, n_audio_layer=2,
+                       n_vocab=51864, n_text_ctx=12, n_text_state=16, n_text_head=2, n_text_layer=2)
+
+# ------------------------------------------------------------------ tier 1: NumPy parts on synthetic data
+
+
+def test_numpy_log_mel_equals_torch_log_mel():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 150, 401, 16000 * 3 + 7):
+        audio = (rng.standard_normal(n) * 0.1).astype(np.float32)
+        for padding in (0, 480000):
+            ours = log_mel_spectrogram_numpy(audio, 80, padding=padding, block_frames=97)
+            ref = log_mel_spectrogram(audio, 80, padding=padding).numpy()
+            assert ours.shape == ref.shape
+            if ref.size:
+                assert np.abs(ours - ref).max() < 1e-4, (n, padding)
+
+
+def test_numpy_log_mel_equals_the_reference_mel_on_speech():
+    require_shared()
+    ours = log_mel_spectrogram_numpy(decode_audio(audio_path("jfk")), 80, padding=480000)[:, :3000]
+    ref = np.load(GOLDEN / "jfk.mel.npy")
+    assert np.abs(ours - ref[:, : ours.shape[1]]).max() < 1e-4
+
+
+def _logits(rng, rows: int) -> np.ndarray:
+    return (rng.standard_normal((rows, DIMS.n_vocab)) * 4).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_filters_edit_numpy_and_torch_logits_alike(seed):
+    rng = np.random.default_rng(seed)
+    ts, eot = 50364, 50256
+    sample_begin = 3
+    tokens = np.array([[50257, 50362, 50363], [50257, 50362, 50363]], dtype=np.int64)
+    for step in range(4):  # a timestamp pair, text, then a lone timestamp
+        logits = _logits(rng, 2)
+        logits[:, ts + 5] += 20 * (step % 2)
+        as_torch = torch.from_numpy(logits.copy())
+        for f in (SuppressBlank([220], eot, sample_begin), SuppressTokens([1, 2, 3]), ApplyTimestampRules(ts, eot, 50362, sample_begin, 50)):
+            f.apply(logits, tokens)
+            f.apply(as_torch, torch.from_numpy(tokens))
+        np.testing.assert_array_equal(logits, as_torch.numpy())
+        nxt = np.array([[ts + 5 + step], [100 + step]], dtype=np.int64)
+        tokens = np.concatenate([tokens, nxt], axis=1)
+
+
+def test_top_k_equals_a_full_sort():
+    rng = np.random.default_rng(0)
+    for scale in (0.01, 1.0, 30.0):
+        row = (rng.standard_normal(51864) * scale).astype(np.float32)
+        row[rng.integers(0, 51864, 10)] = row.max()  # ties: lower index first, as a stable sort
+        np.testing.assert_array_equal(top_k(row, 6), np.argsort(-row, kind="stable")[:6])
+
+
+def test_numpy_selectors_choose_as_the_torch_selectors():
+    rng = np.random.default_rng(1)
+    eot = 50256
+    beam_np, beam_t = NumpyBeamSearchSelector(3, eot), BeamSearchSelector(3, eot)
+    greedy_np, greedy_t = NumpyGreedySelector(0.0, eot), GreedySelector(0.0, eot)
+    tok_np = np.tile(np.array([[50257, 50362]], np.int64), (6, 1))
+    tok_t = torch.from_numpy(tok_np.copy())
+    sum_np, sum_t = np.zeros(6, np.float32), torch.zeros(6)
+    g_np, g_t, gs_np, gs_t = tok_np.copy(), tok_t.clone(), np.zeros(6, np.float32), torch.zeros(6)
+    for step in range(6):
+        logits = _logits(rng, 6)
+        logits[:, eot] += 6 * (step > 2)
+        tok_np, done_np, src_np = beam_np.update(tok_np, logits.copy(), sum_np)
+        tok_t, done_t, src_t = beam_t.update(tok_t, torch.from_numpy(logits.copy()), sum_t)
+        np.testing.assert_array_equal(tok_np, tok_t.numpy())
+        np.testing.assert_array_equal(src_np, src_t.numpy())
+        np.testing.assert_allclose(sum_np, sum_t.numpy(), rtol=1e-5)
+        assert done_np == done_t
+        g_np, _, _ = greedy_np.update(g_np, logits.copy(), gs_np)
+        g_t, _, _ = greedy_t.update(g_t, torch.from_numpy(logits.copy()), gs_t)
+        np.testing.assert_array_equal(g_np, g_t.numpy())
+        np.testing.assert_allclose(gs_np, gs_t.numpy(), rtol=1e-5)
+    final_np = beam_np.finalize(tok_np.reshape(2, 3, -1), sum_np.reshape(2, 3))
+    final_t = beam_t.finalize(tok_t.reshape(2, 3, -1), sum_t.reshape(2, 3))
+    assert final_np[0] == final_t[0]
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator():
+    logits = _logits(np.random.default_rng(2), 4)
+    draws = []
+    for _ in range(2):
+        selector = NumpyGreedySelector(1.0, 50256, np.random.default_rng(7))
+        tokens, _, _ = selector.update(np.zeros((4, 1), np.int64), logits.copy(), np.zeros(4, np.float32))
+        draws.append(tokens[:, -1].tolist())
+    assert draws[0] == draws[1]
+    assert all(0 <= t < DIMS.n_vocab for t in draws[0])
+
+
+# ------------------------------------------------------------------ tier 2: exported graphs of a tiny random model
+
+
+@pytest.fixture(scope="module")
+def random_pair(tmp_path_factory) -> tuple[Whisper, OrtWhisper]:
+    torch.manual_seed(0)
+    model = Whisper(DIMS).eval()
+    with torch.no_grad():
+        model.decoder.positional_embedding.normal_(0, 0.1)
+    folder = tmp_path_factory.mktemp("onnx") / "random"
+    export_module(model, folder, "default")
+    return model, OrtWhisper(folder, threads=1)
+
+
+def test_exported_encoder_gives_the_cross_attention_keys_and_values(random_pair):
+    model, ort_model = random_pair
+    mel = torch.randn(2, 80, 2 * DIMS.n_audio_ctx)
+    with torch.no_grad():
+        cache = model.new_cache(model.embed_audio(mel))
+    features = ort_model.embed_audio(mel.numpy())
+    for layer in range(DIMS.n_text_layer):
+        np.testing.assert_allclose(features.cross_k[layer], cache.cross_k[layer].numpy(), atol=1e-5)
+        np.testing.assert_allclose(features.cross_v[layer], cache.cross_v[layer].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("group,shared_prompt", [(1, True), (3, True), (3, False)])
+def test_exported_decoder_steps_equal_the_pytorch_decoder(random_pair, group, shared_prompt):
+    """A prompt of 4 tokens then 3 single steps, each audio's beams sharing its cross K/V (and, when the
+    prompt is the same for a group's rows, its prompt's K/V), as the decoders run."""
+    model, ort_model = random_pair
+    mel = torch.randn(2, 80, 2 * DIMS.n_audio_ctx)
+    tokens = torch.randint(0, DIMS.n_vocab, (2 * group, 7))
+    if shared_prompt:
+        tokens[:, :4] = tokens[::group, :4].repeat_interleave(group, dim=0)
+    with torch.no_grad():
+        cache = model.new_cache(model.embed_audio(mel), repeat=group)
+        expected = [model.decode(tokens[:, :4], cache)] + [model.decode(tokens[:, i : i + 1], cache) for i in range(4, 7)]
+    ort_cache = ort_model.new_cache(ort_model.embed_audio(mel.numpy()), repeat=group)
+    got = [ort_model.decode(tokens[:, :4].numpy(), ort_cache)] + [ort_model.decode(tokens[:, i : i + 1].numpy(), ort_cache) for i in range(4, 7)]
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4)
+    assert ort_cache.length == cache.length == 7
+    assert ort_cache.prefix_length == (4 if shared_prompt else 0)
+
+
+def test_reorder_follows_beams(random_pair):
+    _, ort_model = random_pair
+    features = ort_model.embed_audio(np.random.default_rng(0).standard_normal((1, 80, 16)).astype(np.float32))
+    cache = ort_model.new_cache(features, repeat=3)
+    ort_model.decode(np.array([[1, 2], [1, 2], [1, 2]]), cache)  # the shared prompt
+    ort_model.decode(np.array([[3], [4], [5]]), cache)
+    before = [k.copy() for k in cache.self_k]
+    cache.reorder(np.array([2, 2, 0]))
+    for layer, k in enumerate(cache.self_k):
+        np.testing.assert_array_equal(k[:, :, :1], before[layer][[2, 2, 0], :, :1])
+
+
+def test_context_overflow_is_an_error(random_pair):
+    _, ort_model = random_pair
+    cache = ort_model.new_cache(WindowFeatures(*[[np.zeros((1, 2, 8, 8), np.float32)] * 2] * 2))
+    with pytest.raises(ValueError, match="context"):
+        ort_model.decode(np.zeros((1, DIMS.n_text_ctx + 1), np.int64), cache)
+
+
+# ------------------------------------------------------------------ tier 3: real tiny.en weights, shared speech
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32():
+    from tingxie import load_model
+
+    return load_model("tiny.en", backend="onnx", compute_type="default")
+
+
+@pytest.fixture(scope="module")
+def onnx_int8():
+    from tingxie import load_model
+
+    return load_model("tiny.en", backend="onnx", compute_type="int8")
+
+
+def _english_rows() -> list[dict]:
+    require_shared()
+    return [r for r in manifest_rows() if r["language"] == "en" and (GOLDEN / f"{r['id']}.greedy.json").is_file()]
+
+
+@pytest.mark.parametrize("config,extra", [("greedy", {}), ("beam5", {"beam_size": 5})])
+def test_float32_export_reproduces_the_pytorch_path_and_the_reference(onnx_fp32, tiny_en, config, extra):
+    """On the shared English speech: the PyTorch path's transcripts and segments with the same options, and
+    the reference's (openai-whisper's) text wherever the PyTorch path gives it without word timestamps (the
+    golden runs had word timestamps on, which moves the seek between windows)."""
+    rows = _english_rows()
+    same, matched_golden = [], 0
+    for row in rows:
+        ours = onnx_fp32.transcribe(str(DATA / row["path"]), temperature=0.0, **extra).to_dict()
+        theirs = tiny_en.transcribe(str(DATA / row["path"]), temperature=0.0, **extra).to_dict()
+        if [(s["start"], s["end"], s["text"]) for s in ours["segments"]] == [(s["start"], s["end"], s["text"]) for s in theirs["segments"]]:
+            same.append(row["id"])
+        if theirs["text"] == golden(f"{row['id']}.{config}")["text"]:
+            assert ours["text"] == theirs["text"], row["id"]
+            matched_golden += 1
+    assert len(same) >= 0.95 * len(rows), f"{config}: differs from the PyTorch path for {sorted({r['id'] for r in rows} - set(same))}"
+    assert matched_golden >= len(rows) // 2
+
+
+def test_int8_export_is_as_accurate_as_float32(onnx_fp32, onnx_int8):
+    import jiwer
+
+    from tingxie.normalizers.english import english_normalize
+
+    rows = [r for r in _english_rows() if english_normalize(r["reference"])]
+    refs = [english_normalize(r["reference"]) for r in rows]
+    wers = []
+    for model in (onnx_fp32, onnx_int8):
+        hyps = [english_normalize(model.transcribe(str(DATA / r["path"])).text) for r in rows]
+        wers.append(100 * jiwer.wer(refs, hyps))
+    assert wers[1] <= wers[0] + 1.0, f"int8 WER {wers[1]:.2f} % against float32 {wers[0]:.2f} %"
+
+
+def test_features_the_backend_lacks_are_refused_with_the_remedy(onnx_int8):
+    with pytest.raises(OptionError, match="torch backend"):
+        onnx_int8.transcribe(str(audio_path("jfk")), word_timestamps=True)
+
+
+def test_a_damaged_export_is_made_again(tmp_path):
+    model = load_ort_model("tiny.en", "int8", cache_dir=tmp_path)
+    folder = export_folder("tiny.en", "int8", tmp_path)
+    (folder / "decoder.onnx").write_bytes((folder / "decoder.onnx").read_bytes()[:1000])
+    again = load_ort_model("tiny.en", "int8", cache_dir=tmp_path)
+    assert again.dims == model.dims
+    assert (folder / "decoder.onnx").stat().st_size > 10_000_000
+
+
+def test_cli_default_runs_onnx_without_importing_torch(tmp_path, onnx_int8):
+    """The CLI's default configuration on a CPU: ONNX Runtime int8, and torch never loaded (the start-up cost)."""
+    require_shared()
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "tingxie", "transcribe", str(audio_path("jfk")), "--output_format", "json",
+                          "--output_dir", str(tmp_path), "--verbose", "False", "--progress", "False", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "onnxruntime" in imported and "torch" not in imported
+    text = json.loads((tmp_path / "jfk.json").read_text())["text"]
+    assert "ask not what your country can do for you" in text
+    assert Path(tmp_path / "jfk.json").is_file()

@@ -1,0 +1,56 @@
+"""The token selectors on NumPy arrays (the ONNX Runtime path): the same search, other array operations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .filters import log_softmax_np
+from .selectors import BeamSearchSelector, GreedySelector
+
+
+class NumpyGreedySelector(GreedySelector):
+    """Arg-max at temperature 0, otherwise sampling with a ``numpy.random.Generator``."""
+
+    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[np.ndarray, bool, None]:
+        logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
+        if self.temperature == 0:
+            next_tokens = logits.argmax(axis=-1)
+        else:
+            probs = np.exp(log_softmax_np(logits / np.float32(self.temperature)))
+            rng = self.generator if self.generator is not None else np.random.default_rng()
+            # inverse-CDF sampling, one uniform draw per row
+            draws = rng.random(probs.shape[0]) * probs.sum(axis=-1)
+            next_tokens = np.minimum((probs.cumsum(axis=-1) < draws[:, None]).sum(axis=-1), probs.shape[-1] - 1)
+        current = logprobs[np.arange(logprobs.shape[0]), next_tokens]
+        finished = tokens[:, -1] == self.eot
+        sum_logprobs += current * ~finished
+        next_tokens[finished] = self.eot
+        tokens = np.concatenate([tokens, next_tokens[:, None].astype(tokens.dtype)], axis=-1)
+        return tokens, bool((tokens[:, -1] == self.eot).all()), None
+
+    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[list[int]]], list[list[float]]]:
+        tokens = np.pad(tokens, ((0, 0), (0, 0), (0, 1)), constant_values=self.eot)
+        return tokens.tolist(), sum_logprobs.tolist()
+
+
+class NumpyBeamSearchSelector(BeamSearchSelector):
+    """Beam search over NumPy logits; the search itself is BeamSearchSelector's."""
+
+    def top_candidates(self, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
+        logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
+        top = [top_k(row, self.beam_size + 1) for row in logprobs]
+        # summed in float32, as the reference does
+        scores = sum_logprobs.astype(np.float32)[:, None] + np.stack([row[t] for row, t in zip(logprobs, top)])
+        return scores.tolist(), [t.tolist() for t in top]
+
+    def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(next_tokens, dtype=like.dtype), np.asarray(source_indices, dtype=np.int64)
+
+
+def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
+    """Indices of the k largest entries, largest first (ties by index). The few tokens within ``margin``
+    of the best are found in one pass; a full partition of the vocabulary is the rare fallback."""
+    near = np.flatnonzero(row >= row.max() - margin)
+    if near.size < k:
+        near = np.argpartition(-row, k - 1)[:k]
+    return near[np.lexsort((near, -row[near]))][:k]

@@ -1,0 +1,82 @@
+"""What every decoder of a 30-s window shares, whatever runs the model: the result type, the initial
+tokens (prompt, start-of-transcript sequence, prefix), the logit filters and the compressibility check."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..audio import CHUNK_LENGTH
+from ..options import DecodingOptions
+from ..tokenizer import Tokenizer
+from .filters import ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens, suppress_token_ids
+
+
+@dataclass
+class DecodingResult:
+    """The chosen hypothesis for one window."""
+
+    tokens: list[int]
+    text: str
+    language: str | None
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+    sum_logprob: float = 0.0
+    language_probs: dict[str, float] | None = None
+    audio_features: Any = field(default=None, repr=False)  # torch features, or the ONNX runtime's cross K/V
+
+
+def compression_ratio(text: str) -> float:
+    """gzip-style compressibility of the text: high for repetitive loops."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def initial_tokens(tokenizer: Tokenizer, options: DecodingOptions, n_ctx: int, sample_len: int) -> list[int]:
+    """[<|startofprev|> prompt] sot-sequence [<|notimestamps|>] [prefix]."""
+    tokens = list(tokenizer.sot_sequence_including_notimestamps if options.without_timestamps else tokenizer.sot_sequence)
+    if options.prefix:
+        prefix = tokenizer.encode(" " + options.prefix.strip()) if isinstance(options.prefix, str) else list(options.prefix)
+        max_prefix_len = n_ctx // 2 - sample_len
+        tokens += prefix[-max_prefix_len:] if max_prefix_len > 0 else prefix
+    prompt: list[int] = []
+    if options.prompt:
+        prompt = tokenizer.encode(" " + options.prompt.strip()) if isinstance(options.prompt, str) else list(options.prompt)
+    if options.hotwords and not options.prefix:  # as faster-whisper: the hotwords before the previous text
+        from .hotwords import hotword_prompt_tokens
+
+        prompt = hotword_prompt_tokens(tokenizer, options.hotwords, prompt, n_ctx // 2 - 1)
+    if prompt:
+        tokens = [tokenizer.sot_prev] + prompt[-(n_ctx // 2 - 1) :] + tokens
+    return tokens
+
+
+def logit_filters(tokenizer: Tokenizer, options: DecodingOptions, sample_begin: int, n_audio_ctx: int) -> list[LogitFilter]:
+    filters: list[LogitFilter] = []
+    if options.suppress_blank:
+        filters.append(SuppressBlank(tokenizer.encode(" "), tokenizer.eot, sample_begin))
+    if options.suppress_tokens:
+        specials = [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm]
+        if tokenizer.no_speech is not None:
+            specials.append(tokenizer.no_speech)
+        filters.append(SuppressTokens(suppress_token_ids(options.suppress_tokens, tokenizer.non_speech_tokens, specials)))
+    if options.hotwords:  # before the timestamp rules, so that their forcing sees the boosted text
+        from .hotwords import hotword_filter  # torch-only filter
+
+        boost = hotword_filter(tokenizer, options.hotwords, options.hotword_boost, sample_begin)
+        if boost is not None:
+            filters.append(boost)
+    if not options.without_timestamps:
+        precision = CHUNK_LENGTH / n_audio_ctx  # seconds per timestamp step: 0.02
+        max_initial = round(options.max_initial_timestamp / precision) if options.max_initial_timestamp else None
+        filters.append(ApplyTimestampRules(tokenizer.timestamp_begin, tokenizer.eot, tokenizer.no_timestamps, sample_begin, max_initial))
+    return filters
+
+
+
+
+def until_eot(tokens: list[int], eot: int) -> list[int]:
+    return tokens[: tokens.index(eot)] if eot in tokens else tokens

@@ -1,0 +1,109 @@
+"""Decode a batch of 30-s windows on ONNX Runtime: the shared filters, the NumPy selectors, the shared ranker."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..decoding.filters import LogitFilter, log_softmax_np
+from ..decoding.numpy_selectors import NumpyBeamSearchSelector, NumpyGreedySelector
+from ..decoding.selectors import MaximumLikelihoodRanker
+from ..decoding.window import DecodingResult, compression_ratio, initial_tokens, logit_filters, until_eot
+from ..options import DecodingOptions
+from ..tokenizer import Tokenizer
+from .runtime import OrtWhisper, WindowFeatures
+
+
+def features_of(model: OrtWhisper, mel_or_features: np.ndarray | WindowFeatures) -> WindowFeatures:
+    """Cross K/V for a mel batch (audio, n_mels, 3000) or one mel (n_mels, 3000); features pass through."""
+    if isinstance(mel_or_features, WindowFeatures):
+        return mel_or_features
+    mel = np.asarray(mel_or_features, dtype=np.float32)
+    return model.embed_audio(mel if mel.ndim == 3 else mel[None])
+
+
+def detect_language(model: OrtWhisper, features: WindowFeatures, tokenizer: Tokenizer) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """The likeliest language token per audio and every language's probability (decoder's first step)."""
+    if not model.is_multilingual:
+        raise ValueError("this model is English-only: it has no language tokens to detect a language with")
+    n_audio = features.n_audio
+    logits = model.decode(np.full((n_audio, 1), tokenizer.sot, np.int64), model.new_cache(features))[:, 0]
+    language_tokens = list(tokenizer.all_language_tokens)
+    masked = np.full_like(logits, -np.inf)
+    masked[:, language_tokens] = logits[:, language_tokens]
+    probs = np.exp(log_softmax_np(masked))
+    codes = list(tokenizer.all_language_codes)
+    return masked.argmax(axis=-1), [{c: float(probs[i, t]) for c, t in zip(codes, language_tokens)} for i in range(n_audio)]
+
+
+def decode_windows(
+    model: OrtWhisper,
+    mel_or_features: np.ndarray | WindowFeatures,
+    tokenizer: Tokenizer,
+    options: DecodingOptions = DecodingOptions(),
+    *,
+    extra_filters: list[LogitFilter] | None = None,
+    generator: np.random.Generator | None = None,
+) -> list[DecodingResult]:
+    """Like ``tingxie.decoding.decode``: greedy, sampling or beam search, with the same filters and ranking."""
+    options.check_window()
+    if options.lm is not None:
+        from ..errors import OptionError
+
+        raise OptionError("a language model (--lm) needs the torch backend")
+    features = features_of(model, mel_or_features)
+    n_audio, n_ctx = features.n_audio, model.dims.n_text_ctx
+    sample_len = options.sample_len or n_ctx // 2
+    initial = initial_tokens(tokenizer, options, n_ctx, sample_len)
+    sample_begin, sot_index = len(initial), initial.index(tokenizer.sot)
+
+    tokens = np.tile(np.asarray([initial], np.int64), (n_audio, 1))
+    languages: list[str | None] = [options.language or getattr(tokenizer, "language", None) or "en"] * n_audio
+    language_probs: list[dict[str, float] | None] = [None] * n_audio
+    if options.language is None and model.is_multilingual:
+        lang_tokens, language_probs = detect_language(model, features, tokenizer)
+        languages = [max(p, key=p.get) for p in language_probs]
+        tokens[:, sot_index + 1] = lang_tokens
+
+    n_group = options.beam_size or options.best_of or 1
+    if options.beam_size is not None:
+        selector = NumpyBeamSearchSelector(options.beam_size, tokenizer.eot, options.patience)
+    else:
+        selector = NumpyGreedySelector(options.temperature, tokenizer.eot, generator)
+    filters = logit_filters(tokenizer, options, sample_begin, model.dims.n_audio_ctx) + list(extra_filters or [])
+
+    tokens = np.repeat(tokens, n_group, axis=0)
+    cache = model.new_cache(features, repeat=n_group)
+    sum_logprobs = np.zeros(tokens.shape[0], np.float32)  # float32 as the torch path and the reference
+    no_speech_probs = [math.nan] * tokens.shape[0]
+
+    logits = model.decode(tokens, cache)
+    if tokenizer.no_speech is not None:
+        no_speech_probs = np.exp(log_softmax_np(logits[:, sot_index]))[:, tokenizer.no_speech].tolist()
+    for _ in range(sample_len):
+        next_logits = logits[:, -1]
+        for f in filters:
+            f.apply(next_logits, tokens)
+        tokens, completed, source_indices = selector.update(tokens, next_logits, sum_logprobs)
+        if source_indices is not None:
+            cache.reorder(source_indices)
+        if completed or tokens.shape[-1] > n_ctx:
+            break
+        logits = model.decode(tokens[:, -1:], cache)
+
+    tokens = tokens.reshape(n_audio, n_group, -1)
+    candidates, scores = selector.finalize(tokens, sum_logprobs.reshape(n_audio, n_group))
+    candidates = [[until_eot(t[sample_begin:], tokenizer.eot) for t in group] for group in candidates]
+    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, scores)
+
+    results = []
+    for i in range(n_audio):
+        toks, lp = candidates[i][chosen[i]], scores[i][chosen[i]]
+        text = tokenizer.decode(toks).strip()
+        results.append(DecodingResult(
+            tokens=toks, text=text, language=languages[i], avg_logprob=lp / (len(toks) + 1), no_speech_prob=no_speech_probs[i * n_group],
+            temperature=options.temperature, compression_ratio=compression_ratio(text), sum_logprob=lp, language_probs=language_probs[i],
+            audio_features=features.select(i),
+        ))
+    return results

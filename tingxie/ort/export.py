@@ -1,0 +1,227 @@
+"""Export the PyTorch model (tingxie.model) to two ONNX graphs for ONNX Runtime, once per model.
+
+The graphs are traced from the same modules the PyTorch path runs (their Linear, LayerNorm, MLP and
+embedding layers), so there is one model definition:
+
+- ``encoder.onnx``: mel (batch, n_mels, 3000) -> each decoder layer's cross-attention keys and
+  values (batch, head, frames, d_head).
+- ``decoder.onnx``: new tokens, their positions, an additive attention mask over the rows' own
+  cached tokens, and each layer's self-attention keys/values -> logits and the new tokens'
+  keys/values (the caller owns the cache). Beams of one audio share its cross keys/values and the
+  keys/values of its prompt (batch = audio x group), so a beam step reads them once, not per beam.
+
+int8: MatMul weights are quantized per output channel (ONNX Runtime's dynamic quantization;
+activations quantized per call); convolutions stay float32, as in the PyTorch int8 path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..model import Whisper
+from .runtime import EXPORT_VERSION
+
+OPSET = 17
+
+
+class FusedAttention(torch.autograd.Function):
+    """Unmasked multi-head attention of projected q, k, v (batch, time, state), exported as ONNX Runtime's
+    fused MultiHeadAttention kernel (no 1500 x 1500 score matrix per head in memory)."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, n_head: int) -> Tensor:
+        b, t, state = q.shape
+
+        def heads(x: Tensor) -> Tensor:
+            return x.view(b, -1, n_head, state // n_head).transpose(1, 2)
+
+        return F.scaled_dot_product_attention(heads(q), heads(k), heads(v)).transpose(1, 2).reshape(b, t, state)
+
+    @staticmethod
+    def symbolic(g, q, k, v, n_head: int):
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=n_head)
+        out.setType(q.type())
+        return out
+
+
+class FusedCrossAttention(torch.autograd.Function):
+    """Attention of projected queries (audio, tokens, state) to one audio's cached keys/values
+    (audio, head, frames, d_head), exported as the fused MultiHeadAttention kernel."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, n_head: int) -> Tensor:
+        a, t, state = q.shape
+        out = F.scaled_dot_product_attention(q.view(a, t, n_head, state // n_head).transpose(1, 2), k, v)
+        return out.transpose(1, 2).reshape(a, t, state)
+
+    @staticmethod
+    def symbolic(g, q, k, v, n_head: int):
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=n_head)
+        out.setType(q.type())
+        return out
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: Whisper):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel: Tensor) -> tuple[Tensor, ...]:
+        # AudioEncoder.forward with its attention exported as the fused kernel
+        encoder = self.model.encoder
+        x = F.gelu(encoder.conv1(mel))
+        x = F.gelu(encoder.conv2(x)).permute(0, 2, 1) + encoder.positional_embedding
+        for block in encoder.blocks:
+            attn, h = block.attn, block.attn_ln(x)
+            x = x + attn.out(FusedAttention.apply(attn.query(h), attn.key(h), attn.value(h), attn.n_head))
+            x = x + block.mlp(block.mlp_ln(x))
+        features = encoder.ln_post(x)
+        keys, values = [], []
+        for block in self.model.decoder.blocks:
+            attn = block.cross_attn
+            keys.append(attn.heads(attn.key(features)))
+            values.append(attn.heads(attn.value(features)))
+        return (*keys, *values)
+
+
+class DecoderStepGraph(nn.Module):
+    """One decoder call. The self-attention keys/values come in two parts: the ``prefix`` of each audio
+    (the prompt and start-of-transcript tokens, the same for all its beams, stored once per audio) and
+    each row's own ``past`` (the sampled tokens); one softmax runs over both."""
+
+    def __init__(self, model: Whisper):
+        super().__init__()
+        self.decoder = model.decoder
+        self.n_layer = len(model.decoder.blocks)
+
+    def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
+        n = self.n_layer
+        prefix_k, prefix_v, past_k, past_v = cache[:n], cache[n : 2 * n], cache[2 * n : 3 * n], cache[3 * n : 4 * n]
+        cross_k, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
+        dec = self.decoder
+        x = dec.token_embedding(tokens) + dec.positional_embedding[positions]
+        new_k, new_v = [], []
+        for layer, block in enumerate(dec.blocks):
+            attn, h = block.attn, block.attn_ln(x)
+            q, k, v = attn.heads(attn.query(h)), attn.heads(attn.key(h)), attn.heads(attn.value(h))
+            new_k.append(k)
+            new_v.append(v)
+            keys, values = torch.cat([past_k[layer], k], dim=2), torch.cat([past_v[layer], v], dim=2)
+            out = self._self(q, prefix_k[layer], prefix_v[layer], keys, values, mask)
+            x = x + attn.out(attn.merge(out))
+            x = x + self._cross(block.cross_attn, block.cross_attn_ln(x), cross_k[layer], cross_v[layer])
+            x = x + block.mlp(block.mlp_ln(x))
+        logits = dec.ln(x) @ dec.token_embedding.weight.T
+        return (logits, *new_k, *new_v)
+
+    @staticmethod
+    def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+        b, n_head, t, d = q.shape
+        audios, n_prefix = prefix_k.shape[0], prefix_k.shape[2]
+        group = b // audios
+        q = q * d**-0.5
+
+        # the last axis is always inferred (-1): an explicit 0 (empty prefix) means "keep" to ONNX's Reshape
+        def by_audio(x: Tensor) -> Tensor:  # (b, head, t, n) -> (audio, head, group * t, n)
+            return x.reshape(audios, group, n_head, t, -1).transpose(1, 2).reshape(audios, n_head, group * t, -1)
+
+        def by_row(x: Tensor) -> Tensor:  # the inverse
+            return x.reshape(audios, n_head, group, t, -1).transpose(1, 2).reshape(b, n_head, t, -1)
+
+        scores = torch.cat([by_row(by_audio(q) @ prefix_k.transpose(-1, -2)), q @ keys.transpose(-1, -2) + mask], dim=-1)
+        weights = torch.softmax(scores, dim=-1)
+        out = weights[..., n_prefix:] @ values
+        return out + by_row(by_audio(weights[..., :n_prefix]) @ prefix_v)
+
+    @staticmethod
+    def _cross(attn: nn.Module, h: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        # the group (beams) of one audio attends as one longer query sequence: its K/V are read once
+        q = attn.query(h)
+        b, t, state = q.shape
+        out = FusedCrossAttention.apply(q.reshape(keys.shape[0], -1, state), keys, values, attn.n_head)
+        return attn.out(out.reshape(b, t, state))
+
+
+def _names(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def export_graphs(model: Whisper, out_dir: Path) -> None:
+    """Write encoder.onnx and decoder.onnx (float32) for a float32 CPU model."""
+    dims = model.dims
+    n, n_head, d_head = dims.n_text_layer, dims.n_text_head, dims.n_text_state // dims.n_text_head
+    mel = torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx)
+    cross = _names("cross_k", n) + _names("cross_v", n)
+    axes = {"mel": {0: "audio"}} | {name: {0: "audio"} for name in cross}
+    with torch.no_grad():
+        torch.onnx.export(EncoderGraph(model), (mel,), str(out_dir / "encoder.onnx"), input_names=["mel"], output_names=cross,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
+        # traced with 2 beams of 1 audio, 3 new tokens after a prefix of 5 and 4 cached: every varying size is named
+        prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
+        past = [torch.zeros(2, n_head, 4, d_head) for _ in range(2 * n)]
+        cross_kv = [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(2 * n)]
+        inputs = ["tokens", "positions", "mask"] + _names("prefix_k", n) + _names("prefix_v", n) + _names("past_k", n) + _names("past_v", n) + cross
+        outputs = ["logits"] + _names("new_k", n) + _names("new_v", n)
+        axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "logits": {0: "batch", 1: "new"}}
+        axes |= {name: {0: "audio", 2: "prefix"} for name in inputs[3 : 3 + 2 * n]}
+        axes |= {name: {0: "batch", 2: "past"} for name in inputs[3 + 2 * n : 3 + 4 * n]}
+        axes |= {name: {0: "audio"} for name in cross}
+        axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:]}
+        args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), *prefix, *past, *cross_kv)
+        torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / "decoder.onnx"), input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
+
+
+def quantize_graphs(out_dir: Path) -> None:
+    """Replace both graphs by their int8 versions (MatMul and Gather weights per channel; Conv stays float32)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process is about static quantization
+    for name in ("encoder.onnx", "decoder.onnx"):
+        src, dst = out_dir / name, out_dir / f"int8-{name}"
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
+        os.replace(dst, src)
+
+
+def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> None:
+    """Load the checkpoint with the PyTorch path and write its graphs + meta.json to ``target``."""
+    from ..api import load_model
+
+    model = load_model(name_or_path, device="cpu", dtype="float32", cache_dir=cache_dir, download=download, compute_type="default")
+    export_module(model.module, target, compute_type, name=model.name, source=model.source, alignment_heads=model.alignment_heads)
+
+
+def export_module(module: Whisper, target: Path, compute_type: str, *, name: str = "", source: Path | None = None,
+                  alignment_heads: list | None = None) -> None:
+    """Export a float32 CPU model into ``target`` atomically (built in a temporary folder beside it, then renamed)."""
+    import warnings
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        with warnings.catch_warnings():  # tracer warnings about shape checks that are constant for a given model
+            warnings.simplefilter("ignore")
+            export_graphs(module, work)
+        if compute_type == "int8":
+            quantize_graphs(work)
+        meta = {"version": EXPORT_VERSION, "dims": vars(module.dims), "alignment_heads": alignment_heads,
+                "compute_type": compute_type, "name": name, "source": str(source) if source else None}
+        (work / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        try:
+            os.replace(work, target)
+        except OSError:  # another process exported it first
+            if not (target / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,190 @@
+"""Whisper on ONNX Runtime: the exported graphs (``export.py``) run with NumPy arrays, no torch import.
+
+The first use of a model exports it (that one time through PyTorch) into
+``<cache>/onnx/<name>-<compute>-<key>/``; later processes only map the graphs, which is what makes a
+short command-line transcription start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointError, OptionError
+from ..weights.checkpoint import ModelDimensions
+
+COMPUTE_TYPES = ("default", "int8")
+EXPORT_VERSION = 4  # bump when the exported graphs change: older exports are then made again
+
+
+@dataclass
+class NumpyKVCache:
+    """Decoder state for ``length`` tokens per row. The first ``prefix_length`` (the initial tokens, the same
+    for every row of a group) are stored once per audio in ``prefix_k/v`` (audio, head, tokens, d_head);
+    each row's later tokens in ``self_k/v`` (batch, head, n_text_ctx, d_head). The window's cross K/V per
+    layer (audio, ...) are shared by the ``group`` consecutive rows of each audio."""
+
+    self_k: list[np.ndarray]
+    self_v: list[np.ndarray]
+    cross_k: list[np.ndarray]
+    cross_v: list[np.ndarray]
+    prefix_k: list[np.ndarray]
+    prefix_v: list[np.ndarray]
+    length: int = 0
+    prefix_length: int = 0
+    group: int = 1
+
+    def reorder(self, source_indices: np.ndarray) -> None:
+        """Row b continues row ``source_indices[b]`` (beam search; rows stay within their audio's group)."""
+        n = self.length - self.prefix_length
+        for k, v in zip(self.self_k, self.self_v):
+            k[:, :, :n] = k[source_indices, :, :n]
+            v[:, :, :n] = v[source_indices, :, :n]
+
+
+@dataclass(frozen=True)
+class WindowFeatures:
+    """What the encoder gives a decoder: each layer's cross-attention K and V (audio, head, frames, d_head)."""
+
+    cross_k: list[np.ndarray]
+    cross_v: list[np.ndarray]
+
+    @property
+    def n_audio(self) -> int:
+        return self.cross_k[0].shape[0]
+
+    def select(self, index: int) -> WindowFeatures:
+        return WindowFeatures([k[index : index + 1] for k in self.cross_k], [v[index : index + 1] for v in self.cross_v])
+
+
+class OrtWhisper:
+    """The encoder and decoder-step sessions of one exported model."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, folder: Path, threads: int = 0):
+        import onnxruntime as ort
+
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            self.dims = ModelDimensions(**meta["dims"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"the exported model in {folder} is unreadable ({e}); delete the folder to export it again") from e
+        self.alignment_heads = [tuple(h) for h in meta.get("alignment_heads") or []]
+        self.compute_type = meta.get("compute_type", "default")
+        self.source = Path(meta["source"]) if meta.get("source") else None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
+            self.decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
+            raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
+        n = self.dims.n_text_layer
+        self._cross_names = [f"cross_k{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
+        self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
+        self._past_names = [f"past_k{i}" for i in range(n)] + [f"past_v{i}" for i in range(n)]
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.is_multilingual
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.num_languages
+
+    def embed_audio(self, mel: np.ndarray) -> WindowFeatures:
+        """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V."""
+        out = self.encoder.run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})
+        n = self.dims.n_text_layer
+        return WindowFeatures(out[:n], out[n:])
+
+    def new_cache(self, features: WindowFeatures, repeat: int = 1) -> NumpyKVCache:
+        dims = self.dims
+        d_head = dims.n_text_state // dims.n_text_head
+        shape = (features.n_audio * repeat, dims.n_text_head, dims.n_text_ctx, d_head)
+        layers = range(dims.n_text_layer)
+        empty = np.zeros((features.n_audio, dims.n_text_head, 0, d_head), np.float32)
+        return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
+                            features.cross_k, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
+
+    def decode(self, tokens: np.ndarray, cache: NumpyKVCache) -> np.ndarray:
+        """Logits (batch, new tokens, vocab) for ``tokens`` appended after the cached ones; advances the cache.
+
+        The first call's tokens become the shared prefix when every row of a group has the same ones
+        (the initial tokens of a window): they are decoded once per audio, not once per beam.
+        """
+        offset, t = cache.length, tokens.shape[-1]
+        if offset + t > self.dims.n_text_ctx:
+            raise ValueError(f"decoder context is {self.dims.n_text_ctx} tokens, asked for {offset + t}")
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        g = cache.group
+        if offset == 0 and (g == 1 or (tokens.reshape(-1, g, t) == tokens[::g, None]).all()):
+            n = self.dims.n_text_layer
+            logits, *new = self._run(tokens[::g], offset, cache, past=0)
+            cache.prefix_k, cache.prefix_v = new[:n], new[n:]
+            cache.length = cache.prefix_length = t
+            return np.repeat(logits, g, axis=0) if g > 1 else logits
+        past = offset - cache.prefix_length
+        logits, *new = self._run(tokens, offset, cache, past)
+        n = self.dims.n_text_layer
+        for layer in range(n):
+            cache.self_k[layer][:, :, past : past + t] = new[layer]
+            cache.self_v[layer][:, :, past : past + t] = new[n + layer]
+        cache.length = offset + t
+        return logits
+
+    def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int) -> list[np.ndarray]:
+        t = tokens.shape[-1]
+        mask = np.zeros((t, past + t), np.float32)
+        if t > 1:  # token i sees the prefix, the row's cached tokens and the new tokens up to itself
+            mask[:, past:] = np.triu(np.full((t, t), -np.inf, np.float32), k=1)
+        feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask}
+        feeds.update(zip(self._prefix_names, cache.prefix_k + cache.prefix_v))
+        rows = tokens.shape[0]
+        own = [k[:rows, :, :past] for k in cache.self_k] + [v[:rows, :, :past] for v in cache.self_v]
+        feeds.update(zip(self._past_names, own))
+        feeds.update(zip(self._cross_names, cache.cross_k + cache.cross_v))
+        return self.decoder.run(None, feeds)
+
+
+def export_folder(name_or_path: str | Path, compute_type: str, cache_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Where the exported graphs of this model and compute type live (keyed by the source file's path, size and time)."""
+    from ..weights import OFFICIAL_MODELS, resolve_model
+    from ..weights.cache import resolve_cache_dir
+
+    source = resolve_model(name_or_path, cache_dir=cache_dir, download=download)
+    file = source / "model.bin" if source.is_dir() and (source / "model.bin").is_file() else source
+    stat = file.stat() if file.is_file() else source.stat()
+    key = f"{EXPORT_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{compute_type}"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    label = str(name_or_path) if str(name_or_path) in OFFICIAL_MODELS else Path(source).name
+    return resolve_cache_dir(cache_dir) / "onnx" / f"{label}-{compute_type}-{digest}"
+
+
+def load_ort_model(name_or_path: str | Path, compute_type: str = "int8", *, cache_dir: str | os.PathLike | None = None,
+                   download: bool = True, threads: int = 0) -> OrtWhisper:
+    """The ONNX Runtime model, exported (through PyTorch, once) when the cache does not hold it yet."""
+    if compute_type not in COMPUTE_TYPES:
+        raise OptionError(f"the onnxruntime backend computes in {' or '.join(COMPUTE_TYPES)}, not {compute_type!r}")
+    folder = export_folder(name_or_path, compute_type, cache_dir, download)
+    if (folder / "meta.json").is_file():
+        try:
+            return OrtWhisper(folder, threads)
+        except CheckpointError as e:  # a damaged export (disk full, killed mid-write by hand) is made again
+            print(f"tingxie: {e}; exporting again", file=sys.stderr)
+            shutil.rmtree(folder, ignore_errors=True)
+    from .export import export_model
+
+    print(f"tingxie: exporting {name_or_path} to ONNX ({compute_type}) once, into {folder}", file=sys.stderr)
+    export_model(name_or_path, folder, compute_type, cache_dir=cache_dir, download=download)
+    return OrtWhisper(folder, threads)
