@@ -162,6 +162,15 @@ def test_exported_decoder_steps_equal_the_pytorch_decoder(random_pair, group, sh
     assert ort_cache.prefix_length == (4 if shared_prompt else 0)
 
 
+def test_selected_positions_are_those_of_all_positions(random_pair):
+    _, ort_model = random_pair
+    features = ort_model.embed_audio(np.random.default_rng(3).standard_normal((1, 80, 16)).astype(np.float32))
+    tokens = np.array([[5, 6, 7, 8]] * 2)
+    every = ort_model.decode(tokens, ort_model.new_cache(features, repeat=2))
+    some = ort_model.decode(tokens, ort_model.new_cache(features, repeat=2), select=[1, -1])
+    np.testing.assert_allclose(some, every[:, [1, 3]], atol=1e-5)
+
+
 def test_reorder_follows_beams(random_pair):
     _, ort_model = random_pair
     features = ort_model.embed_audio(np.random.default_rng(0).standard_normal((1, 80, 16)).astype(np.float32))
@@ -262,3 +271,15 @@ def test_cli_default_runs_onnx_without_importing_torch(tmp_path, onnx_int8):
     text = json.loads((tmp_path / "jfk.json").read_text())["text"]
     assert "ask not what your country can do for you" in text
     assert Path(tmp_path / "jfk.json").is_file()
+
+
+def test_batched_mode_on_onnx_equals_the_pytorch_path(onnx_fp32, tiny_en):
+    """VAD chunks decoded as one batch: the same text from the float32 export as from PyTorch."""
+    require_shared()
+    from tingxie.batched import transcribe_batched
+
+    path = str(audio_path("real_concat"))
+    ours = transcribe_batched(onnx_fp32, path, batch_size=4, temperature=0.0)
+    theirs = transcribe_batched(tiny_en, path, batch_size=4, temperature=0.0)
+    assert ours.text == theirs.text
+    assert [(s.start, s.end) for s in ours.segments] == [(s.start, s.end) for s in theirs.segments]

@@ -11,27 +11,18 @@ with the temperature fallback. Long silences are never decoded at all.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .audio import (
-    FRAMES_PER_SECOND,
-    HOP_LENGTH,
-    N_FRAMES,
-    SAMPLE_RATE,
-    log_mel_spectrogram,
-    pad_or_trim,
-)
-from .decoding import decode, decode_with_fallback
-from .decoding.fallback import needs_fallback
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
+from .decoding.fallback import decode_with_fallback, needs_fallback, window_decoder
 from .errors import OptionError
 from .options import TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
-from .timing import add_word_timestamps
 from .transcribe import _to_segment, is_silence, split_at_timestamps
 
 if TYPE_CHECKING:
@@ -86,9 +77,37 @@ def speech_chunks(samples: np.ndarray, vad_options: VadOptions | None = None) ->
     return pack_regions(regions_from_probabilities(probs, len(samples), opts))
 
 
-def _chunk_mels(samples: np.ndarray, chunks: list[Chunk], n_mels: int) -> torch.Tensor:
-    mels = [pad_or_trim(log_mel_spectrogram(samples[c.start : c.end], n_mels), N_FRAMES) for c in chunks]
-    return torch.stack(mels)
+def _chunk_features(module: Any, samples: np.ndarray, chunks: list[Chunk]) -> Any:
+    """The encoder's output for each chunk's padded log-mel, as one batch, in the model's runtime."""
+    if getattr(module, "runtime", "torch") == "onnxruntime":
+        from .audio import log_mel_spectrogram_numpy
+        from .ort.runtime import WindowFeatures
+
+        # one window at a time bounds the attention memory; the decoder then runs the whole batch
+        parts = [module.embed_audio(pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES)[None])
+                 for c in chunks]
+        return WindowFeatures([np.concatenate(k) for k in zip(*(p.cross_k for p in parts))],
+                              [np.concatenate(v) for v in zip(*(p.cross_v for p in parts))])
+    import torch
+
+    from .audio import log_mel_spectrogram
+
+    mels = torch.stack([pad_or_trim(log_mel_spectrogram(samples[c.start : c.end], module.dims.n_mels), N_FRAMES) for c in chunks])
+    step = len(chunks) if module.device.type != "cpu" else 1  # on a CPU one window at a time bounds the attention memory
+    return torch.cat([module.embed_audio(mels[i : i + step]) for i in range(0, len(chunks), step)])
+
+
+def _inference_mode(module: Any) -> contextlib.AbstractContextManager:
+    if getattr(module, "runtime", "torch") == "onnxruntime":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
+
+
+def _as_batch(features: Any) -> Any:
+    """One window's features as a batch of one (a torch tensor gains an axis; ONNX features are one already)."""
+    return features[None] if hasattr(features, "dim") else features
 
 
 def iter_batched_segments(
@@ -109,18 +128,16 @@ def iter_batched_segments(
     prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else None
     if prompt:
         window = replace(window, prompt=tuple(prompt))
+    decode = window_decoder(module)
     pending, found = list(chunks), []
     while pending:
         batch, pending = pending[:batch_size], pending[batch_size:]
-        with torch.inference_mode():
-            mels = _chunk_mels(samples, batch, module.dims.n_mels)
-            # on a CPU the encoder's matmuls are large already: one window at a time bounds the attention memory
-            step = len(batch) if module.device.type != "cpu" else 1
-            features = torch.cat([module.embed_audio(mels[i : i + step]) for i in range(0, len(batch), step)])
-            results = decode(module, features, tokenizer, window)
-        for chunk, feats, result in zip(batch, features, results):
+        with _inference_mode(module):
+            results = decode(module, _chunk_features(module, samples, batch), tokenizer, window)
+        for chunk, result in zip(batch, results):
+            feats = _as_batch(result.audio_features)
             if len(options.temperature) > 1 and needs_fallback(result, options):
-                result = decode_with_fallback(module, feats[None], tokenizer, options, prompt)
+                result = decode_with_fallback(module, feats, tokenizer, options, prompt)
             frames = min(N_FRAMES, round(chunk.seconds * FRAMES_PER_SECOND))
             seek = round(chunk.start / HOP_LENGTH)
             if is_silence(result, options):
@@ -134,8 +151,10 @@ def iter_batched_segments(
             if on_progress:
                 on_progress(frames - max(0, round(rest / HOP_LENGTH)) if rest > SAMPLE_RATE else frames)
             if options.word_timestamps and model.alignment_heads:
+                from .timing import add_word_timestamps
+
                 add_word_timestamps(
-                    segments=segments, model=module, tokenizer=tokenizer, audio_features=feats[None], num_frames=frames,
+                    segments=segments, model=module, tokenizer=tokenizer, audio_features=feats, num_frames=frames,
                     alignment_heads=model.alignment_heads, prepend_punctuations=options.prepend_punctuations,
                     append_punctuations=options.append_punctuations, last_speech_timestamp=0.0,
                 )
@@ -189,7 +208,7 @@ def iter_transcribe_batched(
     samples = model._samples(audio)
     language, probs = options.decoding.language, None
     if language is None:
-        language, probs = model._detect(content_mel(samples[: N_FRAMES * HOP_LENGTH], model.dims.n_mels)[0])
+        language, probs = model._detect(content_mel(samples[: N_FRAMES * HOP_LENGTH], model.dims.n_mels, model.runtime)[0])
     info = TranscriptionInfo(language=language, language_probs=probs, duration=samples.size / SAMPLE_RATE)
     if is_digital_silence(samples):
         return info, iter(())

@@ -88,12 +88,12 @@ def transcribe_command(args: dict[str, Any]) -> int:
 
 
 def choose_backend(args: dict[str, Any], options: TranscribeOptions) -> str:
-    """--backend auto: ONNX Runtime where it runs everything asked (CPU, float32/int8, no word timings,
-    LM or VAD batches), PyTorch otherwise."""
+    """--backend auto: ONNX Runtime where it runs everything asked (CPU, float32/int8, no word timings
+    or LM), PyTorch otherwise."""
     backend = args.get("backend", "auto")
     if backend != "auto":
         return backend
-    needs_torch = options.word_timestamps or options.decoding.lm is not None or (args.get("batch_size") or 0) > 0
+    needs_torch = options.word_timestamps or options.decoding.lm is not None
     cpu = args["device"] == "cpu" or (args["device"] == "auto" and not _gpu_visible())
     float32 = args["dtype"] in ("auto", "float32")
     return "onnx" if cpu and float32 and not needs_torch and _onnxruntime_installed() else "torch"

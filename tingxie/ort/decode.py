@@ -28,7 +28,7 @@ def detect_language(model: OrtWhisper, features: WindowFeatures, tokenizer: Toke
     if not model.is_multilingual:
         raise ValueError("this model is English-only: it has no language tokens to detect a language with")
     n_audio = features.n_audio
-    logits = model.decode(np.full((n_audio, 1), tokenizer.sot, np.int64), model.new_cache(features))[:, 0]
+    logits = model.decode(np.full((n_audio, 1), tokenizer.sot, np.int64), model.new_cache(features))[:, 0]  # one token: one position
     language_tokens = list(tokenizer.all_language_tokens)
     masked = np.full_like(logits, -np.inf)
     masked[:, language_tokens] = logits[:, language_tokens]
@@ -70,7 +70,8 @@ def decode_windows(
     if options.beam_size is not None:
         selector = NumpyBeamSearchSelector(options.beam_size, tokenizer.eot, options.patience)
     else:
-        selector = NumpyGreedySelector(options.temperature, tokenizer.eot, generator)
+        # a fixed seed when none is given: the same audio gives the same fallback samples every run
+        selector = NumpyGreedySelector(options.temperature, tokenizer.eot, generator if generator is not None else np.random.default_rng(0))
     filters = logit_filters(tokenizer, options, sample_begin, model.dims.n_audio_ctx) + list(extra_filters or [])
 
     tokens = np.repeat(tokens, n_group, axis=0)
@@ -78,9 +79,9 @@ def decode_windows(
     sum_logprobs = np.zeros(tokens.shape[0], np.float32)  # float32 as the torch path and the reference
     no_speech_probs = [math.nan] * tokens.shape[0]
 
-    logits = model.decode(tokens, cache)
+    logits = model.decode(tokens, cache, select=[sot_index, -1])  # <|nospeech|> is read at the sot position
     if tokenizer.no_speech is not None:
-        no_speech_probs = np.exp(log_softmax_np(logits[:, sot_index]))[:, tokenizer.no_speech].tolist()
+        no_speech_probs = np.exp(log_softmax_np(logits[:, 0]))[:, tokenizer.no_speech].tolist()
     for _ in range(sample_len):
         next_logits = logits[:, -1]
         for f in filters:

@@ -102,7 +102,7 @@ class DecoderStepGraph(nn.Module):
         self.decoder = model.decoder
         self.n_layer = len(model.decoder.blocks)
 
-    def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, select: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
         n = self.n_layer
         prefix_k, prefix_v, past_k, past_v = cache[:n], cache[n : 2 * n], cache[2 * n : 3 * n], cache[3 * n : 4 * n]
         cross_k, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
@@ -119,7 +119,8 @@ class DecoderStepGraph(nn.Module):
             x = x + attn.out(attn.merge(out))
             x = x + self._cross(block.cross_attn, block.cross_attn_ln(x), cross_k[layer], cross_v[layer])
             x = x + block.mlp(block.mlp_ln(x))
-        logits = dec.ln(x) @ dec.token_embedding.weight.T
+        # logits only where the caller reads them (a 200-token prompt would otherwise cost 200 x vocab)
+        logits = dec.ln(x[:, select]) @ dec.token_embedding.weight.T
         return (logits, *new_k, *new_v)
 
     @staticmethod
@@ -168,14 +169,15 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
         past = [torch.zeros(2, n_head, 4, d_head) for _ in range(2 * n)]
         cross_kv = [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(2 * n)]
-        inputs = ["tokens", "positions", "mask"] + _names("prefix_k", n) + _names("prefix_v", n) + _names("past_k", n) + _names("past_v", n) + cross
+        inputs = ["tokens", "positions", "mask", "select"] + _names("prefix_k", n) + _names("prefix_v", n) + _names("past_k", n) + _names("past_v", n) + cross
         outputs = ["logits"] + _names("new_k", n) + _names("new_v", n)
-        axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "logits": {0: "batch", 1: "new"}}
-        axes |= {name: {0: "audio", 2: "prefix"} for name in inputs[3 : 3 + 2 * n]}
-        axes |= {name: {0: "batch", 2: "past"} for name in inputs[3 + 2 * n : 3 + 4 * n]}
+        axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "select": {0: "selected"},
+                "logits": {0: "batch", 1: "selected"}}
+        axes |= {name: {0: "audio", 2: "prefix"} for name in inputs[4 : 4 + 2 * n]}
+        axes |= {name: {0: "batch", 2: "past"} for name in inputs[4 + 2 * n : 4 + 4 * n]}
         axes |= {name: {0: "audio"} for name in cross}
         axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:]}
-        args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), *prefix, *past, *cross_kv)
+        args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), torch.tensor([0, 2]), *prefix, *past, *cross_kv)
         torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / "decoder.onnx"), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
 

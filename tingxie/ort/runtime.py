@@ -21,7 +21,7 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 4  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 5  # bump when the exported graphs change: older exports are then made again
 
 
 @dataclass
@@ -83,6 +83,7 @@ class OrtWhisper:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # a lower peak (the arena keeps the largest encoder buffers), no slower
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
@@ -117,8 +118,9 @@ class OrtWhisper:
         return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
                             features.cross_k, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
 
-    def decode(self, tokens: np.ndarray, cache: NumpyKVCache) -> np.ndarray:
+    def decode(self, tokens: np.ndarray, cache: NumpyKVCache, select: list[int] | None = None) -> np.ndarray:
         """Logits (batch, new tokens, vocab) for ``tokens`` appended after the cached ones; advances the cache.
+        ``select``: only these of the new tokens' positions (batch, len(select), vocab).
 
         The first call's tokens become the shared prefix when every row of a group has the same ones
         (the initial tokens of a window): they are decoded once per audio, not once per beam.
@@ -127,15 +129,16 @@ class OrtWhisper:
         if offset + t > self.dims.n_text_ctx:
             raise ValueError(f"decoder context is {self.dims.n_text_ctx} tokens, asked for {offset + t}")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        select_ = np.arange(t, dtype=np.int64) if select is None else np.asarray(select, dtype=np.int64) % t
         g = cache.group
         if offset == 0 and (g == 1 or (tokens.reshape(-1, g, t) == tokens[::g, None]).all()):
             n = self.dims.n_text_layer
-            logits, *new = self._run(tokens[::g], offset, cache, past=0)
+            logits, *new = self._run(tokens[::g], offset, cache, 0, select_)
             cache.prefix_k, cache.prefix_v = new[:n], new[n:]
             cache.length = cache.prefix_length = t
             return np.repeat(logits, g, axis=0) if g > 1 else logits
         past = offset - cache.prefix_length
-        logits, *new = self._run(tokens, offset, cache, past)
+        logits, *new = self._run(tokens, offset, cache, past, select_)
         n = self.dims.n_text_layer
         for layer in range(n):
             cache.self_k[layer][:, :, past : past + t] = new[layer]
@@ -143,12 +146,12 @@ class OrtWhisper:
         cache.length = offset + t
         return logits
 
-    def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int) -> list[np.ndarray]:
+    def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray) -> list[np.ndarray]:
         t = tokens.shape[-1]
         mask = np.zeros((t, past + t), np.float32)
         if t > 1:  # token i sees the prefix, the row's cached tokens and the new tokens up to itself
             mask[:, past:] = np.triu(np.full((t, t), -np.inf, np.float32), k=1)
-        feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask}
+        feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask, "select": select}
         feeds.update(zip(self._prefix_names, cache.prefix_k + cache.prefix_v))
         rows = tokens.shape[0]
         own = [k[:rows, :, :past] for k in cache.self_k] + [v[:rows, :, :past] for v in cache.self_v]
