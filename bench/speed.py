@@ -264,6 +264,46 @@ def kernel_figures() -> list[str]:
                 per = med(step, 50)
                 lines.append(f"{compute:>7}: decoder {per * 1000:.2f} ms per step of {beams} token(s) (floor {dec_flops / rate * 1000:.2f} ms "
                              f"= {dec_flops / 1e6:.0f} MFLOP / matmul rate)")
+    lines += onnx_kernel_figures(med, fp32_rate, int8_rate)
+    return lines
+
+
+def onnx_kernel_figures(med, fp32_rate: float, int8_rate: float) -> list[str]:
+    """The same figures for the ONNX Runtime backend (the CLI default on a CPU), with a memory floor for the
+    decoder step: the bytes it must read (weights, the window's cross K/V) over this machine's copy bandwidth."""
+    import numpy as np
+
+    import tingxie
+
+    big = np.ones(64 * 2**20 // 4, np.float32)
+    out = np.empty_like(big)
+    bandwidth = 2 * big.nbytes / med(lambda: np.copyto(out, big), 10)
+    lines = [f"onnx backend (ONNX Runtime, {os.cpu_count()} logical CPUs; memory copy bandwidth {bandwidth / 1e9:.1f} GB/s):"]
+    for compute in ("default", "int8"):
+        model = tingxie.load_model("tiny.en", backend="onnx", compute_type=compute).module
+        d = model.dims
+        s, t = d.n_audio_state, d.n_audio_ctx
+        enc_flops = 2 * (2 * t * d.n_mels * 3 * s + t * s * 3 * s) + d.n_audio_layer * (2 * t * s * s * 4 + 2 * 2 * t * t * s + 2 * 2 * t * s * 4 * s)
+        mel = np.random.default_rng(0).standard_normal((1, d.n_mels, 3000)).astype(np.float32)
+        rate = int8_rate if compute == "int8" else fp32_rate
+        enc = med(lambda m=model, x=mel: m.embed_audio(x), 5)
+        lines.append(f"  {compute:>7}: encoder {enc * 1000:.0f} ms per 30-s window (floor {enc_flops / rate * 1000:.0f} ms)")
+        feats = model.embed_audio(mel)
+        weight_bytes = (1 if compute == "int8" else 4) * (d.n_text_layer * (s * s * 8 + 2 * s * 4 * s) + s * d.n_vocab)
+        cross_bytes = 2 * d.n_text_layer * t * s * 4
+        for beams in (1, 5):
+            cache = model.new_cache(feats, repeat=beams)
+            model.decode(np.full((beams, 3), 50257), cache)
+            tok = np.full((beams, 1), 50257)
+
+            def step(m=model, tok=tok, cache=cache):
+                m.decode(tok, cache)
+                cache.length -= 1
+
+            per = med(step, 50)
+            floor = (weight_bytes + cross_bytes) / bandwidth
+            lines.append(f"  {compute:>7}: decoder {per * 1000:.2f} ms per step of {beams} token(s) (memory floor {floor * 1000:.2f} ms = "
+                         f"{(weight_bytes + cross_bytes) / 2**20:.0f} MiB of weights and cross K/V / bandwidth)")
     return lines
 
 

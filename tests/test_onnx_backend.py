@@ -283,3 +283,22 @@ def test_batched_mode_on_onnx_equals_the_pytorch_path(onnx_fp32, tiny_en):
     theirs = transcribe_batched(tiny_en, path, batch_size=4, temperature=0.0)
     assert ours.text == theirs.text
     assert [(s.start, s.end) for s in ours.segments] == [(s.start, s.end) for s in theirs.segments]
+
+
+@pytest.mark.parametrize("args,expected", [
+    ({}, "onnx"),
+    ({"word_timestamps": True}, "torch"),
+    ({"device": "cuda"}, "torch"),
+    ({"dtype": "float16"}, "torch"),
+    ({"backend": "torch"}, "torch"),
+    ({"backend": "onnx", "word_timestamps": True}, "onnx"),
+])
+def test_cli_backend_choice(args, expected):
+    from tingxie.cli import build_parser
+    from tingxie.commands import choose_backend, options_from_args
+
+    argv = ["transcribe", "x.wav", "--device", args.get("device", "cpu"), "--dtype", args.get("dtype", "auto"), "--backend", args.get("backend", "auto")]
+    if args.get("word_timestamps"):
+        argv += ["--word_timestamps", "True"]
+    parsed = vars(build_parser().parse_args(argv))
+    assert choose_backend(parsed, options_from_args(parsed)) == expected

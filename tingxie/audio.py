@@ -357,13 +357,7 @@ def _padded_segment(waveform: torch.Tensor, total: int, begin: int, end: int) ->
     """
     import torch
 
-    index = torch.arange(begin, end, device=waveform.device) - N_FFT // 2
-    if total > 1:
-        period = 2 * (total - 1)
-        index = torch.remainder(index, period)
-        index = torch.where(index >= total, period - index, index)
-    else:
-        index = torch.zeros_like(index)
+    index = torch.from_numpy(_source_index(total, begin, end)).to(waveform.device)
     n = waveform.shape[0]
     if n == 0:
         return torch.zeros(index.shape[0], dtype=torch.float32, device=waveform.device)
@@ -407,15 +401,19 @@ def _windowed_dft_basis() -> np.ndarray:
     return np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1).astype(np.float32)
 
 
+def _source_index(total: int, begin: int, end: int) -> np.ndarray:
+    """For padded positions [begin, end), the index into the zero-padded signal of length ``total`` they read."""
+    index = np.arange(begin, end) - N_FFT // 2
+    if total <= 1:
+        return np.zeros_like(index)
+    period = 2 * (total - 1)
+    index = np.remainder(index, period)
+    return np.where(index >= total, period - index, index)
+
+
 def _padded_segment_numpy(waveform: np.ndarray, total: int, begin: int, end: int) -> np.ndarray:
     """NumPy twin of :func:`_padded_segment` (zero padding to ``total``, then reflection at the true ends)."""
-    index = np.arange(begin, end) - N_FFT // 2
-    if total > 1:
-        period = 2 * (total - 1)
-        index = np.remainder(index, period)
-        index = np.where(index >= total, period - index, index)
-    else:
-        index = np.zeros_like(index)
+    index = _source_index(total, begin, end)
     n = waveform.shape[0]
     if n == 0:
         return np.zeros(index.shape[0], np.float32)

@@ -12,8 +12,8 @@ from ..options import DecodingOptions
 from ..tokenizer import Tokenizer
 from .filters import LogitFilter
 from .language import detect_language
-from .selectors import BeamSearchSelector, GreedySelector, MaximumLikelihoodRanker
-from .window import DecodingResult, compression_ratio, initial_tokens, logit_filters, until_eot
+from .selectors import BeamSearchSelector, GreedySelector
+from .window import DecodingResult, WindowBatch, compression_ratio, initial_tokens, logit_filters, pick_results, sample
 
 __all__ = ["DecodingResult", "audio_features_of", "compression_ratio", "decode", "initial_tokens", "logit_filters"]
 
@@ -73,40 +73,12 @@ def decode(
     logits = model.decode(tokens, cache)
     if tokenizer.no_speech is not None:
         no_speech_probs = logits[:, sot_index].float().softmax(dim=-1)[:, tokenizer.no_speech].tolist()
-    for _ in range(sample_len):
-        next_logits = logits[:, -1]
-        for f in filters:
-            f.apply(next_logits, tokens)
-        tokens, completed, source_indices = selector.update(tokens, next_logits, sum_logprobs)
-        if source_indices is not None:
-            cache.reorder(source_indices)
-        if completed or tokens.shape[-1] > n_ctx:
-            break
-        logits = model.decode(tokens[:, -1:], cache)
+    tokens = sample(model, tokens, cache, logits, filters, selector, sample_len, n_ctx, sum_logprobs)
 
     tokens = tokens.reshape(n_audio, n_group, -1)
     candidates, scores = selector.finalize(tokens, sum_logprobs.reshape(n_audio, n_group))
-    candidates = [[until_eot(t[sample_begin:], tokenizer.eot) for t in group] for group in candidates]
     ranking = scores if fusion is None else selector.fused_scores()  # with an LM, rank by the fused score
-    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, ranking)
-
-    results = []
-    for i in range(n_audio):
-        toks, lp = candidates[i][chosen[i]], scores[i][chosen[i]]
-        text = tokenizer.decode(toks).strip()
-        results.append(
-            DecodingResult(
-                tokens=toks,
-                text=text,
-                language=languages[i],
-                avg_logprob=lp / (len(toks) + 1),
-                no_speech_prob=no_speech_probs[i * n_group],
-                temperature=options.temperature,
-                compression_ratio=compression_ratio(text),
-                sum_logprob=lp,
-                language_probs=language_probs[i],
-                audio_features=features[i],
-            )
-        )
+    batch = WindowBatch(n_audio, n_group, sample_begin, languages, language_probs, no_speech_probs)
+    results = pick_results(tokenizer, options, batch, candidates, scores, ranking, lambda i: features[i])
     return results
 

@@ -80,3 +80,52 @@ def logit_filters(tokenizer: Tokenizer, options: DecodingOptions, sample_begin: 
 
 def until_eot(tokens: list[int], eot: int) -> list[int]:
     return tokens[: tokens.index(eot)] if eot in tokens else tokens
+
+
+def sample(model: Any, tokens: Any, cache: Any, logits: Any, filters: list[LogitFilter], selector: Any, sample_len: int, n_ctx: int,
+           sum_logprobs: Any) -> Any:
+    """The token loop, the same for torch tensors and NumPy arrays: filter the last logits, let the selector
+    extend every row (reordering the cache for beams), decode the new tokens; stop when all rows are done."""
+    for _ in range(sample_len):
+        next_logits = logits[:, -1]
+        for f in filters:
+            f.apply(next_logits, tokens)
+        tokens, completed, source_indices = selector.update(tokens, next_logits, sum_logprobs)
+        if source_indices is not None:
+            cache.reorder(source_indices)
+        if completed or tokens.shape[-1] > n_ctx:
+            break
+        logits = model.decode(tokens[:, -1:], cache)
+    return tokens
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """What a decoder knows of its windows besides the sampled tokens, to build their results."""
+
+    n_audio: int
+    n_group: int
+    sample_begin: int
+    languages: list[str | None]
+    language_probs: list[dict[str, float] | None]
+    no_speech_probs: list[float]
+
+
+def pick_results(tokenizer: Tokenizer, options: DecodingOptions, batch: WindowBatch, candidates: list[list[list[int]]],
+                 scores: list[list[float]], ranking: list[list[float]], features_of: Any) -> list[DecodingResult]:
+    """The best candidate of each window (length-normalised ranking) as a DecodingResult."""
+    from .selectors import MaximumLikelihoodRanker
+
+    candidates = [[until_eot(t[batch.sample_begin :], tokenizer.eot) for t in group] for group in candidates]
+    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, ranking)
+    results = []
+    for i in range(batch.n_audio):
+        toks, lp = candidates[i][chosen[i]], scores[i][chosen[i]]
+        text = tokenizer.decode(toks).strip()
+        results.append(DecodingResult(
+            tokens=toks, text=text, language=batch.languages[i], avg_logprob=lp / (len(toks) + 1),
+            no_speech_prob=batch.no_speech_probs[i * batch.n_group], temperature=options.temperature,
+            compression_ratio=compression_ratio(text), sum_logprob=lp, language_probs=batch.language_probs[i],
+            audio_features=features_of(i),
+        ))
+    return results

@@ -8,8 +8,7 @@ import numpy as np
 
 from ..decoding.filters import LogitFilter, log_softmax_np
 from ..decoding.numpy_selectors import NumpyBeamSearchSelector, NumpyGreedySelector
-from ..decoding.selectors import MaximumLikelihoodRanker
-from ..decoding.window import DecodingResult, compression_ratio, initial_tokens, logit_filters, until_eot
+from ..decoding.window import DecodingResult, WindowBatch, initial_tokens, logit_filters, pick_results, sample
 from ..options import DecodingOptions
 from ..tokenizer import Tokenizer
 from .runtime import OrtWhisper, WindowFeatures
@@ -82,29 +81,10 @@ def decode_windows(
     logits = model.decode(tokens, cache, select=[sot_index, -1])  # <|nospeech|> is read at the sot position
     if tokenizer.no_speech is not None:
         no_speech_probs = np.exp(log_softmax_np(logits[:, 0]))[:, tokenizer.no_speech].tolist()
-    for _ in range(sample_len):
-        next_logits = logits[:, -1]
-        for f in filters:
-            f.apply(next_logits, tokens)
-        tokens, completed, source_indices = selector.update(tokens, next_logits, sum_logprobs)
-        if source_indices is not None:
-            cache.reorder(source_indices)
-        if completed or tokens.shape[-1] > n_ctx:
-            break
-        logits = model.decode(tokens[:, -1:], cache)
+    tokens = sample(model, tokens, cache, logits, filters, selector, sample_len, n_ctx, sum_logprobs)
 
     tokens = tokens.reshape(n_audio, n_group, -1)
     candidates, scores = selector.finalize(tokens, sum_logprobs.reshape(n_audio, n_group))
-    candidates = [[until_eot(t[sample_begin:], tokenizer.eot) for t in group] for group in candidates]
-    chosen = MaximumLikelihoodRanker(options.length_penalty).rank(candidates, scores)
-
-    results = []
-    for i in range(n_audio):
-        toks, lp = candidates[i][chosen[i]], scores[i][chosen[i]]
-        text = tokenizer.decode(toks).strip()
-        results.append(DecodingResult(
-            tokens=toks, text=text, language=languages[i], avg_logprob=lp / (len(toks) + 1), no_speech_prob=no_speech_probs[i * n_group],
-            temperature=options.temperature, compression_ratio=compression_ratio(text), sum_logprob=lp, language_probs=language_probs[i],
-            audio_features=features.select(i),
-        ))
+    batch = WindowBatch(n_audio, n_group, sample_begin, languages, language_probs, no_speech_probs)
+    results = pick_results(tokenizer, options, batch, candidates, scores, scores, features.select)
     return results
