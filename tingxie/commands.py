@@ -100,10 +100,8 @@ def choose_backend(args: dict[str, Any], options: TranscribeOptions) -> str:
 
 
 def _gpu_visible() -> bool:
-    """A CUDA driver or Apple GPU is present (checked without importing torch)."""
-    import ctypes.util
-
-    return sys.platform == "darwin" or Path("/proc/driver/nvidia/version").exists() or ctypes.util.find_library("cuda") is not None
+    """An NVIDIA or AMD GPU driver, or an Apple GPU, is present (checked without importing torch or spawning a process)."""
+    return sys.platform == "darwin" or any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd"))
 
 
 def _onnxruntime_installed() -> bool:

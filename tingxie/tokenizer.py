@@ -9,7 +9,6 @@ tokens, <|startoflm|>, <|startofprev|>, <|nospeech|>, <|notimestamps|> and the 1
 
 from __future__ import annotations
 
-import base64
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -125,13 +124,10 @@ def load_ranks(name: str) -> Mapping[bytes, int]:
     """Token bytes -> rank of a vocabulary shipped in tingxie/assets ('gpt2' or 'multilingual')."""
     from importlib.resources import files
 
-    text = files("tingxie").joinpath("assets", f"{name}.tiktoken").read_text(encoding="ascii")
-    ranks: dict[bytes, int] = {}
-    for line in text.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return MappingProxyType(ranks)
+    from binascii import a2b_base64  # base64.b64decode's checks cost 2x on 50k tokens (start-up time)
+
+    fields = files("tingxie").joinpath("assets", f"{name}.tiktoken").read_text(encoding="ascii").split()  # token rank token rank ...
+    return MappingProxyType(dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2]))))
 
 
 @lru_cache(maxsize=None)
