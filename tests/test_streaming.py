@@ -161,7 +161,7 @@ def test_transcriber_commits_every_word_once_in_order_with_stream_times():
 
 
 def test_buffer_is_trimmed_at_committed_segment_ends_and_prompted_with_what_was_cut():
-    options = StreamOptions(vad=False, step_s=0.5)
+    options = StreamOptions(vad=False, step_s=0.5, context_s=0.0)  # no committed context kept: cut at the segment end itself
     stream, decoder, _ = run_scripted(SCRIPT, options, seconds=6.0)
     starts = [start for start, _, _ in decoder.calls]
     assert starts == sorted(starts) and max(starts) > 0  # the buffer moved forward
@@ -173,7 +173,7 @@ def test_buffer_is_trimmed_at_committed_segment_ends_and_prompted_with_what_was_
 
 
 def test_a_long_segment_is_cut_at_the_last_committed_word():
-    options = StreamOptions(vad=False, step_s=0.5, max_buffer_s=2.0, hard_buffer_s=4.0)
+    options = StreamOptions(vad=False, step_s=0.5, max_buffer_s=2.0, hard_buffer_s=4.0, context_s=0.0)
     decoder = ScriptedDecoder(SCRIPT)
     decoder_no_segments = lambda audio, prompt, prefix: [  # noqa: E731 - the same speaker, but Whisper never ends a segment
         TimedWord(w.word, w.start, w.end, w.probability, False) for w in decoder(audio, prompt)]
@@ -185,6 +185,97 @@ def test_a_long_segment_is_cut_at_the_last_committed_word():
     events += stream.finish()
     assert " ".join(w.word.strip() for e in events if e.type == "final" for w in e.words) == SCRIPT
     assert max(length for _, length, _ in decoder.calls) <= 2.0 + 0.5 + 0.4  # cut back once past max_buffer_s
+
+
+LONG_SCRIPT = SCRIPT + " that they are endowed by their creator with certain unalienable rights"
+
+
+def test_cuts_keep_context_s_of_committed_speech_forced_as_the_prefix():
+    """With ``context_s``, the buffer is cut only where that much committed speech stays in front of the new words;
+    what stays is forced as the decode's prefix (less its last word), what was cut goes to the prompt."""
+    options = StreamOptions(vad=False, step_s=0.5, context_s=2.0)
+    decoder = ScriptedDecoder(LONG_SCRIPT)
+    prefixes = []
+    stream = StreamingTranscriber(options=options, decoder=lambda audio, prompt, prefix: prefixes.append(prefix) or decoder(audio, prompt))
+    decoder.transcriber = stream
+    events = []
+    for _ in range(110):  # 11 s of the 10.4-s script
+        events += stream.accept(np.zeros(1600, dtype=np.float32))
+    events += stream.finish()
+    assert " ".join(w.word.strip() for e in events if e.type == "final" for w in e.words) == LONG_SCRIPT
+    starts = [start for start, _, _ in decoder.calls]
+    assert starts == sorted(starts) and max(starts) >= 3.2  # the buffer still moves forward
+    script = LONG_SCRIPT.split()
+    for (start, _, prompt), prefix in zip(decoder.calls, prefixes):
+        assert start in (0.0, 1.6, 3.2, 4.8, 6.4, 8.0)  # at segment ends only
+        assert prompt == " ".join(script[: round(start / 0.4)])
+        if start > 0:
+            # >= 2 s of committed words lie between the cut and the new words: they are the prefix
+            assert len(prefix.split()) >= round(2.0 / 0.4) - 1
+            assert prefix == " ".join(script[round(start / 0.4) : round(start / 0.4) + len(prefix.split())])
+
+
+def test_context_is_kept_at_cuts_inside_an_utterance_but_not_across_a_pause():
+    """A scripted VAD: speech 0.5-7 s, a 0.8-s pause, speech 7.8-9.5 s, a 3-s pause, speech 12.5-14 s. Inside the first
+    utterance cuts keep ~``context_s`` of it (forced as the prefix); after either pause the buffer begins at the
+    pre-roll with nothing forced (carried over a pause, context made Whisper run "Americans. Ask" into "Americans
+    asked"). Word times stay on the stream's clock, and no word is committed twice."""
+
+    speech = [(0.5, 7.0), (7.8, 9.5), (12.5, 14.0)]
+
+    class FakeVadStream:
+        samples_done = 0
+        unscored = 0
+
+        def accept(self, chunk):
+            self.unscored += len(chunk)
+            n, self.unscored = divmod(self.unscored, 512)
+            times = [(self.samples_done + k * 512) / SR for k in range(n)]
+            self.samples_done += n * 512
+            return np.array([0.9 if any(a <= t < b for a, b in speech) else 0.05 for t in times], dtype=np.float32)
+
+    class FakeVad:
+        def stream(self):
+            return FakeVadStream()
+
+    def spoken(start: float, end: float) -> list[TimedWord]:
+        """One word per 0.5 s of speech inside [start, end): 'w1' at 1.0-1.5 s, and so on; times from ``start``."""
+        out = []
+        for a, b in speech:
+            t = a
+            while t + 0.5 <= b + 1e-6:
+                if t >= start - 1e-6 and t + 0.5 <= end + 1e-6:
+                    out.append(TimedWord(f" w{round(t * 10)}", round(t - start, 3), round(t + 0.5 - start, 3), 0.9))
+                t += 0.5
+        return out
+
+    calls = []
+    stream: StreamingTranscriber | None = None
+
+    def decoder(audio, prompt, prefix):
+        start = stream._buffer.start / SR
+        calls.append((start, len(audio) / SR, prefix))
+        return spoken(start, start + len(audio) / SR)
+
+    options = StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5, context_s=2.0, max_buffer_s=3.0, hard_buffer_s=6.0)
+    stream = StreamingTranscriber(options=options, vad=FakeVad(), decoder=decoder)
+    events = []
+    for _ in range(150):  # 15 s in 0.1-s chunks
+        events += stream.accept(np.zeros(1600, dtype=np.float32))
+    events += stream.finish()
+    committed = [w for e in events if e.type == "final" for w in e.words]
+    assert [w.word for w in committed] == [w.word for w in spoken(0.0, 15.0)]  # every word once, in order
+    for w in committed:  # on the stream's clock: 'wNN' was said from NN/10 s
+        assert w.start == pytest.approx(int(w.word[2:]) / 10, abs=1e-3)
+    cut = [c for c in calls if c[0] > 0.2 + 0.1 and c[0] + c[1] < 7.7]  # after a cut inside the first utterance
+    assert cut and all(c[2] for c in cut)  # committed words stay in front of the new ones, forced as the prefix
+    for start, _, prefix in cut:
+        # the prefix leaves out the last committed word (the next 0.5 s); the cut was >= context_s before its end
+        assert int(prefix.split()[-1][1:]) / 10 + 1.0 - start >= 2.0 - 1e-6
+    for onset in (7.8, 12.5):
+        after = [c for c in calls if onset - 0.3 < c[0] + c[1] <= onset + 2.5]
+        # after a pause: the pre-roll only, and nothing to force until words of this utterance are committed
+        assert after and all(start == pytest.approx(onset - 0.3, abs=0.06) for start, _, _ in after) and after[0][2] == ""
 
 
 def test_speech_gate_opens_on_speech_and_closes_after_a_pause():
@@ -252,6 +343,10 @@ def test_stream_options_reject_nonsense():
         StreamOptions(step_s=0)
     with pytest.raises(OptionError, match="hard_buffer_s"):
         StreamOptions(max_buffer_s=20, hard_buffer_s=10)
+    with pytest.raises(OptionError, match="context_s"):
+        StreamOptions(context_s=-1)
+    with pytest.raises(OptionError, match="context_s"):
+        StreamOptions(context_s=10, max_buffer_s=10)
 
 
 # ------------------------------------------------------------------------------------------ real VAD, audio plumbing

@@ -85,10 +85,12 @@ class BufferDecoder:
             append_punctuations=options.append_punctuations, last_speech_timestamp=0.0,
         )
         words: list[TimedWord] = []
+        forced = len(prefix.split()) if prefix_tokens else 0  # the prefix's words: one segment, at its head
         for i, segment in enumerate(segments):
             seg_words = segment.get("words") or []
             for j, w in enumerate(seg_words):
-                if w["probability"] < self.options.min_word_probability:
+                # a forced word is already committed: dropping it for its probability would only break the alignment
+                if w["probability"] < self.options.min_word_probability and not (i == 0 and j < forced):
                     continue
                 # the last segment's end is only where the buffer stops, not where the speaker did
                 boundary = j == len(seg_words) - 1 and i < len(segments) - 1
