@@ -27,12 +27,12 @@ def jfk():
 
 @pytest.fixture(scope="module")
 def cli_outputs(jfk, tmp_path_factory):
-    """``tingxie transcribe`` with the options the test server uses (greedy, fallback from 0), every format."""
+    """``tingxie transcribe`` with the options and backend the test server uses (torch, float32, greedy, fallback from 0), every format."""
     from tingxie.cli import main
 
     out = tmp_path_factory.mktemp("cli")
     status = main([
-        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--beam_size", "None", "--best_of", "None",
+        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--backend", "torch", "--compute_type", "default", "--beam_size", "None", "--best_of", "None",
         "--temperature", "0", "--output_dir", str(out), "--output_format", "all", "--verbose", "False", "--progress", "False",
     ])
     assert status == 0
@@ -46,7 +46,7 @@ def cli_words(jfk, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cli_words")
     status = main([
-        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--beam_size", "None", "--best_of", "None",
+        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--backend", "torch", "--compute_type", "default", "--beam_size", "None", "--best_of", "None",
         "--temperature", "0", "--word_timestamps", "True", "--output_dir", str(out), "--output_format", "json",
         "--verbose", "False", "--progress", "False",
     ])
