@@ -195,20 +195,31 @@ def cli_command(system: str, path: str, beam: int, pt: str, outdir: str, threads
     return [py, __file__, "--worker", system, "--files", path, "--beam", str(beam), "--pt", pt, "--threads", str(threads)]
 
 
+# Linux carries a process's peak RSS into the children it forks (and keeps it across exec), so a child of this
+# big bench process would report at least the bench's own peak: a small launcher forks each measured command.
+_LAUNCHER = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(f"LAUNCHER {time.perf_counter() - t} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}", file=sys.stderr)
+"""
+
+
 def run_child_rss(cmd: list[str]) -> tuple[float, float, str]:
-    """Like run_child, but measures the peak RSS of this child alone (wait4 on its pid)."""
-    t = time.perf_counter()
+    """Run ``cmd``; its wall time, its own peak RSS in MiB (wait4 in a small launcher) and its stdout."""
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
-        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, cwd=REPO, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *cmd], stdout=out_f, stderr=err_f, cwd=REPO, text=True, check=False)
         out_f.seek(0)
         err_f.seek(0)
         out, err = out_f.read(), err_f.read()
-    if proc.returncode != 0:
+    line = next((ln for ln in err.splitlines() if ln.startswith("LAUNCHER ")), None)
+    if line is None or line.split()[3] != "0":
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, out
+    _, wall, maxrss_kib, _ = line.split()
+    return float(wall), int(maxrss_kib) / 1024, out
 
 
 # ---------------------------------------------------------------- kernels
