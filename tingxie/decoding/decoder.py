@@ -13,7 +13,7 @@ from ..tokenizer import Tokenizer
 from .filters import LogitFilter
 from .language import detect_language
 from .selectors import BeamSearchSelector, GreedySelector
-from .window import DecodingResult, WindowBatch, compression_ratio, initial_tokens, logit_filters, pick_results, sample
+from .window import DecodingResult, WindowBatch, compression_ratio, initial_tokens, logit_filters, pick_results, sample, window_languages
 
 __all__ = ["DecodingResult", "audio_features_of", "compression_ratio", "decode", "initial_tokens", "logit_filters"]
 
@@ -46,12 +46,7 @@ def decode(
     sample_begin, sot_index = len(initial), initial.index(tokenizer.sot)
 
     tokens = torch.tensor([initial], device=model.device).repeat(n_audio, 1)
-    languages: list[str | None] = [options.language or getattr(tokenizer, "language", None) or "en"] * n_audio
-    language_probs: list[dict[str, float] | None] = [None] * n_audio
-    if options.language is None and model.is_multilingual:
-        lang_tokens, language_probs = detect_language(model, features, tokenizer)
-        languages = [max(p, key=p.get) for p in language_probs]
-        tokens[:, sot_index + 1] = lang_tokens
+    languages, language_probs = window_languages(model, features, tokenizer, options, detect_language, tokens, sot_index + 1, n_audio)
 
     n_group = options.beam_size or options.best_of or 1
     fusion = None

@@ -129,3 +129,14 @@ def pick_results(tokenizer: Tokenizer, options: DecodingOptions, batch: WindowBa
             audio_features=features_of(i),
         ))
     return results
+
+
+def window_languages(model: Any, features: Any, tokenizer: Tokenizer, options: DecodingOptions, detect: Any, tokens: Any,
+                     language_index: int, n_audio: int) -> tuple[list[str | None], list[dict[str, float] | None]]:
+    """Each window's language: the one given, or (multilingual models) the one ``detect`` finds, whose token is then
+    written into ``tokens`` at ``language_index``; with the probabilities of every language when detected."""
+    if options.language is not None or not model.is_multilingual:
+        return [options.language or getattr(tokenizer, "language", None) or "en"] * n_audio, [None] * n_audio
+    lang_tokens, language_probs = detect(model, features, tokenizer)
+    tokens[:, language_index] = lang_tokens
+    return [max(p, key=p.get) for p in language_probs], list(language_probs)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..decoding.filters import LogitFilter, log_softmax_np
 from ..decoding.numpy_selectors import NumpyBeamSearchSelector, NumpyGreedySelector
-from ..decoding.window import DecodingResult, WindowBatch, initial_tokens, logit_filters, pick_results, sample
+from ..decoding.window import DecodingResult, WindowBatch, initial_tokens, logit_filters, pick_results, sample, window_languages
 from ..options import DecodingOptions
 from ..tokenizer import Tokenizer
 from .runtime import OrtWhisper, WindowFeatures
@@ -58,12 +58,7 @@ def decode_windows(
     sample_begin, sot_index = len(initial), initial.index(tokenizer.sot)
 
     tokens = np.tile(np.asarray([initial], np.int64), (n_audio, 1))
-    languages: list[str | None] = [options.language or getattr(tokenizer, "language", None) or "en"] * n_audio
-    language_probs: list[dict[str, float] | None] = [None] * n_audio
-    if options.language is None and model.is_multilingual:
-        lang_tokens, language_probs = detect_language(model, features, tokenizer)
-        languages = [max(p, key=p.get) for p in language_probs]
-        tokens[:, sot_index + 1] = lang_tokens
+    languages, language_probs = window_languages(model, features, tokenizer, options, detect_language, tokens, sot_index + 1, n_audio)
 
     n_group = options.beam_size or options.best_of or 1
     if options.beam_size is not None:
