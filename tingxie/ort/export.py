@@ -197,11 +197,13 @@ def quantize_graphs(out_dir: Path) -> None:
 
 def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,
                  download: bool = True) -> None:
-    """Load the checkpoint with the PyTorch path and write its graphs + meta.json to ``target``."""
-    from ..api import load_model
+    """Load the checkpoint as a float32 PyTorch model and write its graphs + meta.json to ``target``."""
+    from ..model import build_model
+    from ..weights import load_checkpoint
 
-    model = load_model(name_or_path, device="cpu", dtype="float32", cache_dir=cache_dir, download=download, compute_type="default")
-    export_module(model.module, target, compute_type, name=model.name, source=model.source, alignment_heads=model.alignment_heads)
+    checkpoint = load_checkpoint(name_or_path, cache_dir=cache_dir, download=download, convert_to=torch.float32)
+    module = build_model(checkpoint, device="cpu", dtype=torch.float32)
+    export_module(module, target, compute_type, name=str(name_or_path), source=checkpoint.source, alignment_heads=checkpoint.alignment_heads)
 
 
 def export_module(module: Whisper, target: Path, compute_type: str, *, name: str = "", source: Path | None = None,
