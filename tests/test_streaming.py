@@ -32,6 +32,29 @@ def text(ws) -> str:
 # ------------------------------------------------------------------------------------------ local agreement
 
 
+
+class ScriptedVad:
+    """A VAD whose speech probability is 0.9 inside the given (start, end) seconds and 0.05 elsewhere, per 512 samples."""
+
+    def __init__(self, speech: list[tuple[float, float]]):
+        self.speech = speech
+
+    def stream(self):
+        vad = self
+
+        class Stream:
+            samples_done = 0
+            unscored = 0
+
+            def accept(self, chunk):
+                self.unscored += len(chunk)
+                n, self.unscored = divmod(self.unscored, 512)
+                times = [(self.samples_done + k * 512) / SR for k in range(n)]
+                self.samples_done += n * 512
+                return np.array([0.9 if any(a <= t < b for a, b in vad.speech) else 0.05 for t in times], dtype=np.float32)
+
+        return Stream()
+
 def test_a_prefix_is_final_once_two_consecutive_hypotheses_agree():
     la = LocalAgreement()
     assert la.insert(words("and so my")) == []  # nothing to agree with yet
@@ -223,21 +246,6 @@ def test_context_is_kept_at_cuts_inside_an_utterance_but_not_across_a_pause():
 
     speech = [(0.5, 7.0), (7.8, 9.5), (12.5, 14.0)]
 
-    class FakeVadStream:
-        samples_done = 0
-        unscored = 0
-
-        def accept(self, chunk):
-            self.unscored += len(chunk)
-            n, self.unscored = divmod(self.unscored, 512)
-            times = [(self.samples_done + k * 512) / SR for k in range(n)]
-            self.samples_done += n * 512
-            return np.array([0.9 if any(a <= t < b for a, b in speech) else 0.05 for t in times], dtype=np.float32)
-
-    class FakeVad:
-        def stream(self):
-            return FakeVadStream()
-
     def spoken(start: float, end: float) -> list[TimedWord]:
         """One word per 0.5 s of speech inside [start, end): 'w1' at 1.0-1.5 s, and so on; times from ``start``."""
         out = []
@@ -258,7 +266,7 @@ def test_context_is_kept_at_cuts_inside_an_utterance_but_not_across_a_pause():
         return spoken(start, start + len(audio) / SR)
 
     options = StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5, context_s=2.0, max_buffer_s=3.0, hard_buffer_s=6.0)
-    stream = StreamingTranscriber(options=options, vad=FakeVad(), decoder=decoder)
+    stream = StreamingTranscriber(options=options, vad=ScriptedVad(speech), decoder=decoder)
     events = []
     for _ in range(150):  # 15 s in 0.1-s chunks
         events += stream.accept(np.zeros(1600, dtype=np.float32))
@@ -290,20 +298,6 @@ def test_speech_gate_opens_on_speech_and_closes_after_a_pause():
 def test_vad_gating_skips_silence_and_finalises_at_a_pause():
     """A scripted VAD model: speech from 1 s to 3 s, then silence. The decoder is only called on the speech."""
 
-    class FakeVad:
-        def stream(self):
-            return FakeVadStream()
-
-    class FakeVadStream:
-        samples_done = 0
-        unscored = 0
-
-        def accept(self, chunk):
-            self.unscored += len(chunk)
-            n, self.unscored = divmod(self.unscored, 512)
-            probs = [0.9 if 1.0 <= (self.samples_done + k * 512) / SR < 3.0 else 0.05 for k in range(n)]
-            self.samples_done += n * 512
-            return np.array(probs, dtype=np.float32)
 
     calls = []
 
@@ -311,7 +305,7 @@ def test_vad_gating_skips_silence_and_finalises_at_a_pause():
         calls.append(len(audio) / SR)
         return words("one two three", step=0.5)
 
-    stream = StreamingTranscriber(options=StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5), vad=FakeVad(), decoder=decoder)
+    stream = StreamingTranscriber(options=StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5), vad=ScriptedVad([(1.0, 3.0)]), decoder=decoder)
     events = []
     for _ in range(60):  # 6 s in 0.1-s chunks
         events += stream.accept(np.zeros(1600, dtype=np.float32))
