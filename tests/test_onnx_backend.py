@@ -16,7 +16,7 @@ import torch
 from conftest import DATA, GOLDEN, audio_path, golden, manifest_rows, require_shared
 from tingxie.audio import decode_audio, log_mel_spectrogram, log_mel_spectrogram_numpy
 from tingxie.decoding.filters import ApplyTimestampRules, SuppressBlank, SuppressTokens
-from tingxie.decoding.numpy_selectors import NumpyBeamSearchSelector, NumpyGreedySelector, top_k
+from tingxie.decoding.numpy_selectors import NumpyBeamSearchSelector, NumpyGreedySelector, top_k, top_k_rows
 from tingxie.decoding.selectors import BeamSearchSelector, GreedySelector
 from tingxie.errors import OptionError
 from tingxie.model import Whisper
@@ -77,6 +77,11 @@ def test_top_k_equals_a_full_sort():
         row = (rng.standard_normal(51864) * scale).astype(np.float32)
         row[rng.integers(0, 51864, 10)] = row.max()  # ties: lower index first, as a stable sort
         np.testing.assert_array_equal(top_k(row, 6), np.argsort(-row, kind="stable")[:6])
+    for scale in (0.01, 1.0, 30.0):  # the whole batch at once; at scale 30 some rows have fewer than 6 near the top
+        rows = (rng.standard_normal((7, 51864)) * scale).astype(np.float32)
+        rows[2, rng.integers(0, 51864, 10)] = rows[2].max()
+        rows[4, :100] = -np.inf
+        np.testing.assert_array_equal(top_k_rows(rows, 6), np.argsort(-rows, axis=-1, kind="stable")[:, :6])
 
 
 def test_numpy_selectors_choose_as_the_torch_selectors():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .filters import log_softmax_np
+from .filters import log_softmax_np, logsumexp_np
 from .selectors import BeamSearchSelector, GreedySelector
 
 
@@ -12,7 +12,7 @@ class NumpyGreedySelector(GreedySelector):
     """Arg-max at temperature 0, otherwise sampling with a ``numpy.random.Generator``."""
 
     def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[np.ndarray, bool, None]:
-        logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
+        logits = logits.astype(np.float32, copy=False)
         if self.temperature == 0:
             next_tokens = logits.argmax(axis=-1)
         else:
@@ -21,7 +21,8 @@ class NumpyGreedySelector(GreedySelector):
             # inverse-CDF sampling, one uniform draw per row
             draws = rng.random(probs.shape[0]) * probs.sum(axis=-1)
             next_tokens = np.minimum((probs.cumsum(axis=-1) < draws[:, None]).sum(axis=-1), probs.shape[-1] - 1)
-        current = logprobs[np.arange(logprobs.shape[0]), next_tokens]
+        # only the chosen tokens' log-probabilities are needed: one logsumexp per row, no full log_softmax
+        current = logits[np.arange(logits.shape[0]), next_tokens] - logsumexp_np(logits)
         finished = tokens[:, -1] == self.eot
         sum_logprobs += current * ~finished
         next_tokens[finished] = self.eot
@@ -37,20 +38,32 @@ class NumpyBeamSearchSelector(BeamSearchSelector):
     """Beam search over NumPy logits; the search itself is BeamSearchSelector's."""
 
     def top_candidates(self, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
-        logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
-        top = [top_k(row, self.beam_size + 1) for row in logprobs]
+        logits = logits.astype(np.float32, copy=False)
+        top = top_k_rows(logits, self.beam_size + 1)  # log_softmax keeps each row's order: rank the logits
+        chosen = np.take_along_axis(logits, top, axis=-1) - logsumexp_np(logits)[:, None]
         # summed in float32, as the reference does
-        scores = sum_logprobs.astype(np.float32)[:, None] + np.stack([row[t] for row, t in zip(logprobs, top)])
-        return scores.tolist(), [t.tolist() for t in top]
+        scores = sum_logprobs.astype(np.float32)[:, None] + chosen
+        return scores.tolist(), top.tolist()
 
     def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(next_tokens, dtype=like.dtype), np.asarray(source_indices, dtype=np.int64)
 
 
+def top_k_rows(x: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the k largest entries, largest first (ties by index): (rows, k)."""
+    return np.stack([top_k(row, k) for row in x])
+
+
 def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
-    """Indices of the k largest entries, largest first (ties by index). The few tokens within ``margin``
-    of the best are found in one pass; a full partition of the vocabulary is the rare fallback."""
-    near = np.flatnonzero(row >= row.max() - margin)
-    if near.size < k:
+    """Indices of the k largest entries of one row, largest first (ties by index). Every entry within
+    ``margin`` of the best is found in one pass (a few tokens, usually); the margin widens while fewer
+    than k are found, and a full partition of the row is the last resort (ten times slower)."""
+    peak = row.max()
+    for _ in range(4):
+        near = np.flatnonzero(row >= peak - margin)
+        if near.size >= k:
+            break
+        margin *= 4
+    else:
         near = np.argpartition(-row, k - 1)[:k]
     return near[np.lexsort((near, -row[near]))][:k]

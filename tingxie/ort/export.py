@@ -10,8 +10,9 @@ embedding layers), so there is one model definition:
   keys/values (the caller owns the cache). Beams of one audio share its cross keys/values and the
   keys/values of its prompt (batch = audio x group), so a beam step reads them once, not per beam.
 
-int8: MatMul weights are quantized per output channel (ONNX Runtime's dynamic quantization;
-activations quantized per call); convolutions stay float32, as in the PyTorch int8 path.
+int8: the encoder's MatMul weights are quantized per output channel (ONNX Runtime's dynamic quantization;
+activations quantized per call), the decoder's in 8-bit blocks (MatMulNBits, see ``quantize_graphs``);
+convolutions stay float32, as in the PyTorch int8 path.
 """
 
 from __future__ import annotations
@@ -183,16 +184,66 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
 
 
 def quantize_graphs(out_dir: Path) -> None:
-    """Replace both graphs by their int8 versions (MatMul and Gather weights per channel; Conv stays float32)."""
+    """Replace both graphs by their int8 versions. Encoder: MatMul and Gather weights per channel (ONNX Runtime's
+    dynamic quantization; Conv stays float32). Decoder: every weight MatMul as MatMulNBits with 8-bit blocks of 128
+    (its one-token products run ~3x faster than the dynamic-quantization kernels, the blocks are finer than channels),
+    the embedding Gather per channel."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process is about static quantization
-    for name in ("encoder.onnx", "decoder.onnx"):
-        src, dst = out_dir / name, out_dir / f"int8-{name}"
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
-        os.replace(dst, src)
+    encoder, decoder = out_dir / "encoder.onnx", out_dir / "decoder.onnx"
+    quantize_dynamic(str(encoder), str(out_dir / "int8-encoder.onnx"), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gather"])
+    os.replace(out_dir / "int8-encoder.onnx", encoder)
+    blocks_8bit(decoder, out_dir / "nbits-decoder.onnx")
+    quantize_dynamic(str(out_dir / "nbits-decoder.onnx"), str(decoder), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["Gather"])
+    os.remove(out_dir / "nbits-decoder.onnx")
+
+
+def blocks_8bit(src: Path, dst: Path, block: int = 128) -> None:
+    """Rewrite every MatMul by a constant 2-D weight as com.microsoft MatMulNBits: symmetric 8-bit values in blocks of
+    ``block`` along the input axis, one float32 scale per block, activations quantized per block (accuracy level 4)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    weights = {t.name: t for t in model.graph.initializer}
+    nodes, added = [], []
+    for node in model.graph.node:
+        w = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if w is None or len(w.dims) != 2:
+            nodes.append(node)
+            continue
+        packed, scales = quantize_blocks(numpy_helper.to_array(w).astype(np.float32), block)
+        added += [numpy_helper.from_array(packed, f"{w.name}_q8"), numpy_helper.from_array(scales, f"{w.name}_scale")]
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0], f"{w.name}_q8", f"{w.name}_scale"], list(node.output), name=f"{node.name}_q8",
+                                      domain="com.microsoft", K=w.dims[0], N=w.dims[1], bits=8, block_size=block, accuracy_level=4))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [t for t in model.graph.initializer if t.name in used] + added
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.save(model, str(dst))
+
+
+def quantize_blocks(weight, block: int):
+    """(K, N) float32 -> (N, blocks, block) uint8 values (zero point 128) and (N * blocks,) float32 scales."""
+    import numpy as np
+
+    k, n = weight.shape
+    blocks = -(-k // block)
+    padded = np.zeros((n, blocks * block), np.float32)
+    padded[:, :k] = weight.T
+    padded = padded.reshape(n, blocks, block)
+    peak = np.abs(padded).max(axis=-1, keepdims=True)
+    scale = np.where(peak > 0, peak / 127, 1.0).astype(np.float32)
+    values = (np.clip(np.rint(padded / scale), -128, 127) + 128).astype(np.uint8)
+    return values, scale.reshape(-1)
 
 
 def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,

@@ -21,7 +21,7 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 5  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 6  # bump when the exported graphs change: older exports are then made again
 
 
 @dataclass
@@ -44,9 +44,13 @@ class NumpyKVCache:
     def reorder(self, source_indices: np.ndarray) -> None:
         """Row b continues row ``source_indices[b]`` (beam search; rows stay within their audio's group)."""
         n = self.length - self.prefix_length
+        moved = np.flatnonzero(source_indices != np.arange(len(source_indices)))  # rows that continue themselves stay
+        if moved.size == 0:
+            return
+        sources = source_indices[moved]
         for k, v in zip(self.self_k, self.self_v):
-            k[:, :, :n] = k[source_indices, :, :n]
-            v[:, :, :n] = v[source_indices, :, :n]
+            k[moved, :, :n] = k[sources, :, :n]
+            v[moved, :, :n] = v[sources, :, :n]
 
 
 @dataclass(frozen=True)
