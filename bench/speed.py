@@ -44,8 +44,9 @@ SYSTEMS = {
     "tingxie-onnx-fp32": "tingxie --backend onnx --compute_type default (float32)",
     "tingxie-torch-int8": "tingxie --backend torch --compute_type int8",
     "tingxie-torch-fp32": "tingxie --backend torch --compute_type default (float32, reference-identical)",
-    "tingxie-batched": "tingxie --batch_size 8 (VAD chunks, torch, int8)",
+    "tingxie-batched": "tingxie --batch_size 8 (VAD chunks; backend and compute type as the default)",
     "fw-int8": "faster-whisper 1.2.1 compute_type=int8",
+    "fw-batched": "faster-whisper 1.2.1 BatchedInferencePipeline batch_size=8, int8",
     "fw-fp32": "faster-whisper 1.2.1 compute_type=float32",
     "openai": "openai-whisper 20250625 (float32)",
 }
@@ -57,7 +58,7 @@ TINGXIE = {
     "tingxie-onnx-fp32": ("onnx", "default", 0),
     "tingxie-torch-int8": ("torch", "int8", 0),
     "tingxie-torch-fp32": ("torch", "default", 0),
-    "tingxie-batched": ("torch", "int8", 8),
+    "tingxie-batched": ("auto", "auto", 8),
 }
 
 
@@ -154,9 +155,16 @@ def worker(system: str, files: list[str], beam: int, warmup: str | None, pt: str
     elif system.startswith("fw"):
         from faster_whisper import WhisperModel
 
-        model = WhisperModel(fw_model_dir(), device="cpu", compute_type="int8" if system == "fw-int8" else "float32", cpu_threads=threads)
+        model = WhisperModel(fw_model_dir(), device="cpu", compute_type="float32" if system == "fw-fp32" else "int8", cpu_threads=threads)
+        if system == "fw-batched":
+            from faster_whisper import BatchedInferencePipeline
+
+            pipeline = BatchedInferencePipeline(model)
 
         def run(path):
+            if system == "fw-batched":
+                segments, _ = pipeline.transcribe(path, beam_size=beam, language="en", batch_size=8)
+                return "".join(s.text for s in segments)
             segments, _ = model.transcribe(path, beam_size=beam, language="en")
             return "".join(s.text for s in segments)
     else:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TingxieError
 from .options import TranscribeOptions, build_options, temperature_schedule
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _NOT_OPTIONS = {
     "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "backend", "compute_type", "batch_size", "output_dir", "output_format",
@@ -54,6 +57,8 @@ def transcribe_command(args: dict[str, Any]) -> int:
             warnings.warn("--max_words_per_line has no effect with --max_line_width", stacklevel=1)
         from .api import load_model
 
+        # the first file is decoded while the model loads (PyAV and ONNX Runtime both release the GIL)
+        first_audio = _prefetch_audio(args["audio"][0]) if args["audio"] else None
         dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
         backend = choose_backend(args, options)
         if backend == "torch" and args["threads"] > 0:
@@ -72,9 +77,10 @@ def transcribe_command(args: dict[str, Any]) -> int:
 
     output_dir = Path(args["output_dir"])
     failures: list[tuple[str, str]] = []
-    for path in args["audio"]:
+    for i, path in enumerate(args["audio"]):
         try:
-            result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0)
+            audio = _prefetched(first_audio, path) if i == 0 and first_audio is not None else path
+            result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, audio)
             write_result(result.to_dict(), path, output_dir, args["output_format"], subtitle)
             if not result.text.strip():
                 failures.append((path, "no speech detected (the outputs were written, empty)"))
@@ -118,7 +124,28 @@ def _flat(options: TranscribeOptions) -> dict[str, Any]:
     return out
 
 
-def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool, batch_size: int = 0):
+def _prefetch_audio(path: str) -> Future:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .audio import decode_audio
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(decode_audio, path)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _prefetched(future: Future, path: str) -> Any:
+    """The first file's samples; its path where they are too few, so that the error names the file as usual."""
+    from .api import MIN_AUDIO_SECONDS
+    from .audio import SAMPLE_RATE
+
+    samples = future.result()  # a decoding error is raised here, inside the caller's per-file handling
+    return samples if samples.size >= MIN_AUDIO_SECONDS * SAMPLE_RATE else path
+
+
+def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool, batch_size: int = 0, audio: Any = None):
+    audio = path if audio is None else audio
     bar = _progress_bar(progress, Path(path).name)
     try:
         def on_progress(done: int, total: int) -> None:
@@ -129,9 +156,9 @@ def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool,
         if batch_size > 0:
             from .batched import iter_transcribe_batched
 
-            info, segments_iter = iter_transcribe_batched(model, path, options, batch_size=batch_size, on_progress=on_progress)
+            info, segments_iter = iter_transcribe_batched(model, audio, options, batch_size=batch_size, on_progress=on_progress)
         else:
-            info, segments_iter = model.iter_transcribe(path, options, on_progress=on_progress)
+            info, segments_iter = model.iter_transcribe(audio, options, on_progress=on_progress)
         segments = []
         for segment in segments_iter:
             segments.append(segment)

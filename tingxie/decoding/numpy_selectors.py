@@ -66,4 +66,7 @@ def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
         margin *= 4
     else:
         near = np.argpartition(-row, k - 1)[:k]
+    if near.size > 4 * k:  # hundreds, usually: keep those at least as large as the k-th largest (ties included)
+        values = row[near]
+        near = near[values >= np.partition(values, near.size - k)[near.size - k]]
     return near[np.lexsort((near, -row[near]))][:k]

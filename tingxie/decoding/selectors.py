@@ -95,37 +95,42 @@ class BeamSearchSelector:
         next_tokens: list[list[int]] = []
         source_indices: list[int] = []
         for i in range(n_audio):
-            scores: dict[tuple[int, ...], float] = {}
-            sources: dict[tuple[int, ...], int] = {}
-            ranks: dict[tuple[int, ...], float] = {}  # fused scores, only with fusion
+            # a candidate is (the first row with its prefix, next token): rows with equal prefixes (all beams at the
+            # first step) give one candidate, as keying by the whole sequence would, without building 30 long tuples
+            first_row: dict[tuple[int, ...], int] = {}
+            scores: dict[tuple[int, int], float] = {}
+            sources: dict[tuple[int, int], int] = {}
+            ranks: dict[tuple[int, int], float] = {}  # fused scores, only with fusion
             key = scores.get if fused is None else ranks.get
             for j in range(self.beam_size):
                 idx = i * self.beam_size + j
+                prefix = first_row.setdefault(tuple(prefixes[idx]), idx)
                 for k, (score, token) in enumerate(zip(candidate_scores[idx], top_tokens[idx])):
-                    sequence = (*prefixes[idx], token)
-                    scores[sequence] = score
-                    sources[sequence] = idx
+                    candidate = (prefix, token)
+                    scores[candidate] = score
+                    sources[candidate] = idx
                     if fused is not None:
-                        ranks[sequence] = score + fused[idx][k]
-            newly_finished: dict[tuple[int, ...], float] = {}
+                        ranks[candidate] = score + fused[idx][k]
+            newly_finished: dict[tuple[int, int], float] = {}
             saved = 0
-            for sequence in sorted(scores, key=key, reverse=True):
-                if sequence[-1] == self.eot:
-                    newly_finished[sequence] = scores[sequence]
+            for candidate in sorted(scores, key=key, reverse=True):
+                if candidate[1] == self.eot:
+                    newly_finished[candidate] = scores[candidate]
                 else:
-                    sum_logprobs[len(next_tokens)] = scores[sequence]
-                    next_tokens.append(list(sequence))
-                    source_indices.append(sources[sequence])
+                    sum_logprobs[len(next_tokens)] = scores[candidate]
+                    next_tokens.append(prefixes[sources[candidate]] + [candidate[1]])
+                    source_indices.append(sources[candidate])
                     saved += 1
                     if saved == self.beam_size:
                         break
             kept = self.finished[i]
-            for sequence in sorted(newly_finished, key=key, reverse=True):
+            for candidate in sorted(newly_finished, key=key, reverse=True):
                 if len(kept) >= self.max_candidates:
                     break
-                kept[sequence] = newly_finished[sequence]
+                sequence = (*prefixes[sources[candidate]], candidate[1])
+                kept[sequence] = newly_finished[candidate]
                 if fused is not None:
-                    self.finished_fused[i][sequence] = ranks[sequence]
+                    self.finished_fused[i][sequence] = ranks[candidate]
         completed = all(len(kept) >= self.max_candidates for kept in self.finished)
         if self.fusion is not None:
             self.fusion.advance(source_indices, [seq[-1] for seq in next_tokens])

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +92,14 @@ class OrtWhisper:
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False  # a lower peak (the arena keeps the largest encoder buffers), no slower
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
-            self.decoder = ort.InferenceSession(str(folder / "decoder.onnx"), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
-            raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
+        # the two sessions are built side by side (ONNX Runtime releases the GIL while it optimises a graph)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            decoder = pool.submit(ort.InferenceSession, str(folder / "decoder.onnx"), options, providers=["CPUExecutionProvider"])
+            try:
+                self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
+                self.decoder = decoder.result()
+            except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
+                raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         n = self.dims.n_text_layer
         self._cross_names = [f"cross_k{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
