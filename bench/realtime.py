@@ -117,7 +117,9 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=None, help="StreamOptions.pause_s (default: the transcriber's)")
     parser.add_argument("--max-buffer", dest="max_buffer", type=float, default=None, help="StreamOptions.max_buffer_s (default: the transcriber's)")
     parser.add_argument("--no-vad", action="store_true", help="stream without voice activity detection (default: with)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as `tingxie stream`)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                        help="any other StreamOptions field, e.g. --set context_s=6 --set beam_size=5 (repeatable; default: none)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's choice, as `tingxie stream` (default: 0)")
     args = parser.parse_args()
 
     import dataclasses
@@ -128,12 +130,25 @@ def main() -> int:
     from tingxie.audio import decode_audio
     from tingxie.streaming import StreamOptions
 
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
     overrides = {"step_s": args.step, "pause_s": args.pause, "max_buffer_s": args.max_buffer}
+    defaults = StreamOptions()
+    for setting in args.settings:
+        name, _, value = setting.partition("=")
+        if not hasattr(defaults, name):
+            parser.error(f"--set {setting}: StreamOptions has no field {name!r}")
+        current = getattr(defaults, name)
+        if value == "None":
+            overrides[name] = None
+        elif isinstance(current, bool):
+            overrides[name] = value.lower() in ("1", "true", "yes")
+        else:
+            overrides[name] = type(current)(value) if current is not None else int(value)
     options = dataclasses.replace(StreamOptions(language="en"), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
     rows = manifest()
-    print(f"model {args.model}, torch threads {args.threads}, clock {args.clock}, chunks of {args.chunk} s, {options}")
+    print(f"model {args.model}, torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, {options}")
 
     all_vs_offline, all_own, total_audio, total_decode = [], [], 0.0, 0.0
     ref_all, stream_all, offline_all = [], [], []
