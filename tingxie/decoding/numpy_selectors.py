@@ -38,11 +38,10 @@ class NumpyBeamSearchSelector(BeamSearchSelector):
     """Beam search over NumPy logits; the search itself is BeamSearchSelector's."""
 
     def top_candidates(self, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
-        logits = logits.astype(np.float32, copy=False)
-        top = top_k_rows(logits, self.beam_size + 1)  # log_softmax keeps each row's order: rank the logits
-        chosen = np.take_along_axis(logits, top, axis=-1) - logsumexp_np(logits)[:, None]
+        logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
+        top = top_k_rows(logprobs, self.beam_size + 1)
         # summed in float32, as the reference does
-        scores = sum_logprobs.astype(np.float32)[:, None] + chosen
+        scores = sum_logprobs.astype(np.float32)[:, None] + np.take_along_axis(logprobs, top, axis=-1)
         return scores.tolist(), top.tolist()
 
     def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 7  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 8  # bump when the exported graphs change: older exports are then made again
 
 
 @dataclass
