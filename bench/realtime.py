@@ -14,7 +14,8 @@ Latency of a word: the clock when it is first emitted in a ``final`` event, minu
 ended. Where the word is matched (by text alignment) to tingxie's offline transcript of the same file, its
 end is the offline word timestamp (independent of the stream's own timing); otherwise the stream's own.
 WER is over a simple normalisation (lower case, punctuation dropped), against the manifest's reference and
-against the offline transcript (`model.transcribe`, greedy with temperature fallback, as the API's default).
+against the offline transcript (`model.transcribe` of the float32 model, greedy with temperature fallback, as the
+API's default: the reference-identical pass, whatever ``--compute_type`` the stream runs).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> int:
     parser.add_argument("--no-vad", action="store_true", help="stream without voice activity detection (default: with)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any other StreamOptions field, e.g. --set context_s=6 --set beam_size=5 (repeatable; default: none)")
+    parser.add_argument("--compute_type", default="auto", choices=["auto", "default", "int8"],
+                        help="the stream's model, as `tingxie stream --compute_type`; the offline pass is always float32 (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's choice, as `tingxie stream` (default: 0)")
     args = parser.parse_args()
 
@@ -132,7 +135,9 @@ def main() -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model, device="cpu")
+    model = load_model(args.model, device="cpu", compute_type=args.compute_type)
+    # the offline transcript (word ends for latency, WER baseline) is the reference-identical float32 pass
+    offline_model = model if args.compute_type == "default" else load_model(args.model, device="cpu")
     overrides = {"step_s": args.step, "pause_s": args.pause, "max_buffer_s": args.max_buffer}
     defaults = StreamOptions()
     for setting in args.settings:
@@ -148,7 +153,7 @@ def main() -> int:
             overrides[name] = type(current)(value) if current is not None else int(value)
     options = dataclasses.replace(StreamOptions(language="en"), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
     rows = manifest()
-    print(f"model {args.model}, torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, {options}")
+    print(f"model {args.model} (compute_type {args.compute_type}), torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, {options}")
 
     all_vs_offline, all_own, total_audio, total_decode = [], [], 0.0, 0.0
     ref_all, stream_all, offline_all = [], [], []
@@ -157,7 +162,7 @@ def main() -> int:
         audio = decode_audio(DATA / row["path"])
         duration = len(audio) / 16000
         started = time.perf_counter()
-        offline = model.transcribe(audio, language="en", word_timestamps=True)
+        offline = offline_model.transcribe(audio, language="en", word_timestamps=True)
         offline_seconds = time.perf_counter() - started
         emitted, stats, end = replay(model, audio, options, args.chunk, args.clock)
         text = " ".join(e.text for _, e in emitted if e.type == "final")

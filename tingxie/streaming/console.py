@@ -8,7 +8,7 @@ import shutil
 import sys
 from typing import IO
 
-from ..errors import TingxieError
+from ..errors import OptionError, TingxieError
 from .events import StreamEvent
 
 CLEAR_LINE = "\r\x1b[2K"
@@ -70,7 +70,10 @@ def stream_command(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     from .options import StreamOptions
 
-    options = StreamOptions(language=args.language, task=args.task, step_s=args.step, pause_s=args.pause, vad=args.vad == "on")
+    if args.beam_size < 1:
+        raise OptionError(f"--beam_size must be >= 1, got {args.beam_size}")
+    options = StreamOptions(language=args.language, task=args.task, step_s=args.step, pause_s=args.pause, vad=args.vad == "on",
+                            beam_size=args.beam_size if args.beam_size > 1 else None)
     import torch
 
     from ..api import load_model
@@ -83,7 +86,7 @@ def _stream(args: argparse.Namespace) -> int:
         from ..audio import decode_audio
 
         audio = decode_audio(args.simulate_realtime)  # before the model: a bad file fails fast
-    model = load_model(args.model, device=args.device, cache_dir=args.model_dir)
+    model = load_model(args.model, device=args.device, cache_dir=args.model_dir, compute_type=args.compute_type)
     stream = StreamingTranscriber(model, options)
     if args.simulate_realtime:
         chunks = realtime_chunks(audio, args.chunk, args.speed)
