@@ -119,15 +119,15 @@ def special_token_names(num_languages: int) -> list[str]:
     ]
 
 
-@lru_cache(maxsize=None)
-def load_ranks(name: str) -> Mapping[bytes, int]:
-    """Token bytes -> rank of a vocabulary shipped in tingxie/assets ('gpt2' or 'multilingual')."""
+def load_ranks(name: str) -> dict[bytes, int]:
+    """Token bytes -> rank of a vocabulary shipped in tingxie/assets ('gpt2' or 'multilingual'), read afresh
+    (not cached: the encoding built from it is, and it keeps this very dict; a second copy cost ~10 MiB)."""
     from importlib.resources import files
 
     from binascii import a2b_base64  # base64.b64decode's checks cost 2x on 50k tokens (start-up time)
 
     fields = files("tingxie").joinpath("assets", f"{name}.tiktoken").read_text(encoding="ascii").split()  # token rank token rank ...
-    return MappingProxyType(dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2]))))
+    return dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2])))
 
 
 @lru_cache(maxsize=None)
@@ -142,7 +142,7 @@ def get_encoding(name: str = "gpt2", num_languages: int = 99) -> tiktoken.Encodi
         name=f"{name}-{num_languages}",
         explicit_n_vocab=first + len(specials),
         pat_str=GPT2_PATTERN,
-        mergeable_ranks=dict(ranks),
+        mergeable_ranks=ranks,
         special_tokens=specials,
     )
 

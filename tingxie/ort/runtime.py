@@ -121,6 +121,8 @@ class OrtWhisper:
             # encoder's large buffers are taken: a 10-30 MiB lower peak, no slower
             self._malloc_trim(0)
         out = self.encoder.run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})
+        if self._malloc_trim is not None:  # and the encoder's own (~30-40 MiB in its threads' heaps) before decoding
+            self._malloc_trim(0)
         n = self.dims.n_text_layer
         return WindowFeatures(out[:n], out[n:])
 
