@@ -143,7 +143,7 @@ def test_exported_encoder_gives_the_cross_attention_keys_and_values(random_pair)
         cache = model.new_cache(model.embed_audio(mel))
     features = ort_model.embed_audio(mel.numpy())
     for layer in range(DIMS.n_text_layer):
-        np.testing.assert_allclose(features.cross_k[layer], cache.cross_k[layer].numpy(), atol=1e-5)
+        np.testing.assert_allclose(features.cross_kt[layer], cache.cross_k[layer].transpose(-1, -2).numpy(), atol=1e-5)
         np.testing.assert_allclose(features.cross_v[layer], cache.cross_v[layer].numpy(), atol=1e-5)
 
 

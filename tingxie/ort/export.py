@@ -3,8 +3,8 @@
 The graphs are traced from the same modules the PyTorch path runs (their Linear, LayerNorm, MLP and
 embedding layers), so there is one model definition:
 
-- ``encoder.onnx``: mel (batch, n_mels, 3000) -> each decoder layer's cross-attention keys and
-  values (batch, head, frames, d_head).
+- ``encoder.onnx``: mel (batch, n_mels, 3000) -> each decoder layer's cross-attention keys,
+  transposed (batch, head, d_head, frames), and values (batch, head, frames, d_head).
 - ``decoder.onnx``: new tokens, their positions, an additive attention mask over the rows' own
   cached tokens, and each layer's self-attention keys/values -> logits and the new tokens'
   keys/values (the caller owns the cache). Beams of one audio share its cross keys/values and the
@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,21 +53,21 @@ class FusedAttention(torch.autograd.Function):
         return out
 
 
-class FusedCrossAttention(torch.autograd.Function):
-    """Attention of projected queries (audio, tokens, state) to one audio's cached keys/values
-    (audio, head, frames, d_head), exported as the fused MultiHeadAttention kernel."""
+class ReshapeTo(torch.autograd.Function):
+    """``x.reshape(shape)`` exported as one Reshape node whose shape is a constant (0 keeps that axis, -1 is inferred)
+    or a shape tensor computed once per call. Traced ``reshape`` with dynamic sizes adds a Shape/Gather/Unsqueeze/
+    Concat chain per reshape: those were ~60 % of a one-token decoder step's ~370 nodes."""
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, n_head: int) -> Tensor:
-        a, t, state = q.shape
-        out = F.scaled_dot_product_attention(q.view(a, t, n_head, state // n_head).transpose(1, 2), k, v)
-        return out.transpose(1, 2).reshape(a, t, state)
+    def forward(ctx, x: Tensor, shape: Tensor | tuple[int, ...]) -> Tensor:
+        dims = shape.tolist() if isinstance(shape, Tensor) else list(shape)
+        return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(dims)])
 
     @staticmethod
-    def symbolic(g, q, k, v, n_head: int):
-        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=n_head)
-        out.setType(q.type())
-        return out
+    def symbolic(g, x, shape):
+        if isinstance(shape, tuple):
+            shape = g.op("Constant", value_t=torch.tensor(shape, dtype=torch.long))
+        return g.op("Reshape", x, shape)
 
 
 class EncoderGraph(nn.Module):
@@ -87,7 +88,7 @@ class EncoderGraph(nn.Module):
         keys, values = [], []
         for block in self.model.decoder.blocks:
             attn = block.cross_attn
-            keys.append(attn.heads(attn.key(features)))
+            keys.append(attn.heads(attn.key(features)).transpose(-1, -2))  # (batch, head, d_head, frames): a step's q @ k is then a plain product
             values.append(attn.heads(attn.value(features)))
         return (*keys, *values)
 
@@ -95,60 +96,83 @@ class EncoderGraph(nn.Module):
 class DecoderStepGraph(nn.Module):
     """One decoder call. The self-attention keys/values come in two parts: the ``prefix`` of each audio
     (the prompt and start-of-transcript tokens, the same for all its beams, stored once per audio) and
-    each row's own ``past`` (the sampled tokens); one softmax runs over both."""
+    each row's own ``past`` (the sampled tokens); one softmax runs over both. The rows (batch = audio x group)
+    of one audio query its prefix and its cross-attention keys/values as one longer sequence: read once a step."""
 
     def __init__(self, model: Whisper):
         super().__init__()
         self.decoder = model.decoder
         self.n_layer = len(model.decoder.blocks)
+        self.n_head, self.n_state = model.dims.n_text_head, model.dims.n_text_state
 
     def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, select: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
         n = self.n_layer
         prefix_k, prefix_v, past_k, past_v = cache[:n], cache[n : 2 * n], cache[2 * n : 3 * n], cache[3 * n : 4 * n]
-        cross_k, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
+        cross_kt, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
         dec = self.decoder
+        n_head, n_state = self.n_head, self.n_state
+        d_head = n_state // n_head
+        # the few dynamic shapes, computed once per call: audios, new tokens per row, prefix length
+        # (the prefix may be empty: its axis is the inferred -1, since an explicit 0 means "keep" to ONNX's Reshape)
+        audios, rows, new = torch._shape_as_tensor(cross_v[0])[:1], torch._shape_as_tensor(tokens)[:1], torch._shape_as_tensor(tokens)[1:2]
+        minus_one, heads_ = torch.tensor([-1]), torch.tensor([n_head])
+        shapes = _GroupShapes(
+            by_audio=torch.cat([audios, torch.tensor([-1, n_head, d_head])]),  # (b, t, state) -> (audio, group * t, head, d_head)
+            rows_state=torch.cat([minus_one, new, torch.tensor([n_state])]),  # (audio, group * t, head, d_head) -> (b, t, state)
+            rows_prefix=torch.cat([rows, new, heads_, minus_one]),  # (audio, group * t, head, prefix) -> (b, t, head, prefix)
+            audio_prefix=torch.cat([audios, rows * new // audios, heads_, minus_one]),  # the inverse
+        )
         x = dec.token_embedding(tokens) + dec.positional_embedding[positions]
         new_k, new_v = [], []
         for layer, block in enumerate(dec.blocks):
             attn, h = block.attn, block.attn_ln(x)
-            q, k, v = attn.heads(attn.query(h)), attn.heads(attn.key(h)), attn.heads(attn.value(h))
+            q = attn.query(h) * d_head**-0.5
+            k, v = _heads(attn.key(h), n_head, d_head), _heads(attn.value(h), n_head, d_head)
             new_k.append(k)
             new_v.append(v)
             keys, values = torch.cat([past_k[layer], k], dim=2), torch.cat([past_v[layer], v], dim=2)
-            out = self._self(q, prefix_k[layer], prefix_v[layer], keys, values, mask)
-            x = x + attn.out(attn.merge(out))
-            x = x + self._cross(block.cross_attn, block.cross_attn_ln(x), cross_k[layer], cross_v[layer])
+            x = x + attn.out(self._self(q, prefix_k[layer], prefix_v[layer], keys, values, mask, shapes, n_head, d_head))
+            ca = block.cross_attn
+            cq = ReshapeTo.apply(ca.query(block.cross_attn_ln(x)) * d_head**-0.5, shapes.by_audio).transpose(1, 2)
+            out = torch.softmax(cq @ cross_kt[layer], dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
+            x = x + ca.out(ReshapeTo.apply(out.transpose(1, 2), shapes.rows_state))
             x = x + block.mlp(block.mlp_ln(x))
         # logits only where the caller reads them (a 200-token prompt would otherwise cost 200 x vocab)
         logits = dec.ln(x[:, select]) @ dec.token_embedding.weight.T
         return (logits, *new_k, *new_v)
 
     @staticmethod
-    def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
-        b, n_head, t, d = q.shape
-        audios, n_prefix = prefix_k.shape[0], prefix_k.shape[2]
-        group = b // audios
-        q = q * d**-0.5
+    def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: Tensor, values: Tensor, mask: Tensor, shapes: _GroupShapes,
+              n_head: int, d_head: int) -> Tensor:
+        """Scaled queries (b, t, state) over the audio's prefix and the row's own keys -> (b, t, state)."""
+        q_audio = ReshapeTo.apply(q, shapes.by_audio).transpose(1, 2)  # (audio, head, group * t, d_head)
+        prefix_scores = ReshapeTo.apply((q_audio @ prefix_k.transpose(-1, -2)).transpose(1, 2), shapes.rows_prefix).transpose(1, 2)
+        own_scores = _heads(q, n_head, d_head) @ keys.transpose(-1, -2) + mask  # (b, head, t, own)
+        weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1)
+        n_prefix = prefix_k.shape[2]
+        own = _merge(weights[..., n_prefix:] @ values)
+        prefix_weights = ReshapeTo.apply(weights[..., :n_prefix].transpose(1, 2), shapes.audio_prefix).transpose(1, 2)
+        return own + ReshapeTo.apply((prefix_weights @ prefix_v).transpose(1, 2), shapes.rows_state)
 
-        # the last axis is always inferred (-1): an explicit 0 (empty prefix) means "keep" to ONNX's Reshape
-        def by_audio(x: Tensor) -> Tensor:  # (b, head, t, n) -> (audio, head, group * t, n)
-            return x.reshape(audios, group, n_head, t, -1).transpose(1, 2).reshape(audios, n_head, group * t, -1)
 
-        def by_row(x: Tensor) -> Tensor:  # the inverse
-            return x.reshape(audios, n_head, group, t, -1).transpose(1, 2).reshape(b, n_head, t, -1)
+@dataclass(frozen=True)
+class _GroupShapes:
+    """Shape tensors of one decoder call for moving between rows (b = audio x group) and audios."""
 
-        scores = torch.cat([by_row(by_audio(q) @ prefix_k.transpose(-1, -2)), q @ keys.transpose(-1, -2) + mask], dim=-1)
-        weights = torch.softmax(scores, dim=-1)
-        out = weights[..., n_prefix:] @ values
-        return out + by_row(by_audio(weights[..., :n_prefix]) @ prefix_v)
+    by_audio: Tensor
+    rows_state: Tensor
+    rows_prefix: Tensor
+    audio_prefix: Tensor
 
-    @staticmethod
-    def _cross(attn: nn.Module, h: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        # the group (beams) of one audio attends as one longer query sequence: its K/V are read once
-        q = attn.query(h)
-        b, t, state = q.shape
-        out = FusedCrossAttention.apply(q.reshape(keys.shape[0], -1, state), keys, values, attn.n_head)
-        return attn.out(out.reshape(b, t, state))
+
+def _heads(x: Tensor, n_head: int, d_head: int) -> Tensor:
+    """(b, t, state) -> (b, head, t, d_head)"""
+    return ReshapeTo.apply(x, (0, -1, n_head, d_head)).transpose(1, 2)
+
+
+def _merge(x: Tensor) -> Tensor:
+    """(b, head, t, d_head) -> (b, t, state)"""
+    return ReshapeTo.apply(x.transpose(1, 2), (0, 0, -1))
 
 
 def _names(prefix: str, n: int) -> list[str]:
@@ -160,7 +184,7 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
     dims = model.dims
     n, n_head, d_head = dims.n_text_layer, dims.n_text_head, dims.n_text_state // dims.n_text_head
     mel = torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx)
-    cross = _names("cross_k", n) + _names("cross_v", n)
+    cross = _names("cross_kt", n) + _names("cross_v", n)
     axes = {"mel": {0: "audio"}} | {name: {0: "audio"} for name in cross}
     with torch.no_grad():
         torch.onnx.export(EncoderGraph(model), (mel,), str(out_dir / "encoder.onnx"), input_names=["mel"], output_names=cross,
@@ -168,7 +192,7 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         # traced with 2 beams of 1 audio, 3 new tokens after a prefix of 5 and 4 cached: every varying size is named
         prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
         past = [torch.zeros(2, n_head, 4, d_head) for _ in range(2 * n)]
-        cross_kv = [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(2 * n)]
+        cross_kv = [torch.zeros(1, n_head, d_head, dims.n_audio_ctx) for _ in range(n)] + [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(n)]
         inputs = ["tokens", "positions", "mask", "select"] + _names("prefix_k", n) + _names("prefix_v", n) + _names("past_k", n) + _names("past_v", n) + cross
         outputs = ["logits"] + _names("new_k", n) + _names("new_v", n)
         axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "select": {0: "selected"},

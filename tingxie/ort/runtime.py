@@ -22,7 +22,7 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 8  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 9  # bump when the exported graphs change: older exports are then made again
 
 
 @dataclass
@@ -34,7 +34,7 @@ class NumpyKVCache:
 
     self_k: list[np.ndarray]
     self_v: list[np.ndarray]
-    cross_k: list[np.ndarray]
+    cross_kt: list[np.ndarray]
     cross_v: list[np.ndarray]
     prefix_k: list[np.ndarray]
     prefix_v: list[np.ndarray]
@@ -56,17 +56,18 @@ class NumpyKVCache:
 
 @dataclass(frozen=True)
 class WindowFeatures:
-    """What the encoder gives a decoder: each layer's cross-attention K and V (audio, head, frames, d_head)."""
+    """What the encoder gives a decoder: each layer's cross-attention K, transposed (audio, head, d_head, frames),
+    and V (audio, head, frames, d_head)."""
 
-    cross_k: list[np.ndarray]
+    cross_kt: list[np.ndarray]
     cross_v: list[np.ndarray]
 
     @property
     def n_audio(self) -> int:
-        return self.cross_k[0].shape[0]
+        return self.cross_v[0].shape[0]
 
     def select(self, index: int) -> WindowFeatures:
-        return WindowFeatures([k[index : index + 1] for k in self.cross_k], [v[index : index + 1] for v in self.cross_v])
+        return WindowFeatures([k[index : index + 1] for k in self.cross_kt], [v[index : index + 1] for v in self.cross_v])
 
 
 class OrtWhisper:
@@ -102,7 +103,7 @@ class OrtWhisper:
                 raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
         n = self.dims.n_text_layer
-        self._cross_names = [f"cross_k{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
+        self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
         self._past_names = [f"past_k{i}" for i in range(n)] + [f"past_v{i}" for i in range(n)]
 
@@ -133,7 +134,7 @@ class OrtWhisper:
         layers = range(dims.n_text_layer)
         empty = np.zeros((features.n_audio, dims.n_text_head, 0, d_head), np.float32)
         return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
-                            features.cross_k, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
+                            features.cross_kt, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
 
     def decode(self, tokens: np.ndarray, cache: NumpyKVCache, select: list[int] | None = None) -> np.ndarray:
         """Logits (batch, new tokens, vocab) for ``tokens`` appended after the cached ones; advances the cache.
@@ -173,7 +174,7 @@ class OrtWhisper:
         rows = tokens.shape[0]
         own = [k[:rows, :, :past] for k in cache.self_k] + [v[:rows, :, :past] for v in cache.self_v]
         feeds.update(zip(self._past_names, own))
-        feeds.update(zip(self._cross_names, cache.cross_k + cache.cross_v))
+        feeds.update(zip(self._cross_names, cache.cross_kt + cache.cross_v))
         return self.decoder.run(None, feeds)
 
 
