@@ -203,7 +203,7 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:]}
         args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), torch.tensor([0, 2]), *prefix, *past, *cross_kv)
         torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / "decoder.onnx"), input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
 
 
 def quantize_graphs(out_dir: Path) -> None:
