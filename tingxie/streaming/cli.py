@@ -36,8 +36,8 @@ def add_stream_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="int8 runs the linear layers with int8 weights on the CPU (each decode about 1.5x faster, what keeps beam search "
                         "in real time on 2 cores); default computes in float32; auto is int8 on a CPU, default on a GPU (default: auto)")
     p.add_argument("--beam_size", type=int, default=5,
-                   help="beams of each decode; 1 decodes greedily (faster, less accurate: streamed WER 22.6%% greedy vs 17.3%% with "
-                        "5 beams, bench/realtime.py) (default: 5)")
+                   help="beams of each decode; 1 decodes greedily (faster, less accurate: streamed WER ~22%% greedy vs 16.1%% with "
+                        "5 beams on 2 cores, bench/realtime.py) (default: 5)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads; 0 keeps torch's choice (one per core: on 2 cores the final-word latency is "
                         "1.3 s instead of 2.1 s with one thread, bench/realtime.py) (default: 0)")
