@@ -209,3 +209,22 @@ def test_serve_is_a_tingxie_command(capsys):
 
     settings = settings_from_args(args)
     assert (settings.port, settings.api_keys, settings.workers, settings.max_queue) == (0, ("sk-1",), 2, 8)
+    assert settings.compute_type == "default"  # the reference's outputs unless asked otherwise
+
+
+def test_compute_type_reaches_the_model_loader(monkeypatch):
+    """``tingxie serve --compute-type int8`` loads int8 models (what keeps a 5-beam live stream in real time on 2 cores)."""
+    import tingxie.api
+    from tingxie.cli import build_parser
+    from tingxie.errors import OptionError
+    from tingxie.server.cli import settings_from_args
+    from tingxie.server.models import default_loader
+    from tingxie.server.settings import ServerSettings
+
+    settings = settings_from_args(build_parser().parse_args(["serve", "--compute-type", "int8"]))
+    calls = []
+    monkeypatch.setattr(tingxie.api, "load_model", lambda name, **kwargs: calls.append((name, kwargs)) or "model")
+    assert default_loader(settings)("tiny.en") == "model"
+    assert calls == [("tiny.en", {"device": settings.device, "dtype": None, "cache_dir": None, "compute_type": "int8"})]
+    with pytest.raises(OptionError, match="compute_type"):
+        ServerSettings(compute_type="int4")

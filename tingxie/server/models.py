@@ -19,12 +19,12 @@ Loader = Callable[[str], Any]
 
 
 def default_loader(settings: ServerSettings) -> Loader:
-    """Load by name with the server's device, dtype and cache folder (the core's ``load_model``)."""
+    """Load by name with the server's device, dtype, compute type and cache folder (the core's ``load_model``)."""
 
     def load(name: str) -> Any:
         from ..api import load_model
 
-        return load_model(name, device=settings.device, dtype=settings.dtype, cache_dir=settings.model_dir)
+        return load_model(name, device=settings.device, dtype=settings.dtype, cache_dir=settings.model_dir, compute_type=settings.compute_type)
 
     return load
 

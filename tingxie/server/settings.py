@@ -21,6 +21,7 @@ class ServerSettings:
     extra_models: tuple[str, ...] = ()
     device: str = "cpu"
     dtype: str | None = None
+    compute_type: str = "default"  # as load_model's: default (the reference's outputs), int8 (CPU) or auto
     model_dir: str | None = None
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_upload_mb: float = 25.0
@@ -48,6 +49,8 @@ class ServerSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(f"{name} must be >= 1 or None, got {value}")
+        if self.compute_type not in ("auto", "default", "int8"):
+            raise OptionError(f"compute_type must be auto, default or int8, not {self.compute_type!r}")
         if any(not key for key in self.api_keys):
             raise OptionError("an API key can't be empty")
 
