@@ -8,7 +8,7 @@ import sys
 from dataclasses import MISSING
 from typing import Any
 
-from .options import DecodingOptions, TranscribeOptions, option_fields
+from .options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions, option_fields
 
 # Where the CLI's default differs from the API's, as in the reference CLI (beam search and best-of 5).
 CLI_DEFAULTS = {"beam_size": 5, "best_of": 5}
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--fp16", type=str2bool, default=True, help="as in the reference: False forces float32 (default: True)")
     m.add_argument("--threads", type=int, default=0, help="CPU threads (torch's or ONNX Runtime's); 0 keeps the runtime's choice, one per core (default: 0)")
     m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="what runs the model: onnx is ONNX Runtime on the CPU without loading torch (fast start; graphs exported once into --model_dir), torch is PyTorch (any device, every feature); auto picks onnx on a CPU unless --word_timestamps or --lm need torch (default: auto)")
-    m.add_argument("--compute_type", default="auto", choices=["auto", "default", "int8"], help="default computes in --dtype and gives the reference's outputs; int8 runs the linear layers with int8 weights on the CPU (about 1.5-2x faster; WER within a few tenths of float32 on long-form speech, the text differs from the reference's in places); auto is int8 on a CPU, default on a GPU (default: auto)")
+    m.add_argument("--compute_type", default="auto", choices=COMPUTE_TYPES, help="default computes in --dtype and gives the reference's outputs; int8 runs the linear layers with int8 weights on the CPU (about 1.5-2x faster; WER within a few tenths of float32 on long-form speech, the text differs from the reference's in places); auto is int8 on a CPU, default on a GPU (default: auto)")
     m.add_argument("--batch_size", type=int, default=0, help="> 0 transcribes by voice-activity chunks of <= 30 s, this many decoded as one batch (faster; no prompt from the previous chunk); 0 slides the reference's 30-s window (default: 0)")
     o = t.add_argument_group("output")
     o.add_argument("--output_dir", "-o", default=".", help="folder for the output files (default: .)")

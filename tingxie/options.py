@@ -11,6 +11,9 @@ from typing import Any
 
 from .errors import OptionError
 
+# load_model's compute types: the CLIs and the server offer these, quantize.resolve_compute_type checks them
+COMPUTE_TYPES = ("auto", "default", "int8")
+
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})

@@ -17,8 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import OptionError
-
-COMPUTE_TYPES = ("auto", "default", "int8")
+from .options import COMPUTE_TYPES
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any
 
+from ..options import COMPUTE_TYPES
+
 # API keys may come from the environment, so they don't show in `ps` (comma-separated).
 API_KEYS_ENV = "TINGXIE_API_KEYS"
 
@@ -34,7 +36,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=None, help="cache folder for downloaded models (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, mps or auto (default: auto)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="precision (default: auto)")
-    p.add_argument("--compute-type", default="default", choices=["auto", "default", "int8"], dest="compute_type",
+    p.add_argument("--compute-type", default="default", choices=COMPUTE_TYPES, dest="compute_type",
                    help="default computes in --dtype and answers with the reference's outputs; int8 runs the linear layers with int8 "
                         "weights on the CPU (decodes ~1.5x faster: what keeps a live-captions stream with 5 beams in real time on a "
                         "2-core CPU; the text differs from the reference's in places); auto is int8 on a CPU (default: default)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import OptionError
+from ..options import COMPUTE_TYPES
 
 # Names that OpenAI clients send by default; they mean "the server's default model".
 DEFAULT_MODEL_ALIASES = ("whisper-1",)
@@ -49,8 +50,8 @@ class ServerSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(f"{name} must be >= 1 or None, got {value}")
-        if self.compute_type not in ("auto", "default", "int8"):
-            raise OptionError(f"compute_type must be auto, default or int8, not {self.compute_type!r}")
+        if self.compute_type not in COMPUTE_TYPES:
+            raise OptionError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}")
         if any(not key for key in self.api_keys):
             raise OptionError("an API key can't be empty")
 

@@ -1,9 +1,11 @@
-"""The ``tingxie stream`` sub-command's arguments. Importing this is cheap (argparse only); the work is in console.py."""
+"""The ``tingxie stream`` sub-command's arguments. Importing this is cheap (argparse and the options module); the work is in console.py."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from ..options import COMPUTE_TYPES
 
 
 def _positive(kind):
@@ -32,7 +34,7 @@ def add_stream_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny.en", help="model name or path (default: tiny.en, embedded)")
     p.add_argument("--model_dir", default=None, help="cache folder for downloaded models (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, mps or auto (default: auto)")
-    p.add_argument("--compute_type", default="auto", choices=["auto", "default", "int8"],
+    p.add_argument("--compute_type", default="auto", choices=COMPUTE_TYPES,
                    help="int8 runs the linear layers with int8 weights on the CPU (each decode about 1.5x faster, what keeps beam search "
                         "in real time on 2 cores); default computes in float32; auto is int8 on a CPU, default on a GPU (default: auto)")
     p.add_argument("--beam_size", type=int, default=5,

@@ -8,7 +8,7 @@ import shutil
 import sys
 from typing import IO
 
-from ..errors import OptionError, TingxieError
+from ..errors import TingxieError
 from .events import StreamEvent
 
 CLEAR_LINE = "\r\x1b[2K"
@@ -70,10 +70,8 @@ def stream_command(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     from .options import StreamOptions
 
-    if args.beam_size < 1:
-        raise OptionError(f"--beam_size must be >= 1, got {args.beam_size}")
     options = StreamOptions(language=args.language, task=args.task, step_s=args.step, pause_s=args.pause, vad=args.vad == "on",
-                            beam_size=args.beam_size if args.beam_size > 1 else None)
+                            beam_size=None if args.beam_size == 1 else args.beam_size)  # 1 beam is greedy; StreamOptions rejects < 1
     import torch
 
     from ..api import load_model
