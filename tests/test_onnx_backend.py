@@ -307,3 +307,28 @@ def test_cli_backend_choice(args, expected):
         argv += ["--word_timestamps", "True"]
     parsed = vars(build_parser().parse_args(argv))
     assert choose_backend(parsed, options_from_args(parsed)) == expected
+
+
+@pytest.mark.parametrize("others, cpus, idle", [([0, 0, 0], 2, True), ([1, 1, 2], 2, False), ([2, 0, 3], 2, True), ([1, 1, 1], 8, True),
+                                                ([4, 5, 4], 8, False)])
+def test_decoder_threads_spin_only_on_an_idle_machine(monkeypatch, others, cpus, idle):
+    import tingxie.ort.runtime as runtime
+
+    counts = iter([n + 1 for n in others])  # the kernel's count includes the reading thread
+    monkeypatch.setattr(runtime, "_runnable_threads", lambda: next(counts))
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
+    assert runtime._machine_is_idle(reads=len(others)) is idle
+    monkeypatch.setattr(runtime, "_runnable_threads", lambda: None)  # no /proc/loadavg: spin, as on an idle machine
+    assert runtime._machine_is_idle() is True
+
+
+def test_spinning_and_sleeping_decoder_threads_give_the_same_logits(random_pair):
+    _, ort_model = random_pair
+    folder = Path(ort_model.decoder._model_path).parent
+    spinning, sleeping = OrtWhisper(folder, threads=2, spin=True), OrtWhisper(folder, threads=2, spin=False)
+    rng = np.random.default_rng(3)
+    features = spinning.embed_audio(rng.standard_normal((1, spinning.dims.n_mels, 2 * spinning.dims.n_audio_ctx)).astype(np.float32))
+    tokens = np.array([[1, 2, 3]], np.int64)
+    a = spinning.decode(tokens, spinning.new_cache(features))
+    b = sleeping.decode(tokens, sleeping.new_cache(features))
+    np.testing.assert_array_equal(a, b)
