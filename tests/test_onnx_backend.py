@@ -332,3 +332,51 @@ def test_spinning_and_sleeping_decoder_threads_give_the_same_logits(random_pair)
     a = spinning.decode(tokens, spinning.new_cache(features))
     b = sleeping.decode(tokens, sleeping.new_cache(features))
     np.testing.assert_array_equal(a, b)
+
+
+def test_decoding_only_some_audios_rows_equals_decoding_every_row(random_pair):
+    """Windows of a batch that finished are not computed: the others' logits and cache rows are those of a full step."""
+    _, ort_model = random_pair
+    rng = np.random.default_rng(5)
+    features = ort_model.embed_audio(rng.standard_normal((3, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32))
+    group = 2
+    full, part = ort_model.new_cache(features, repeat=group), ort_model.new_cache(features, repeat=group)
+    prompt = np.tile(np.array([[1, 2, 3]]), (3 * group, 1))
+    np.testing.assert_array_equal(ort_model.decode(prompt, full), ort_model.decode(prompt, part))
+    # every row, then the rows of audios 0 and 2 (a row's whole group is computed), then audio 0's: a finished
+    # audio never comes back
+    for step, (rows, computed) in enumerate([(list(range(6)), list(range(6))), ([0, 5], [0, 1, 4, 5]), ([1], [0, 1])]):
+        tokens = np.full((3 * group, 1), 4 + step) + np.arange(3 * group)[:, None]
+        every = ort_model.decode(tokens, full)
+        some = ort_model.decode(tokens, part, rows=rows)
+        np.testing.assert_allclose(some[computed], every[computed], atol=1e-5)
+        assert not some[[r for r in range(3 * group) if r not in computed]].any()
+        for k_full, k_part in zip(full.self_k, part.self_k):
+            np.testing.assert_allclose(k_part[computed, :, step], k_full[computed, :, step], atol=1e-6)
+    assert part.length == full.length == 6
+
+
+def test_an_audio_done_in_a_batch_is_no_longer_searched():
+    """Beam search over two audios: once the first has its candidates its rows only carry eot and are no longer
+    asked for; the second audio's search is the one it has alone."""
+    rng = np.random.default_rng(4)
+    eot, beams = 50256, 2
+    both, alone = NumpyBeamSearchSelector(beams, eot), NumpyBeamSearchSelector(beams, eot)
+    tok_both = np.tile(np.array([[50257, 50362]], np.int64), (2 * beams, 1))
+    tok_alone = tok_both[beams:].copy()
+    sum_both, sum_alone = np.zeros(2 * beams, np.float32), np.zeros(beams, np.float32)
+    done_at = None
+    for step in range(8):
+        logits = _logits(rng, 2 * beams)
+        logits[:beams, eot] += 30 * (step >= 1)  # the first audio ends at once from step 1
+        tok_both, done, _ = both.update(tok_both, logits.copy(), sum_both)
+        tok_alone, done_alone, _ = alone.update(tok_alone, logits[beams:].copy(), sum_alone)
+        np.testing.assert_array_equal(tok_both[beams:], tok_alone)
+        np.testing.assert_allclose(sum_both[beams:], sum_alone, rtol=1e-6)
+        assert done == done_alone
+        rows = both.unfinished_rows(tok_both)
+        if rows is not None:
+            done_at = step if done_at is None else done_at
+            assert rows == [2, 3]
+            assert (tok_both[:beams, -1] == eot).all() or step == done_at
+    assert done_at is not None, "the first audio never completed"

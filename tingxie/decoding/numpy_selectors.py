@@ -29,6 +29,11 @@ class NumpyGreedySelector(GreedySelector):
         tokens = np.concatenate([tokens, next_tokens[:, None].astype(tokens.dtype)], axis=-1)
         return tokens, bool((tokens[:, -1] == self.eot).all()), None
 
+    def unfinished_rows(self, tokens: np.ndarray) -> np.ndarray | None:
+        """The rows not ended yet (None: all of them), whose logits the next step must compute."""
+        open_rows = tokens[:, -1] != self.eot
+        return None if open_rows.all() else np.flatnonzero(open_rows)
+
     def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[list[int]]], list[list[float]]]:
         tokens = np.pad(tokens, ((0, 0), (0, 0), (0, 1)), constant_values=self.eot)
         return tokens.tolist(), sum_logprobs.tolist()

@@ -89,12 +89,19 @@ class BeamSearchSelector:
         if self.finished is None:
             self.finished = [{} for _ in range(n_audio)]
             self.finished_fused = [{} for _ in range(n_audio)]
-        candidate_scores, top_tokens = self.top_candidates(logits, sum_logprobs)
+        # an audio with all its candidates (in a batch of windows) is not searched further: its rows only carry eot
+        done = [len(kept) >= self.max_candidates for kept in self.finished] if self.fusion is None else [False] * n_audio
+        candidate_scores, top_tokens = self._top_candidates_of(logits, sum_logprobs, done)
         prefixes = tokens.tolist()
         fused = self.fusion.totals(top_tokens) if self.fusion is not None else None
         next_tokens: list[list[int]] = []
         source_indices: list[int] = []
         for i in range(n_audio):
+            if done[i]:
+                for idx in range(i * self.beam_size, (i + 1) * self.beam_size):
+                    next_tokens.append(prefixes[idx] + [self.eot])
+                    source_indices.append(idx)
+                continue
             # a candidate is (the first row with its prefix, next token): rows with equal prefixes (all beams at the
             # first step) give one candidate, as keying by the whole sequence would, without building 30 long tuples
             first_row: dict[tuple[int, ...], int] = {}
@@ -136,6 +143,28 @@ class BeamSearchSelector:
             self.fusion.advance(source_indices, [seq[-1] for seq in next_tokens])
         new_tokens, sources = self.as_arrays(next_tokens, source_indices, tokens)
         return new_tokens, completed, sources
+
+    def unfinished_rows(self, tokens: Tensor) -> list[int] | None:
+        """The rows of audios still searched (None: all of them), whose logits the next step must compute."""
+        if self.finished is None or self.fusion is not None:
+            return None
+        done = [len(kept) >= self.max_candidates for kept in self.finished]
+        if not any(done):
+            return None
+        return [i * self.beam_size + j for i, d in enumerate(done) if not d for j in range(self.beam_size)]
+
+    def _top_candidates_of(self, logits: Tensor, sum_logprobs: Tensor, done: list[bool]) -> tuple[list, list]:
+        """``top_candidates`` of the rows of audios not done (empty lists for the others' rows)."""
+        if not any(done):
+            return self.top_candidates(logits, sum_logprobs)
+        rows = [i * self.beam_size + j for i, d in enumerate(done) if not d for j in range(self.beam_size)]
+        scores: list[list[float]] = [[] for _ in range(logits.shape[0])]
+        tokens: list[list[int]] = [[] for _ in range(logits.shape[0])]
+        if rows:
+            part_scores, part_tokens = self.top_candidates(logits[rows], sum_logprobs[rows])
+            for row, sc, tk in zip(rows, part_scores, part_tokens):
+                scores[row], tokens[row] = sc, tk
+        return scores, tokens
 
     def top_candidates(self, logits: Tensor, sum_logprobs: Tensor) -> tuple[list[list[float]], list[list[int]]]:
         """Per row, the beam_size + 1 likeliest next tokens and the row's score with each appended."""

@@ -85,7 +85,9 @@ def until_eot(tokens: list[int], eot: int) -> list[int]:
 def sample(model: Any, tokens: Any, cache: Any, logits: Any, filters: list[LogitFilter], selector: Any, sample_len: int, n_ctx: int,
            sum_logprobs: Any) -> Any:
     """The token loop, the same for torch tensors and NumPy arrays: filter the last logits, let the selector
-    extend every row (reordering the cache for beams), decode the new tokens; stop when all rows are done."""
+    extend every row (reordering the cache for beams), decode the new tokens; stop when all rows are done.
+    A model that can (``decodes_row_subsets``) computes only the rows of windows still decoding in a batch."""
+    subsets = getattr(model, "decodes_row_subsets", False)
     for _ in range(sample_len):
         next_logits = logits[:, -1]
         for f in filters:
@@ -95,7 +97,8 @@ def sample(model: Any, tokens: Any, cache: Any, logits: Any, filters: list[Logit
             cache.reorder(source_indices)
         if completed or tokens.shape[-1] > n_ctx:
             break
-        logits = model.decode(tokens[:, -1:], cache)
+        rows = selector.unfinished_rows(tokens) if subsets else None
+        logits = model.decode(tokens[:, -1:], cache) if rows is None else model.decode(tokens[:, -1:], cache, rows=rows)
     return tokens
 
 

@@ -41,6 +41,14 @@ class NumpyKVCache:
     length: int = 0
     prefix_length: int = 0
     group: int = 1
+    _subset: tuple | None = None  # (audios, their prefix K/V, their cross K/V): made again only when the audios change
+
+    def of_audios(self, audios: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The prefix K/V and cross K/V of only these audios (copies, kept while the same audios are asked for)."""
+        key = tuple(audios.tolist())
+        if self._subset is None or self._subset[0] != key:
+            self._subset = (key, [a[audios] for a in self.prefix_k + self.prefix_v], [a[audios] for a in self.cross_kt + self.cross_v])
+        return self._subset[1], self._subset[2]
 
     def reorder(self, source_indices: np.ndarray) -> None:
         """Row b continues row ``source_indices[b]`` (beam search; rows stay within their audio's group)."""
@@ -134,9 +142,13 @@ class OrtWhisper:
         return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
                             features.cross_kt, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
 
-    def decode(self, tokens: np.ndarray, cache: NumpyKVCache, select: list[int] | None = None) -> np.ndarray:
+    decodes_row_subsets = True
+
+    def decode(self, tokens: np.ndarray, cache: NumpyKVCache, select: list[int] | None = None, rows: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Logits (batch, new tokens, vocab) for ``tokens`` appended after the cached ones; advances the cache.
-        ``select``: only these of the new tokens' positions (batch, len(select), vocab).
+        ``select``: only these of the new tokens' positions (batch, len(select), vocab). ``rows``: only the audios of
+        these rows are computed (the windows of a batch still decoding); the other rows' logits are zeros and their
+        cache is not advanced.
 
         The first call's tokens become the shared prefix when every row of a group has the same ones
         (the initial tokens of a window): they are decoded once per audio, not once per beam.
@@ -154,25 +166,40 @@ class OrtWhisper:
             cache.length = cache.prefix_length = t
             return np.repeat(logits, g, axis=0) if g > 1 else logits
         past = offset - cache.prefix_length
-        logits, *new = self._run(tokens, offset, cache, past, select_)
         n = self.dims.n_text_layer
-        for layer in range(n):
-            cache.self_k[layer][:, :, past : past + t] = new[layer]
-            cache.self_v[layer][:, :, past : past + t] = new[n + layer]
+        audios = None if rows is None else np.unique(np.asarray(rows) // g)
+        if audios is None or audios.size == tokens.shape[0] // g:
+            logits, *new = self._run(tokens, offset, cache, past, select_)
+            for layer in range(n):
+                cache.self_k[layer][:, :, past : past + t] = new[layer]
+                cache.self_v[layer][:, :, past : past + t] = new[n + layer]
+        else:
+            computed = (audios[:, None] * g + np.arange(g)).ravel()
+            part, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
+            logits = np.zeros((tokens.shape[0], *part.shape[1:]), part.dtype)
+            logits[computed] = part
+            for layer in range(n):
+                cache.self_k[layer][computed, :, past : past + t] = new[layer]
+                cache.self_v[layer][computed, :, past : past + t] = new[n + layer]
         cache.length = offset + t
         return logits
 
-    def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray) -> list[np.ndarray]:
+    def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray,
+             audios: np.ndarray | None = None, rows: np.ndarray | None = None) -> list[np.ndarray]:
         t = tokens.shape[-1]
         mask = np.zeros((t, past + t), np.float32)
         if t > 1:  # token i sees the prefix, the row's cached tokens and the new tokens up to itself
             mask[:, past:] = np.triu(np.full((t, t), -np.inf, np.float32), k=1)
         feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask, "select": select}
-        feeds.update(zip(self._prefix_names, cache.prefix_k + cache.prefix_v))
-        rows = tokens.shape[0]
-        own = [k[:rows, :, :past] for k in cache.self_k] + [v[:rows, :, :past] for v in cache.self_v]
+        if audios is None:
+            prefix, cross = cache.prefix_k + cache.prefix_v, cache.cross_kt + cache.cross_v
+            rows_ = slice(0, tokens.shape[0])
+        else:
+            (prefix, cross), rows_ = cache.of_audios(audios), rows
+        feeds.update(zip(self._prefix_names, prefix))
+        own = [k[rows_, :, :past] for k in cache.self_k] + [v[rows_, :, :past] for v in cache.self_v]
         feeds.update(zip(self._past_names, own))
-        feeds.update(zip(self._cross_names, cache.cross_kt + cache.cross_v))
+        feeds.update(zip(self._cross_names, cross))
         return self.decoder.run(None, feeds)
 
 
