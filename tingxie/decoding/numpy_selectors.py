@@ -43,10 +43,13 @@ class NumpyBeamSearchSelector(BeamSearchSelector):
     """Beam search over NumPy logits; the search itself is BeamSearchSelector's."""
 
     def top_candidates(self, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
-        logprobs = log_softmax_np(logits.astype(np.float32, copy=False))
-        top = top_k_rows(logprobs, self.beam_size + 1)
+        # log_softmax_np's arithmetic, (x - max) - log(sum(exp(x - max))), on the few top entries only: the ranking
+        # of a row is that of x - max, so the full row of log-probabilities is never built
+        shifted = logits.astype(np.float32, copy=False) - logits.max(axis=-1, keepdims=True)
+        norm = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        top = top_k_rows(shifted, self.beam_size + 1)
         # summed in float32, as the reference does
-        scores = sum_logprobs.astype(np.float32)[:, None] + np.take_along_axis(logprobs, top, axis=-1)
+        scores = sum_logprobs.astype(np.float32)[:, None] + (np.take_along_axis(shifted, top, axis=-1) - norm)
         return scores.tolist(), top.tolist()
 
     def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
