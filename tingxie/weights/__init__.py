@@ -118,7 +118,6 @@ def resolve_model(
 ) -> Path:
     """The file or folder holding a model: the path itself, an installed package's model, the cached
     file or a fresh download. Raises ModelNotFoundError (with how to get the model) or DownloadError."""
-    from .download import download as fetch
     from .embedded import embedded_model_dir
 
     path = _local_path(name_or_path)
@@ -138,6 +137,8 @@ def resolve_model(
             why_not_embedded = str(e)
     cached = cache / model.filename
     if download:
+        from .download import download as fetch  # http.client and urllib: ~30 ms, only when a download may happen
+
         try:
             return fetch(model.url(download_root), model.sha256, cached, progress=progress)
         except DownloadError as e:
