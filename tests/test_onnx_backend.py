@@ -167,6 +167,37 @@ def test_exported_decoder_steps_equal_the_pytorch_decoder(random_pair, group, sh
     assert ort_cache.prefix_length == (4 if shared_prompt else 0)
 
 
+@pytest.mark.parametrize("capacity_step", [1, 3, 32])
+def test_cache_buffers_grow_without_changing_the_logits(random_pair, monkeypatch, capacity_step):
+    """The rows' self-attention buffers grow a few positions at a time (the graph reads them whole, their unused
+    tail masked): the logits stay the PyTorch decoder's through growth and a beam reorder."""
+    import tingxie.ort.runtime as runtime
+
+    monkeypatch.setattr(runtime, "CAPACITY_STEP", capacity_step)
+    model, ort_model = random_pair
+    mel = torch.randn(1, 80, 2 * DIMS.n_audio_ctx)
+    tokens = torch.randint(0, DIMS.n_vocab, (2, DIMS.n_text_ctx - 1))
+    tokens[1, :2] = tokens[0, :2]  # the shared prompt
+    reorder_at, sources = 6, [1, 1]
+    with torch.no_grad():
+        cache = model.new_cache(model.embed_audio(mel), repeat=2)
+        expected = [model.decode(tokens[:, :2], cache)]
+        for i in range(2, tokens.shape[1]):
+            if i == reorder_at:
+                cache.reorder(torch.tensor(sources))
+            expected.append(model.decode(tokens[:, i : i + 1], cache))
+    ort_cache = ort_model.new_cache(ort_model.embed_audio(mel.numpy()), repeat=2)
+    got = [ort_model.decode(tokens[:, :2].numpy(), ort_cache)]
+    for i in range(2, tokens.shape[1]):
+        if i == reorder_at:
+            ort_cache.reorder(np.array(sources))
+        got.append(ort_model.decode(tokens[:, i : i + 1].numpy(), ort_cache))
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4)
+    own = tokens.shape[1] - 2
+    assert ort_cache.capacity == min(DIMS.n_text_ctx, -(-own // capacity_step) * capacity_step)
+
+
 def test_selected_positions_are_those_of_all_positions(random_pair):
     _, ort_model = random_pair
     features = ort_model.embed_audio(np.random.default_rng(3).standard_normal((1, 80, 16)).astype(np.float32))

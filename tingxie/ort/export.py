@@ -6,8 +6,8 @@ embedding layers), so there is one model definition:
 - ``encoder.onnx``: mel (batch, n_mels, 3000) -> each decoder layer's cross-attention keys,
   transposed (batch, head, d_head, frames), and values (batch, head, frames, d_head).
 - ``decoder.onnx``: new tokens, their positions, an additive attention mask over the rows' own
-  cached tokens, and each layer's self-attention keys/values -> logits and the new tokens'
-  keys/values (the caller owns the cache). Beams of one audio share its cross keys/values and the
+  cache buffer and the new tokens, and each layer's self-attention cache buffers -> logits and the
+  new tokens' keys/values (the caller owns the cache and writes them into its buffers). Beams of one audio share its cross keys/values and the
   keys/values of its prompt (batch = audio x group), so a beam step reads them once, not per beam.
 
 int8: MatMul weights are quantized per output channel (ONNX Runtime's dynamic quantization;
@@ -94,9 +94,10 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderStepGraph(nn.Module):
-    """One decoder call. The self-attention keys/values come in two parts: the ``prefix`` of each audio
-    (the prompt and start-of-transcript tokens, the same for all its beams, stored once per audio) and
-    each row's own ``past`` (the sampled tokens); one softmax runs over both. The rows (batch = audio x group)
+    """One decoder call. The self-attention keys/values come in three parts: the ``prefix`` of each audio
+    (the prompt and start-of-transcript tokens, the same for all its beams, stored once per audio), each
+    row's own cache buffer ``past`` (its sampled tokens, then an unused tail the mask hides) and the new
+    tokens; one softmax runs over all three. The rows (batch = audio x group)
     of one audio query its prefix and its cross-attention keys/values as one longer sequence: read once a step."""
 
     def __init__(self, model: Whisper):
@@ -130,8 +131,7 @@ class DecoderStepGraph(nn.Module):
             k, v = _heads(attn.key(h), n_head, d_head), _heads(attn.value(h), n_head, d_head)
             new_k.append(k)
             new_v.append(v)
-            keys, values = torch.cat([past_k[layer], k], dim=2), torch.cat([past_v[layer], v], dim=2)
-            x = x + attn.out(self._self(q, prefix_k[layer], prefix_v[layer], keys, values, mask, shapes, n_head, d_head))
+            x = x + attn.out(self._self(q, prefix_k[layer], prefix_v[layer], (past_k[layer], k), (past_v[layer], v), mask, shapes, n_head, d_head))
             ca = block.cross_attn
             cq = ReshapeTo.apply(ca.query(block.cross_attn_ln(x)) * d_head**-0.5, shapes.by_audio).transpose(1, 2)
             out = torch.softmax(cq @ cross_kt[layer], dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
@@ -142,15 +142,18 @@ class DecoderStepGraph(nn.Module):
         return (logits, *new_k, *new_v)
 
     @staticmethod
-    def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: Tensor, values: Tensor, mask: Tensor, shapes: _GroupShapes,
-              n_head: int, d_head: int) -> Tensor:
-        """Scaled queries (b, t, state) over the audio's prefix and the row's own keys -> (b, t, state)."""
+    def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: tuple[Tensor, Tensor], values: tuple[Tensor, Tensor], mask: Tensor,
+              shapes: _GroupShapes, n_head: int, d_head: int) -> Tensor:
+        """Scaled queries (b, t, state) over the audio's prefix, the row's cache buffer and the new tokens -> (b, t, state).
+        ``keys``/``values``: (the row's buffer (b, head, capacity, d_head), the new tokens' (b, head, t, d_head)); the
+        buffer is read in place (the mask hides its unused tail), never joined to the new tokens' (a copy per step)."""
         q_audio = ReshapeTo.apply(q, shapes.by_audio).transpose(1, 2)  # (audio, head, group * t, d_head)
         prefix_scores = ReshapeTo.apply((q_audio @ prefix_k.transpose(-1, -2)).transpose(1, 2), shapes.rows_prefix).transpose(1, 2)
-        own_scores = _heads(q, n_head, d_head) @ keys.transpose(-1, -2) + mask  # (b, head, t, own)
+        q_rows = _heads(q, n_head, d_head)
+        own_scores = torch.cat([q_rows @ keys[0].transpose(-1, -2), q_rows @ keys[1].transpose(-1, -2)], dim=-1) + mask  # (b, head, t, own)
         weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1)
-        n_prefix = prefix_k.shape[2]
-        own = _merge(weights[..., n_prefix:] @ values)
+        n_prefix, capacity = prefix_k.shape[2], keys[0].shape[2]
+        own = _merge(weights[..., n_prefix : n_prefix + capacity] @ values[0] + weights[..., n_prefix + capacity :] @ values[1])
         prefix_weights = ReshapeTo.apply(weights[..., :n_prefix].transpose(1, 2), shapes.audio_prefix).transpose(1, 2)
         return own + ReshapeTo.apply((prefix_weights @ prefix_v).transpose(1, 2), shapes.rows_state)
 

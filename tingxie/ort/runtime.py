@@ -22,15 +22,21 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 9  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 11  # bump when the exported graphs change: older exports are then made again
+# the self-attention buffers grow this many positions at a time: a step reads at most this many unused ones, and
+# a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
+# copied them every step)
+CAPACITY_STEP = 32
 
 
 @dataclass
 class NumpyKVCache:
     """Decoder state for ``length`` tokens per row. The first ``prefix_length`` (the initial tokens, the same
     for every row of a group) are stored once per audio in ``prefix_k/v`` (audio, head, tokens, d_head);
-    each row's later tokens in ``self_k/v`` (batch, head, n_text_ctx, d_head). The window's cross K/V per
-    layer (audio, ...) are shared by the ``group`` consecutive rows of each audio."""
+    each row's later tokens in the buffers ``self_k/v`` (batch, head, capacity, d_head), which the decoder
+    graph reads whole (the mask hides the unused tail: zeros, so always finite) and which grow
+    ``CAPACITY_STEP`` positions at a time. The window's cross K/V per layer (audio, ...) are shared by the
+    ``group`` consecutive rows of each audio."""
 
     self_k: list[np.ndarray]
     self_v: list[np.ndarray]
@@ -49,6 +55,22 @@ class NumpyKVCache:
         if self._subset is None or self._subset[0] != key:
             self._subset = (key, [a[audios] for a in self.prefix_k + self.prefix_v], [a[audios] for a in self.cross_kt + self.cross_v])
         return self._subset[1], self._subset[2]
+
+    @property
+    def capacity(self) -> int:
+        return self.self_k[0].shape[2]
+
+    def make_room(self, n: int, limit: int) -> None:
+        """Buffers of at least ``n`` positions (at most ``limit``), the filled ones copied over."""
+        if n <= self.capacity:
+            return
+        size = min(limit, -(-n // CAPACITY_STEP) * CAPACITY_STEP)
+        filled = self.length - self.prefix_length
+        for buffers in (self.self_k, self.self_v):
+            for i, old in enumerate(buffers):
+                grown = np.zeros((old.shape[0], old.shape[1], size, old.shape[3]), old.dtype)
+                grown[:, :, :filled] = old[:, :, :filled]
+                buffers[i] = grown
 
     def reorder(self, source_indices: np.ndarray) -> None:
         """Row b continues row ``source_indices[b]`` (beam search; rows stay within their audio's group)."""
@@ -136,12 +158,10 @@ class OrtWhisper:
     def new_cache(self, features: WindowFeatures, repeat: int = 1) -> NumpyKVCache:
         dims = self.dims
         d_head = dims.n_text_state // dims.n_text_head
-        shape = (features.n_audio * repeat, dims.n_text_head, dims.n_text_ctx, d_head)
+        shape = (features.n_audio * repeat, dims.n_text_head, 0, d_head)  # no positions yet: they come with make_room
         layers = range(dims.n_text_layer)
         empty = np.zeros((features.n_audio, dims.n_text_head, 0, d_head), np.float32)
-        # uninitialised: only the first ``length - prefix_length`` positions of a row are ever read (zeroing them was
-        # ~1.5 ms per array per window)
-        return NumpyKVCache([np.empty(shape, np.float32) for _ in layers], [np.empty(shape, np.float32) for _ in layers],
+        return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
                             features.cross_kt, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
 
     decodes_row_subsets = True
@@ -172,6 +192,7 @@ class OrtWhisper:
         audios = None if rows is None else np.unique(np.asarray(rows) // g)
         if audios is None or audios.size == tokens.shape[0] // g:
             logits, *new = self._run(tokens, offset, cache, past, select_)
+            cache.make_room(past + t, self.dims.n_text_ctx)
             for layer in range(n):
                 cache.self_k[layer][:, :, past : past + t] = new[layer]
                 cache.self_v[layer][:, :, past : past + t] = new[n + layer]
@@ -180,6 +201,7 @@ class OrtWhisper:
             part, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
             logits = np.zeros((tokens.shape[0], *part.shape[1:]), part.dtype)
             logits[computed] = part
+            cache.make_room(past + t, self.dims.n_text_ctx)
             for layer in range(n):
                 cache.self_k[layer][computed, :, past : past + t] = new[layer]
                 cache.self_v[layer][computed, :, past : past + t] = new[n + layer]
@@ -188,10 +210,11 @@ class OrtWhisper:
 
     def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray,
              audios: np.ndarray | None = None, rows: np.ndarray | None = None) -> list[np.ndarray]:
-        t = tokens.shape[-1]
-        mask = np.zeros((t, past + t), np.float32)
+        t, capacity = tokens.shape[-1], cache.capacity if past else 0
+        mask = np.zeros((t, capacity + t), np.float32)
+        mask[:, past:capacity] = -np.inf  # the buffer's unused tail
         if t > 1:  # token i sees the prefix, the row's cached tokens and the new tokens up to itself
-            mask[:, past:] = np.triu(np.full((t, t), -np.inf, np.float32), k=1)
+            mask[:, capacity:] = np.triu(np.full((t, t), -np.inf, np.float32), k=1)
         feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask, "select": select}
         if audios is None:
             prefix, cross = cache.prefix_k + cache.prefix_v, cache.cross_kt + cache.cross_v
@@ -199,7 +222,8 @@ class OrtWhisper:
         else:
             (prefix, cross), rows_ = cache.of_audios(audios), rows
         feeds.update(zip(self._prefix_names, prefix))
-        own = [k[rows_, :, :past] for k in cache.self_k] + [v[rows_, :, :past] for v in cache.self_v]
+        # the whole buffers (contiguous: no copy) once a row has tokens of its own; before that, none of them
+        own = [k[rows_, :, :capacity] for k in cache.self_k] + [v[rows_, :, :capacity] for v in cache.self_v]
         feeds.update(zip(self._past_names, own))
         feeds.update(zip(self._cross_names, cross))
         return self.decoder.run(None, feeds)
