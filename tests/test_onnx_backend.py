@@ -342,7 +342,7 @@ def test_cli_backend_choice(args, expected):
 
 @pytest.mark.parametrize("others, cpus, idle", [([0, 0, 0], 2, True), ([1, 1, 2], 2, False), ([2, 0, 3], 2, True), ([1, 1, 1], 8, True),
                                                 ([4, 5, 4], 8, False)])
-def test_decoder_threads_spin_only_on_an_idle_machine(monkeypatch, others, cpus, idle):
+def test_threads_spin_only_on_an_idle_machine(monkeypatch, others, cpus, idle):
     import tingxie.ort.runtime as runtime
 
     counts = iter([n + 1 for n in others])  # the kernel's count includes the reading thread
@@ -351,18 +351,6 @@ def test_decoder_threads_spin_only_on_an_idle_machine(monkeypatch, others, cpus,
     assert runtime._machine_is_idle(reads=len(others)) is idle
     monkeypatch.setattr(runtime, "_runnable_threads", lambda: None)  # no /proc/loadavg: spin, as on an idle machine
     assert runtime._machine_is_idle() is True
-
-
-def test_spinning_and_sleeping_decoder_threads_give_the_same_logits(random_pair):
-    _, ort_model = random_pair
-    folder = Path(ort_model.decoder._model_path).parent
-    spinning, sleeping = OrtWhisper(folder, threads=2, spin=True), OrtWhisper(folder, threads=2, spin=False)
-    rng = np.random.default_rng(3)
-    features = spinning.embed_audio(rng.standard_normal((1, spinning.dims.n_mels, 2 * spinning.dims.n_audio_ctx)).astype(np.float32))
-    tokens = np.array([[1, 2, 3]], np.int64)
-    a = spinning.decode(tokens, spinning.new_cache(features))
-    b = sleeping.decode(tokens, sleeping.new_cache(features))
-    np.testing.assert_array_equal(a, b)
 
 
 def test_decoding_only_some_audios_rows_equals_decoding_every_row(random_pair):
@@ -411,3 +399,15 @@ def test_an_audio_done_in_a_batch_is_no_longer_searched():
             assert rows == [2, 3]
             assert (tok_both[:beams, -1] == eot).all() or step == done_at
     assert done_at is not None, "the first audio never completed"
+
+
+def test_spinning_and_sleeping_threads_give_the_same_features_and_logits(random_pair):
+    _, ort_model = random_pair
+    folder = Path(ort_model.decoder._model_path).parent
+    shared, own = OrtWhisper(folder, spin=True), OrtWhisper(folder, spin=False)  # threads=0: one per core
+    rng = np.random.default_rng(6)
+    mel = rng.standard_normal((2, shared.dims.n_mels, 2 * shared.dims.n_audio_ctx)).astype(np.float32)
+    a, b = shared.embed_audio(mel), own.embed_audio(mel)
+    np.testing.assert_array_equal(a.cross_v[0], b.cross_v[0])
+    tokens = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
+    np.testing.assert_array_equal(shared.decode(tokens, shared.new_cache(a)), own.decode(tokens, own.new_cache(b)))

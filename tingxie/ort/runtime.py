@@ -116,16 +116,18 @@ class OrtWhisper:
         self.alignment_heads = [tuple(h) for h in meta.get("alignment_heads") or []]
         self.compute_type = meta.get("compute_type", "default")
         self.source = Path(meta["source"]) if meta.get("source") else None
-        # the encoder's threads sleep when idle instead of spinning (its work comes in large pieces); the decoder's
-        # many small kernels run ~5 % faster with spinning threads on an idle machine but up to 1.4x slower when
-        # another process keeps a core busy, so they spin only when the machine is idle as the model loads
+        # Threads that spin between kernels make the decoder's many small kernels ~5 % faster on an idle machine, but
+        # up to 1.4x slower when another process keeps a core busy: they spin only when the machine is idle as the
+        # model loads, and stop spinning as each run returns (the decoder's threads spinning on after a window's last
+        # step slowed the next window's encoder from ~150 to ~190 ms). onnxruntime's process-wide shared pool avoids
+        # that too, but once it exists every session in the process must use it: not for a library to impose.
         spin = _machine_is_idle() if spin is None else spin
-        encoder_options, decoder_options = _session_options(ort, threads, False), _session_options(ort, threads, spin)
+        options = _session_options(ort, threads, spin)
         # the two sessions are built side by side (ONNX Runtime releases the GIL while it optimises a graph)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            decoder = pool.submit(ort.InferenceSession, str(folder / "decoder.onnx"), decoder_options, providers=["CPUExecutionProvider"])
+            decoder = pool.submit(ort.InferenceSession, str(folder / "decoder.onnx"), options, providers=["CPUExecutionProvider"])
             try:
-                self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), encoder_options, providers=["CPUExecutionProvider"])
+                self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
                 self.decoder = decoder.result()
             except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
                 raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
@@ -233,6 +235,7 @@ def _session_options(ort, threads: int, spin: bool):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")  # no spinning once a run has returned
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False  # a lower peak (the arena keeps the largest encoder buffers), no slower
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
