@@ -149,15 +149,17 @@ class BeamSearchSelector:
         if self.finished is None or self.fusion is not None:
             return None
         done = [len(kept) >= self.max_candidates for kept in self.finished]
-        if not any(done):
-            return None
+        return self._rows_of(done) if any(done) else None
+
+    def _rows_of(self, done: list[bool]) -> list[int]:
+        """The rows of the audios not done."""
         return [i * self.beam_size + j for i, d in enumerate(done) if not d for j in range(self.beam_size)]
 
     def _top_candidates_of(self, logits: Tensor, sum_logprobs: Tensor, done: list[bool]) -> tuple[list, list]:
         """``top_candidates`` of the rows of audios not done (empty lists for the others' rows)."""
         if not any(done):
             return self.top_candidates(logits, sum_logprobs)
-        rows = [i * self.beam_size + j for i, d in enumerate(done) if not d for j in range(self.beam_size)]
+        rows = self._rows_of(done)
         scores: list[list[float]] = [[] for _ in range(logits.shape[0])]
         tokens: list[list[int]] = [[] for _ in range(logits.shape[0])]
         if rows:

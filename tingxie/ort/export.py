@@ -7,8 +7,9 @@ embedding layers), so there is one model definition:
   transposed (batch, head, d_head, frames), and values (batch, head, frames, d_head).
 - ``decoder.onnx``: new tokens, their positions, an additive attention mask over the rows' own
   cache buffer and the new tokens, and each layer's self-attention cache buffers -> logits and the
-  new tokens' keys/values (the caller owns the cache and writes them into its buffers). Beams of one audio share its cross keys/values and the
-  keys/values of its prompt (batch = audio x group), so a beam step reads them once, not per beam.
+  new tokens' keys/values (the caller owns the cache and writes them into its buffers). Beams of one
+  audio share its cross keys/values and the keys/values of its prompt (batch = audio x group), so a
+  beam step reads them once, not per beam.
 
 int8: MatMul weights are quantized per output channel (ONNX Runtime's dynamic quantization;
 activations quantized per call); convolutions stay float32, as in the PyTorch int8 path.

@@ -192,26 +192,23 @@ class OrtWhisper:
         past = offset - cache.prefix_length
         n = self.dims.n_text_layer
         audios = None if rows is None else np.unique(np.asarray(rows) // g)
-        if audios is None or audios.size == tokens.shape[0] // g:
-            logits, *new = self._run(tokens, offset, cache, past, select_)
-            cache.make_room(past + t, self.dims.n_text_ctx)
-            for layer in range(n):
-                cache.self_k[layer][:, :, past : past + t] = new[layer]
-                cache.self_v[layer][:, :, past : past + t] = new[n + layer]
-        else:
-            computed = (audios[:, None] * g + np.arange(g)).ravel()
-            part, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
-            logits = np.zeros((tokens.shape[0], *part.shape[1:]), part.dtype)
+        if audios is not None and audios.size == tokens.shape[0] // g:
+            audios = None  # every audio is still decoding
+        computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
+        logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
+        if audios is not None:  # the other rows' logits: zeros
+            part, logits = logits, np.zeros((tokens.shape[0], *logits.shape[1:]), logits.dtype)
             logits[computed] = part
-            cache.make_room(past + t, self.dims.n_text_ctx)
-            for layer in range(n):
-                cache.self_k[layer][computed, :, past : past + t] = new[layer]
-                cache.self_v[layer][computed, :, past : past + t] = new[n + layer]
+        cache.make_room(past + t, self.dims.n_text_ctx)
+        for layer in range(n):
+            cache.self_k[layer][computed, :, past : past + t] = new[layer]
+            cache.self_v[layer][computed, :, past : past + t] = new[n + layer]
         cache.length = offset + t
         return logits
 
     def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray,
-             audios: np.ndarray | None = None, rows: np.ndarray | None = None) -> list[np.ndarray]:
+             audios: np.ndarray | None = None, rows: slice | np.ndarray = slice(None)) -> list[np.ndarray]:
+        """One decoder call for ``tokens`` of the cache's ``rows`` (those of ``audios``; None: every audio)."""
         t, capacity = tokens.shape[-1], cache.capacity if past else 0
         mask = np.zeros((t, capacity + t), np.float32)
         mask[:, past:capacity] = -np.inf  # the buffer's unused tail
@@ -220,12 +217,12 @@ class OrtWhisper:
         feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask, "select": select}
         if audios is None:
             prefix, cross = cache.prefix_k + cache.prefix_v, cache.cross_kt + cache.cross_v
-            rows_ = slice(0, tokens.shape[0])
+            rows = slice(0, tokens.shape[0])  # the prompt call of a shared prefix has one row per audio
         else:
-            (prefix, cross), rows_ = cache.of_audios(audios), rows
+            prefix, cross = cache.of_audios(audios)
         feeds.update(zip(self._prefix_names, prefix))
         # the whole buffers (contiguous: no copy) once a row has tokens of its own; before that, none of them
-        own = [k[rows_, :, :capacity] for k in cache.self_k] + [v[rows_, :, :capacity] for v in cache.self_v]
+        own = [k[rows, :, :capacity] for k in cache.self_k] + [v[rows, :, :capacity] for v in cache.self_v]
         feeds.update(zip(self._past_names, own))
         feeds.update(zip(self._cross_names, cross))
         return self.decoder.run(None, feeds)
