@@ -347,6 +347,7 @@ def test_threads_spin_only_on_an_idle_machine(monkeypatch, others, cpus, idle):
 
     counts = iter([n + 1 for n in others])  # the kernel's count includes the reading thread
     monkeypatch.setattr(runtime, "_runnable_threads", lambda: next(counts))
+    monkeypatch.setattr(runtime, "_own_runnable_threads", lambda: 1)
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: cpus)
     assert runtime._machine_is_idle(reads=len(others)) is idle
     monkeypatch.setattr(runtime, "_runnable_threads", lambda: None)  # no /proc/loadavg: spin, as on an idle machine
@@ -411,3 +412,36 @@ def test_spinning_and_sleeping_threads_give_the_same_features_and_logits(random_
     np.testing.assert_array_equal(a.cross_v[0], b.cross_v[0])
     tokens = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
     np.testing.assert_array_equal(shared.decode(tokens, shared.new_cache(a)), own.decode(tokens, own.new_cache(b)))
+
+
+def test_this_process_s_own_busy_threads_do_not_make_the_machine_look_busy(monkeypatch):
+    """A thread of our own that keeps a core (the CLI decodes audio while the model loads) is not another process."""
+    import threading
+
+    import tingxie.ort.runtime as runtime
+
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runtime, "_runnable_threads", lambda: 2)  # this thread and one more, both ours
+    monkeypatch.setattr(runtime, "_own_runnable_threads", lambda: 2)
+    assert runtime._machine_is_idle(reads=2) is True
+    monkeypatch.undo()
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc/self/task on this platform: only the arithmetic above applies")
+    stop, seen = threading.Event(), []
+    a = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)
+
+    def busy() -> None:  # NumPy's product releases the GIL: this thread stays runnable while the main one reads
+        while not stop.is_set():
+            a @ a
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        for _ in range(200):
+            seen.append(runtime._own_runnable_threads())
+            if seen[-1] >= 2:
+                break
+    finally:
+        stop.set()
+        worker.join()
+    assert max(seen) >= 2, f"the busy thread was never seen runnable: {seen[-5:]}"

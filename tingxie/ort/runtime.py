@@ -239,9 +239,10 @@ def _session_options(ort, threads: int, spin: bool):
     return options
 
 
-def _machine_is_idle(reads: int = 5) -> bool:
-    """Whether other processes leave at least half the CPUs free right now: the fewest runnable threads besides
-    this one over a few reads 5 ms apart (True where the count cannot be read)."""
+def _machine_is_idle(reads: int = 3) -> bool:
+    """Whether other processes leave at least half the CPUs free right now: the fewest runnable threads not of this
+    process over a few reads 5 ms apart (True where the count cannot be read). On every model load: 3 reads, ~10 ms.
+    This process's own runnable threads (the CLI's audio decoding, a BLAS thread still spinning) are not counted."""
     import time
 
     running = []
@@ -249,7 +250,7 @@ def _machine_is_idle(reads: int = 5) -> bool:
         count = _runnable_threads()
         if count is None:
             return True
-        running.append(count - 1)  # this thread is one of them
+        running.append(count - _own_runnable_threads())
         if i + 1 < reads:
             time.sleep(0.005)
     return min(running) < max(1, (os.cpu_count() or 1) // 2)
@@ -262,6 +263,22 @@ def _runnable_threads() -> int | None:
             return int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _own_runnable_threads() -> int:
+    """How many of this process's threads are runnable (state R in /proc/self/task/*/stat); 1 (this one) elsewhere."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    count = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat", encoding="ascii", errors="replace") as f:
+                count += f.read().rsplit(")", 1)[1].split()[0] == "R"  # "pid (comm) R ...": comm may hold spaces
+        except (OSError, IndexError):
+            continue
+    return max(1, count)
 
 
 def _malloc_trim():
