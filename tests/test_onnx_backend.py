@@ -445,3 +445,29 @@ def test_this_process_s_own_busy_threads_do_not_make_the_machine_look_busy(monke
         stop.set()
         worker.join()
     assert max(seen) >= 2, f"the busy thread was never seen runnable: {seen[-5:]}"
+
+
+def test_a_fallback_decode_reuses_the_window_s_prompt(onnx_int8, monkeypatch):
+    """Every temperature of a window decodes the same prompt over the same features: the prompt's decoder call
+    runs once, and the second temperature's result is the one a fresh copy of the features gives."""
+    from tingxie.ort.decode import decode_windows
+    from tingxie.options import DecodingOptions
+    from tingxie.tokenizer import get_tokenizer
+
+    require_shared()
+    module, tokenizer = onnx_int8.module, get_tokenizer(False)
+    mel = log_mel_spectrogram_numpy(decode_audio(audio_path("jfk")), 80, padding=480000)[:, :3000]
+    features = module.embed_audio(mel[None])
+    prompt = tuple(tokenizer.encode(" He began a confused complaint against the wizard, who had vanished behind the curtain."))
+    prompt_calls = []
+    run = module._run
+    monkeypatch.setattr(module, "_run", lambda tokens, *a, **k: (prompt_calls.append(tokens.shape[-1]) if tokens.shape[-1] > 1 else None, run(tokens, *a, **k))[1])
+    first = decode_windows(module, features, tokenizer, DecodingOptions(temperature=0.0, prompt=prompt))[0]
+    assert prompt_calls == [len(prompt) + 2]  # <|startofprev|> prompt <|startoftranscript|>
+    options = DecodingOptions(temperature=0.4, best_of=3, prompt=prompt)
+    again = decode_windows(module, features, tokenizer, options, generator=np.random.default_rng(1))[0]
+    assert prompt_calls == [len(prompt) + 2], "the prompt was decoded again"
+    fresh = decode_windows(module, WindowFeatures(features.cross_kt, features.cross_v), tokenizer, options, generator=np.random.default_rng(1))[0]
+    assert len(prompt_calls) == 2
+    assert "ask not what your country can do for you" in first.text
+    assert (again.tokens, again.sum_logprob, again.no_speech_prob) == (fresh.tokens, fresh.sum_logprob, fresh.no_speech_prob)

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class NumpyKVCache:
     length: int = 0
     prefix_length: int = 0
     group: int = 1
+    prompts: dict = field(default_factory=dict)  # the window's prompt calls (WindowFeatures.prompts): shared, not copied
     _subset: tuple | None = None  # (audios, their prefix K/V, their cross K/V): made again only when the audios change
 
     def of_audios(self, audios: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -91,6 +92,9 @@ class WindowFeatures:
 
     cross_kt: list[np.ndarray]
     cross_v: list[np.ndarray]
+    # the decoder's results for initial tokens already decoded over these features (logits at the selected positions,
+    # prefix K/V): a temperature fallback decodes the same prompt over the same window again, ~30 ms for 200 tokens
+    prompts: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_audio(self) -> int:
@@ -164,7 +168,8 @@ class OrtWhisper:
         layers = range(dims.n_text_layer)
         empty = np.zeros((features.n_audio, dims.n_text_head, 0, d_head), np.float32)
         return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
-                            features.cross_kt, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat)
+                            features.cross_kt, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat,
+                            prompts=features.prompts)
 
     decodes_row_subsets = True
 
@@ -185,10 +190,13 @@ class OrtWhisper:
         g = cache.group
         if offset == 0 and (g == 1 or (tokens.reshape(-1, g, t) == tokens[::g, None]).all()):
             n = self.dims.n_text_layer
-            logits, *new = self._run(tokens[::g], offset, cache, 0, select_)
-            cache.prefix_k, cache.prefix_v = new[:n], new[n:]
+            key = (tokens[::g].shape, tokens[::g].tobytes(), select_.tobytes())
+            if key not in cache.prompts:
+                logits, *new = self._run(tokens[::g], offset, cache, 0, select_)
+                cache.prompts[key] = (logits, new[:n], new[n:])
+            logits, cache.prefix_k, cache.prefix_v = cache.prompts[key]  # read only: a later call appends, never writes
             cache.length = cache.prefix_length = t
-            return np.repeat(logits, g, axis=0) if g > 1 else logits
+            return np.repeat(logits, g, axis=0)  # a copy: the logit filters edit it in place
         past = offset - cache.prefix_length
         n = self.dims.n_text_layer
         audios = None if rows is None else np.unique(np.asarray(rows) // g)
