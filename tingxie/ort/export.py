@@ -71,6 +71,20 @@ class ReshapeTo(torch.autograd.Function):
         return g.op("Reshape", x, shape)
 
 
+class SplitLast(torch.autograd.Function):
+    """``x`` split along its last axis into parts of the given sizes (a tensor computed once per call), exported as
+    one Split node: the three slices of each layer's attention weights, and their bounds recomputed from that layer's
+    inputs, were ten nodes per layer and step."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes: Tensor) -> tuple[Tensor, ...]:
+        return tuple(part.clone() for part in torch.split(x, sizes.tolist(), dim=-1))
+
+    @staticmethod
+    def symbolic(g, x, sizes):
+        return g.op("Split", x, sizes, axis_i=-1, outputs=3)
+
+
 class EncoderGraph(nn.Module):
     def __init__(self, model: Whisper):
         super().__init__()
@@ -128,6 +142,8 @@ class DecoderStepGraph(nn.Module):
             rows_state=torch.cat([minus_one, new, torch.tensor([n_state])]),  # (audio, group * t, head, d_head) -> (b, t, state)
             rows_prefix=torch.cat([rows, new, heads_, minus_one]),  # (audio, group * t, head, prefix) -> (b, t, head, prefix)
             audio_prefix=torch.cat([audios, rows * new // audios, heads_, minus_one]),  # the inverse
+            # the attention weights' parts: the audio's prefix, the row's buffer, the new tokens
+            parts=torch.cat([torch._shape_as_tensor(prefix_k[0])[2:3], torch._shape_as_tensor(past_k[0])[2:3], new]),
         )
         x = dec.token_embedding(tokens) + dec.positional_embedding[positions]
         new_k, new_v = [], []
@@ -158,9 +174,9 @@ class DecoderStepGraph(nn.Module):
         q_rows = _heads(q, n_head, d_head)
         own_scores = torch.cat([q_rows @ keys[0].transpose(-1, -2), q_rows @ keys[1].transpose(-1, -2)], dim=-1) + mask  # (b, head, t, own)
         weights = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1), dim=-1)
-        n_prefix, capacity = prefix_k.shape[2], keys[0].shape[2]
-        own = _merge(weights[..., n_prefix : n_prefix + capacity] @ values[0] + weights[..., n_prefix + capacity :] @ values[1])
-        prefix_weights = ReshapeTo.apply(weights[..., :n_prefix].transpose(1, 2), shapes.audio_prefix).transpose(1, 2)
+        of_prefix, of_buffer, of_new = SplitLast.apply(weights, shapes.parts)
+        own = _merge(of_buffer @ values[0] + of_new @ values[1])
+        prefix_weights = ReshapeTo.apply(of_prefix.transpose(1, 2), shapes.audio_prefix).transpose(1, 2)
         return own + ReshapeTo.apply((prefix_weights @ prefix_v).transpose(1, 2), shapes.rows_state)
 
 
@@ -172,6 +188,7 @@ class _GroupShapes:
     rows_state: Tensor
     rows_prefix: Tensor
     audio_prefix: Tensor
+    parts: Tensor
 
 
 def _scaled_linear(linear: nn.Linear, scale: float) -> nn.Linear:
