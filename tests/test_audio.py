@@ -340,3 +340,15 @@ def test_log_mel_edge_lengths() -> None:
     assert (log_mel_spectrogram(short, padding=90) - reference_log_mel(short, padding=90)).abs().max() <= 1e-5
     with pytest.raises(ValueError):
         log_mel_spectrogram(torch.zeros(2, 1000))
+
+
+def test_a_file_decodes_while_another_thread_is_still_importing_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI decodes the first file in a thread while the main thread may be importing torch: a half-initialised
+    torch module (no ``is_tensor`` yet) in sys.modules must not break decoding a path."""
+    import sys
+    import types
+
+    require_shared()
+    expected = decode_audio(str(audio_path("jfk")))
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    np.testing.assert_array_equal(decode_audio(str(audio_path("jfk"))), expected)

@@ -426,5 +426,6 @@ def _padded_segment_numpy(waveform: np.ndarray, total: int, begin: int, end: int
 
 
 def _is_tensor(value: Any) -> bool:
-    torch = sys.modules.get("torch")  # a tensor exists only once torch is loaded
-    return torch is not None and torch.is_tensor(value)
+    # a tensor exists only once torch is loaded; another thread may be importing it right now (half initialised)
+    is_tensor = getattr(sys.modules.get("torch"), "is_tensor", None)
+    return is_tensor is not None and is_tensor(value)
