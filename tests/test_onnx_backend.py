@@ -471,3 +471,19 @@ def test_a_fallback_decode_reuses_the_window_s_prompt(onnx_int8, monkeypatch):
     assert len(prompt_calls) == 2
     assert "ask not what your country can do for you" in first.text
     assert (again.tokens, again.sum_logprob, again.no_speech_prob) == (fresh.tokens, fresh.sum_logprob, fresh.no_speech_prob)
+
+
+def test_exported_graphs_are_saved_already_optimized(onnx_int8):
+    """The cache holds the graphs as onnxruntime's extended-level optimizer leaves them (its fused CPU kernels), so a
+    process loading them does not redo that work; the hardware-specific layout level is still applied at load."""
+    import onnx
+
+    folder = export_folder("tiny.en", "int8")
+    decoder = onnx.load(str(folder / "decoder.onnx"), load_external_data=False)
+    ops = {node.op_type for node in decoder.graph.node}
+    assert {"DynamicQuantizeMatMul", "LayerNormalization"} <= ops, sorted(ops)
+    assert "MatMulInteger" not in ops  # the quantizer's unfused pattern is gone
+    encoder = onnx.load(str(folder / "encoder.onnx"), load_external_data=False)
+    assert "Conv" in {node.op_type for node in encoder.graph.node}
+    for graph in (encoder, decoder):  # no CPU-specific blocked layouts in a file a cache on another machine may share
+        assert not any(node.domain == "com.microsoft.nchwc" for node in graph.graph.node)
