@@ -83,9 +83,10 @@ def _chunk_features(module: Any, samples: np.ndarray, chunks: list[Chunk]) -> An
         from .audio import log_mel_spectrogram_numpy
         from .ort.runtime import WindowFeatures
 
-        # one window at a time bounds the attention memory; the decoder then runs the whole batch
-        parts = [module.embed_audio(pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES)[None])
-                 for c in chunks]
+        # one window at a time bounds the attention memory; the decoder then runs the whole batch, without the
+        # encoder's buffers (released after the last window)
+        parts = [module.embed_audio(pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES)[None],
+                                    release=i == len(chunks) - 1) for i, c in enumerate(chunks)]
         return WindowFeatures([np.concatenate(k) for k in zip(*(p.cross_kt for p in parts))],
                               [np.concatenate(v) for v in zip(*(p.cross_v for p in parts))])
     import torch
