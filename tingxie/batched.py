@@ -84,9 +84,9 @@ def _chunk_features(module: Any, samples: np.ndarray, chunks: list[Chunk]) -> An
         from .ort.runtime import WindowFeatures
 
         # one window at a time bounds the attention memory; the decoder then runs the whole batch, without the
-        # encoder's buffers (released after the last window)
+        # encoder's buffers kept beside it
         parts = [module.embed_audio(pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES)[None],
-                                    release=i == len(chunks) - 1) for i, c in enumerate(chunks)]
+                                    keep_buffers=False) for c in chunks]
         return WindowFeatures([np.concatenate(k) for k in zip(*(p.cross_kt for p in parts))],
                               [np.concatenate(v) for v in zip(*(p.cross_v for p in parts))])
     import torch

@@ -128,9 +128,10 @@ class OrtWhisper:
         spin = _machine_is_idle() if spin is None else spin
         # The encoder keeps its buffers between windows in onnxruntime's arena: freed and taken again, its ~100 MB of
         # activations were page-faulted anew for every window (~15-20 ms of ~160). Sequential transcription peaks
-        # while the encoder runs, so its peak is the same (+~7 MiB); a batch is decoded after its windows are encoded,
-        # and the arena keeps ~50 MiB of its first region through that (``embed_audio(release=True)`` frees the rest).
-        # The decoder's buffers are small and its arena measured no faster.
+        # while the encoder runs, so its peak is the same (+~7 MiB). A batch is decoded after its windows are encoded,
+        # and an arena kept through that decoding (even asked to shrink) added ~95 MiB to batched peaks: batches get an
+        # encoder session without one (``embed_audio(keep_buffers=False)``, made on first use). The decoder's buffers
+        # are small and its arena measured no faster.
         # the two sessions are built side by side (ONNX Runtime releases the GIL while it optimises a graph)
         with ThreadPoolExecutor(max_workers=1) as pool:
             decoder = pool.submit(ort.InferenceSession, str(folder / "decoder.onnx"), _session_options(ort, threads, spin),
@@ -142,8 +143,7 @@ class OrtWhisper:
             except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
                 raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
-        self._release_buffers = ort.RunOptions()
-        self._release_buffers.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._encoder_file, self._plain_options, self._plain_encoder = folder / "encoder.onnx", _session_options(ort, threads, spin), None
         n = self.dims.n_text_layer
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
@@ -157,18 +157,25 @@ class OrtWhisper:
     def num_languages(self) -> int:
         return self.dims.num_languages
 
-    def embed_audio(self, mel: np.ndarray, release: bool = False) -> WindowFeatures:
-        """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V. ``release``: hand the encoder's
-        buffers back after this run (the last window before a batch is decoded), instead of keeping them for the next."""
+    def embed_audio(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
+        """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V. ``keep_buffers=False``: through an
+        encoder session that returns its buffers after each run (windows of a batch, decoded after all are encoded)."""
         if self._malloc_trim is not None:
             # freed heap pages (the log-mel's and the last window's buffers) go back to the system before the
             # encoder's large buffers are taken: a 10-30 MiB lower peak, no slower
             self._malloc_trim(0)
-        out = self.encoder.run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)}, self._release_buffers if release else None)
+        out = (self.encoder if keep_buffers else self._encoder_without_arena()).run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})
         if self._malloc_trim is not None:  # and the encoder's own (~30-40 MiB in its threads' heaps) before decoding
             self._malloc_trim(0)
         n = self.dims.n_text_layer
         return WindowFeatures(out[:n], out[n:])
+
+    def _encoder_without_arena(self):
+        if self._plain_encoder is None:
+            import onnxruntime as ort
+
+            self._plain_encoder = ort.InferenceSession(str(self._encoder_file), self._plain_options, providers=["CPUExecutionProvider"])
+        return self._plain_encoder
 
     def new_cache(self, features: WindowFeatures, repeat: int = 1) -> NumpyKVCache:
         dims = self.dims
