@@ -487,3 +487,13 @@ def test_exported_graphs_are_saved_already_optimized(onnx_int8):
     assert "Conv" in {node.op_type for node in encoder.graph.node}
     for graph in (encoder, decoder):  # no CPU-specific blocked layouts in a file a cache on another machine may share
         assert not any(node.domain == "com.microsoft.nchwc" for node in graph.graph.node)
+
+
+def test_batch_windows_encode_alike_with_or_without_the_encoder_s_arena(random_pair):
+    """Batched windows go through an encoder session that keeps no buffers between runs: the same features."""
+    _, ort_model = random_pair
+    mel = np.random.default_rng(7).standard_normal((2, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
+    kept, returned = ort_model.embed_audio(mel), ort_model.embed_audio(mel, keep_buffers=False)
+    for a, b in zip(kept.cross_kt + kept.cross_v, returned.cross_kt + returned.cross_v):
+        np.testing.assert_array_equal(a, b)
+    assert ort_model._plain_encoder is not None and ort_model._plain_encoder is not ort_model.encoder

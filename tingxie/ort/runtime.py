@@ -132,10 +132,10 @@ class OrtWhisper:
         # and an arena kept through that decoding (even asked to shrink) added ~95 MiB to batched peaks: batches get an
         # encoder session without one (``embed_audio(keep_buffers=False)``, made on first use). The decoder's buffers
         # are small and its arena measured no faster.
+        plain = _session_options(ort, threads, spin)
         # the two sessions are built side by side (ONNX Runtime releases the GIL while it optimises a graph)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            decoder = pool.submit(ort.InferenceSession, str(folder / "decoder.onnx"), _session_options(ort, threads, spin),
-                                  providers=["CPUExecutionProvider"])
+            decoder = pool.submit(ort.InferenceSession, str(folder / "decoder.onnx"), plain, providers=["CPUExecutionProvider"])
             try:
                 self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), _session_options(ort, threads, spin, arena=True),
                                                     providers=["CPUExecutionProvider"])
@@ -143,7 +143,7 @@ class OrtWhisper:
             except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
                 raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
-        self._encoder_file, self._plain_options, self._plain_encoder = folder / "encoder.onnx", _session_options(ort, threads, spin), None
+        self._encoder_file, self._plain_options, self._plain_encoder = folder / "encoder.onnx", plain, None
         n = self.dims.n_text_layer
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
