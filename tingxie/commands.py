@@ -139,15 +139,15 @@ def _prefetch_audio(path: str, model_name: str) -> Future:
 def _decode_and_prepare(decode_audio: Callable[[str], Any], path: str, model_name: str) -> Any:
     """The file's samples; then, still beside the model's loading, what the first window needs next: the progress
     bar's module and the vocabulary of a model known by name (~70 ms of Python work on the main thread otherwise)."""
-    from .tokenizer import get_encoding
+    from .tokenizer import get_tokenizer
     from .weights import OFFICIAL_MODELS
 
     samples = decode_audio(path)
     import tqdm  # noqa: F401
 
-    dims = OFFICIAL_MODELS[model_name].dims if model_name in OFFICIAL_MODELS else None
-    if dims is not None:
-        get_encoding("multilingual" if dims.is_multilingual else "gpt2", dims.num_languages)
+    if model_name in OFFICIAL_MODELS:  # the tokenizer's own cache: the model asks for the same one (or its language's)
+        dims = OFFICIAL_MODELS[model_name].dims
+        get_tokenizer(dims.is_multilingual, num_languages=dims.num_languages)
     return samples
 
 
