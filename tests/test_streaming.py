@@ -364,6 +364,29 @@ def test_packaged_silero_vad_finds_speech_and_streams_like_batch():
     np.testing.assert_allclose(batch[1], whole, atol=1e-6)
 
 
+def test_vad_scored_in_overlapping_pieces_on_two_threads_finds_the_same_speech():
+    from tingxie.audio import decode_audio
+    from tingxie.batched import pack_regions
+    from tingxie.vad import load_vad, regions_from_probabilities
+
+    vad = load_vad()
+    speech = decode_audio(audio_path("real_concat"))  # 84 s of speech with pauses: 11 pieces of 8 s
+    whole = vad.probabilities(speech)
+    pieces = vad.probabilities_in_pieces(speech, threads=2)
+    assert pieces.shape == whole.shape
+    assert np.mean(np.abs(pieces - whole) > 0.1) < 0.02  # only a few windows near the seams differ
+    opts = VadOptions(min_silence_ms=160, speech_pad_ms=200, max_speech_s=29.5)
+    chunks = pack_regions(regions_from_probabilities(whole, len(speech), opts))
+    found = pack_regions(regions_from_probabilities(pieces, len(speech), opts))
+    assert len(found) == len(chunks) == 3
+    for a, b in zip(found, chunks):  # the same chunks, a boundary at most a few 32-ms windows apart
+        assert abs(a.start - b.start) <= 4 * 512 and abs(a.end - b.end) <= 4 * 512, (found, chunks)
+    one_thread = vad.probabilities_in_pieces(speech, threads=1)
+    np.testing.assert_allclose(one_thread, pieces, atol=1e-6)  # the threads only share out the pieces
+    short = speech[:5000]  # shorter than one piece: the same as one pass
+    np.testing.assert_allclose(vad.probabilities_in_pieces(short), vad.probabilities(short), atol=1e-6)
+    assert vad.probabilities_in_pieces(np.zeros(0, np.float32)).shape == (0,)
+
 def test_pcm16_and_resampling_to_16k():
     from tingxie.streaming.audio_in import Resampler, pcm16_to_float
 

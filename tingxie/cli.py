@@ -146,6 +146,9 @@ def entry() -> None:
     ends without the interpreter's teardown of modules and runtime thread pools (~60 ms, a few % of a short file's
     whole run); other commands (a server, a Ray batch) exit normally, through their atexit handlers."""
     argv = sys.argv[1:]
+    # OpenBLAS's worker threads spin ~0.1 s after each product (the log-mel's): against onnxruntime's threads on a
+    # small machine that made the next encoder window ~25 % slower. Read once, as NumPy loads OpenBLAS.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     code = main(argv)
     if argv[:1] == ["transcribe"]:
         sys.stdout.flush()
