@@ -15,7 +15,7 @@ from .errors import AudioDecodeError, OptionError
 from .options import TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
 from .tokenizer import LANGUAGES, Tokenizer, get_tokenizer, normalize_language
-from .transcribe import content_mel, iter_segments
+from .transcribe import content_mel, iter_segments, seek_clips
 
 if TYPE_CHECKING:  # torch is imported when a PyTorch model is loaded; the ONNX Runtime backend runs without it
     import torch
@@ -161,10 +161,14 @@ class WhisperModel:
             raise OptionError("give either an options object or keyword options, not both")
         options = self._prepare_options(options)
         samples = self._samples(audio)
+        speech = _speech_clips(samples, options) if options.vad_filter else None
+        if speech is not None:
+            options = replace(options, clip_timestamps=speech, vad_filter=False)  # the clips now say what is decoded
         mel, content_frames = content_mel(samples, self.dims.n_mels, self.runtime)
+        clips = seek_clips(options.clip_timestamps, content_frames)
         language, probs = options.decoding.language, None
         if language is None:
-            language, probs = self._detect(mel)
+            language, probs = self._detect(mel[:, clips[0][0] :] if speech else mel)  # with vad_filter: from the first speech
             if not options.language_per_window:  # decode every window in the first window's language, as the reference
                 options = replace(options, decoding=replace(options.decoding, language=language))
         script = options.chinese_script
@@ -173,13 +177,14 @@ class WhisperModel:
         tokenizer = self.tokenizer(language, options.decoding.task)
         info = TranscriptionInfo(language=language, language_probs=probs, duration=samples.size / SAMPLE_RATE, chinese_script=script)
         done = [0]
+        total = sum(min(end, content_frames) - min(start, content_frames) for start, end in clips)
 
         def progress(frames: int) -> None:
             done[0] += frames
             if on_progress:
-                on_progress(done[0], content_frames)
+                on_progress(done[0], total)  # the frames of the clips: what is decoded
 
-        if is_digital_silence(samples):
+        if is_digital_silence(samples) or speech == ():
             # Whisper invents words ("you") for silence; there is nothing to decode
             return info, iter(())
         segments = iter_segments(
@@ -200,6 +205,13 @@ class WhisperModel:
         if any(chinese.applies_to(s.language or info.language, info.chinese_script) for s in segments):
             text = "".join(s.text for s in segments)  # the segments' converted text, not the model's tokens
         return TranscriptionResult(text=text, language=info.language, segments=segments, duration=info.duration, language_probs=info.language_probs)
+
+
+def _speech_clips(samples: np.ndarray, options: TranscribeOptions) -> tuple[float, ...]:
+    """``vad_filter``: the speech of ``samples`` as clip_timestamps (empty when the VAD finds none)."""
+    from .vad import speech_clip_timestamps
+
+    return speech_clip_timestamps(samples, options.vad_options())
 
 
 def is_digital_silence(samples: np.ndarray) -> bool:

@@ -7,9 +7,12 @@ The CLI and the server build these objects; nothing mutates them (variants come 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
+
+if TYPE_CHECKING:
+    from .vad import VadOptions
 
 # load_model's compute types: the CLIs and the server offer these, quantize.resolve_compute_type checks them
 COMPUTE_TYPES = ("auto", "default", "int8")
@@ -106,6 +109,10 @@ class TranscribeOptions:
     append_punctuations: str = _opt("\"'.。,，!！?？:：”)]}、", "with word timestamps, merge these symbols with the previous word")
     clip_timestamps: tuple[float, ...] = _opt((), "start,end,start,end,... seconds of the clips to process; the last end defaults to the end")
     hallucination_silence_threshold: float | None = _opt(None, "with word timestamps, skip silences longer than this (s) around a likely hallucination")
+    vad_filter: bool = _opt(False, "transcribe only the speech the Silero VAD finds (pip install 'tingxie[vad]'): longer pauses are skipped, not decoded (faster, and no words invented in silence or noise); times stay those of the whole audio. Batched mode always splits on speech")
+    vad_threshold: float = _opt(0.5, "with vad_filter, a 32-ms window whose speech probability reaches this is speech")
+    vad_min_silence_ms: int = _opt(2000, "with vad_filter, pauses shorter than this stay inside the speech around them")
+    vad_speech_pad_ms: int = _opt(400, "with vad_filter, each stretch of speech is widened by this much on both sides")
     language_per_window: bool = _opt(False, "detect the language of every 30-s window, not just the first (code-switched audio); language 'auto' turns it on")
     chinese_script: str = _opt("as-is", "script of Chinese output: simplified or traditional (OpenCC converts text, segments and words) or as-is", choices=("simplified", "traditional", "as-is"))
     chinese_prompt: bool = _opt(False, "with chinese_script simplified or traditional and no initial_prompt, prompt with a punctuated sentence in that script (adds punctuation; may cost accuracy)")
@@ -119,9 +126,22 @@ class TranscribeOptions:
             raise OptionError(f"clip_timestamps must be start,end pairs with end >= start, got {self.clip_timestamps}")
         if self.hallucination_silence_threshold is not None and not self.word_timestamps:
             raise OptionError("hallucination_silence_threshold requires word_timestamps")
+        if self.vad_filter and self.clip_timestamps not in ((), (0.0,)):
+            raise OptionError("vad_filter chooses the clips itself: give it or clip_timestamps, not both")
+        if not 0 < self.vad_threshold < 1:
+            raise OptionError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold}")
+        for name in ("vad_min_silence_ms", "vad_speech_pad_ms"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
         from .chinese import check_script  # OpenCC itself is imported only when text is converted
 
         check_script(self.chinese_script)
+
+    def vad_options(self) -> VadOptions:
+        """The VAD settings of ``vad_filter`` (the VAD's own type; its model is loaded only when audio is filtered)."""
+        from .vad import VadOptions
+
+        return VadOptions(threshold=self.vad_threshold, min_silence_ms=self.vad_min_silence_ms, speech_pad_ms=self.vad_speech_pad_ms)
 
     def window_decoding(self, temperature: float) -> DecodingOptions:
         """The per-window options at one fallback temperature (beam search only at 0, best_of only above)."""

@@ -65,7 +65,8 @@ def window_features(model: Any, mel_window: Any) -> Any:
 
 
 def seek_clips(clip_timestamps: tuple[float, ...], content_frames: int) -> list[tuple[int, int]]:
-    points = [round(t * FRAMES_PER_SECOND) for t in clip_timestamps] or [0]
+    """The clips as (start, end) mel frames, inside the audio (a clip ending past it would never be finished)."""
+    points = [min(round(t * FRAMES_PER_SECOND), content_frames) for t in clip_timestamps] or [0]
     if len(points) % 2 == 1:
         points.append(content_frames)
     return list(zip(points[::2], points[1::2]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -182,6 +183,13 @@ def speech_timestamps(audio: np.ndarray, options: VadOptions = VadOptions(), vad
     """The speech regions of 16 kHz mono ``audio`` as (start, end) sample indices."""
     probs = (vad or load_vad()).probabilities(audio)
     return regions_from_probabilities(probs, len(audio), options)
+
+
+def speech_clip_timestamps(audio: np.ndarray, options: VadOptions = VadOptions(), vad: SileroVad | None = None) -> tuple[float, ...]:
+    """The speech of 16 kHz mono ``audio`` as transcription clips: start, end, start, end, ... in seconds."""
+    probs = (vad or load_vad()).probabilities_in_pieces(audio, threads=min(2, os.cpu_count() or 1))
+    regions = regions_from_probabilities(probs, len(audio), options)
+    return tuple(round(t / SAMPLE_RATE, 4) for region in regions for t in region)
 
 
 def regions_from_probabilities(probs: Sequence[float] | np.ndarray, n_samples: int, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:
