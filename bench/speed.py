@@ -45,8 +45,10 @@ SYSTEMS = {
     "tingxie-torch-int8": "tingxie --backend torch --compute_type int8",
     "tingxie-torch-fp32": "tingxie --backend torch --compute_type default (float32, reference-identical)",
     "tingxie-batched": "tingxie --batch_size 8 (VAD chunks; backend and compute type as the default)",
+    "tingxie-vad": "tingxie --vad_filter True (sequential over the VAD's speech; backend and compute type as the default)",
     "fw-int8": "faster-whisper 1.2.1 compute_type=int8",
     "fw-batched": "faster-whisper 1.2.1 BatchedInferencePipeline batch_size=8, int8",
+    "fw-vad": "faster-whisper 1.2.1 compute_type=int8, vad_filter=True",
     "fw-fp32": "faster-whisper 1.2.1 compute_type=float32",
     "openai": "openai-whisper 20250625 (float32)",
 }
@@ -59,6 +61,7 @@ TINGXIE = {
     "tingxie-torch-int8": ("torch", "int8", 0),
     "tingxie-torch-fp32": ("torch", "default", 0),
     "tingxie-batched": ("auto", "auto", 8),
+    "tingxie-vad": ("auto", "auto", 0),
 }
 
 
@@ -105,7 +108,28 @@ def build_inputs(work: Path) -> dict[str, tuple[Path, str, float]]:
         w.setframerate(SR)
         w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
     inputs["concat_10min"] = (path, " ".join(refs), audio.size / SR)
+    inputs["sparse_speech"] = sparse_speech(work, rows, decode_audio)
     return inputs
+
+
+def sparse_speech(work: Path, rows: dict, decode_audio) -> tuple[Path, str, float]:
+    """~5 minutes like a sparse meeting: the English recordings with 4-20 s of quiet hiss (about -50 dBFS) between them."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    order = ["jfk", "mit_license_read", "real_concat"] + [r["id"] for r in english_utterances()]
+    pieces, refs = [], []
+    for rid in order:
+        pieces += [(rng.standard_normal(int(rng.uniform(4, 20) * SR)) * 0.003).astype(np.float32), decode_audio(str(DATA / rows[rid]["path"]))]
+        refs.append(rows[rid]["reference"])
+    audio = np.concatenate(pieces + [(rng.standard_normal(10 * SR) * 0.003).astype(np.float32)])
+    path = work / "sparse_speech.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path, " ".join(refs), audio.size / SR
 
 
 def openai_checkpoint(work: Path) -> Path:
@@ -151,7 +175,7 @@ def worker(system: str, files: list[str], beam: int, warmup: str | None, pt: str
                 return transcribe_batched(model, path, batch_size=8, beam_size=beam if beam > 1 else None).text
         else:
             def run(path):
-                return model.transcribe(path, beam_size=beam if beam > 1 else None).text
+                return model.transcribe(path, beam_size=beam if beam > 1 else None, vad_filter=system == "tingxie-vad").text
     elif system.startswith("fw"):
         from faster_whisper import WhisperModel
 
@@ -165,7 +189,7 @@ def worker(system: str, files: list[str], beam: int, warmup: str | None, pt: str
             if system == "fw-batched":
                 segments, _ = pipeline.transcribe(path, beam_size=beam, language="en", batch_size=8)
                 return "".join(s.text for s in segments)
-            segments, _ = model.transcribe(path, beam_size=beam, language="en")
+            segments, _ = model.transcribe(path, beam_size=beam, language="en", vad_filter=system == "fw-vad")
             return "".join(s.text for s in segments)
     else:
         import whisper
@@ -199,6 +223,8 @@ def cli_command(system: str, path: str, beam: int, pt: str, outdir: str, threads
         backend, compute, batch = TINGXIE[system]
         if system != "tingxie":  # the default configuration passes nothing
             cmd += ["--backend", backend, "--compute_type", compute, "--batch_size", str(batch)]
+        if system == "tingxie-vad":
+            cmd += ["--vad_filter", "True"]
         return cmd + ["--threads", str(threads)] if threads else cmd
     return [py, __file__, "--worker", system, "--files", path, "--beam", str(beam), "--pt", pt, "--threads", str(threads)]
 
@@ -359,7 +385,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3, help="rounds per measurement; medians are reported (default: 3)")
     p.add_argument("--inputs", default="real_concat,declaration_tts,concat_10min,utterances",
-                   help="comma-separated: real_concat, declaration_tts, concat_10min, utterances (default: all)")
+                   help="comma-separated: real_concat, declaration_tts, concat_10min, sparse_speech (~5 min of speech and hiss), "
+                        "utterances (default: all but sparse_speech)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated among {', '.join(SYSTEMS)} (default: all)")
     p.add_argument("--beams", default="1,5", help="beam sizes; 1 is greedy (default: 1,5)")
     p.add_argument("--whole_process", default="real_concat", help="inputs also timed as whole CLI processes (default: real_concat)")
@@ -381,7 +408,7 @@ def main() -> int:
     inputs = build_inputs(work)
     pt = str(openai_checkpoint(work))
     wanted = args.inputs.split(",")
-    long_names = [n for n in ("real_concat", "declaration_tts", "concat_10min") if n in wanted]
+    long_names = [n for n in ("real_concat", "declaration_tts", "concat_10min", "sparse_speech") if n in wanted]
     utts = english_utterances() if "utterances" in wanted else []
     files = [str(inputs[n][0]) for n in long_names] + [str(DATA / r["path"]) for r in utts]
     refs = [inputs[n][1] for n in long_names] + [r["reference"] for r in utts]
