@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import chinese
-from .audio import N_FRAMES, SAMPLE_RATE, decode_audio, pad_or_trim
+from .audio import FRAMES_PER_SECOND, N_FRAMES, SAMPLE_RATE, decode_audio, pad_or_trim
 from .errors import AudioDecodeError, OptionError
 from .options import TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
@@ -19,6 +19,8 @@ from .transcribe import content_mel, iter_segments, seek_clips
 
 if TYPE_CHECKING:  # torch is imported when a PyTorch model is loaded; the ONNX Runtime backend runs without it
     import torch
+
+    from .vad import SpeechMap
 
     from .model import Whisper
 
@@ -161,21 +163,22 @@ class WhisperModel:
             raise OptionError("give either an options object or keyword options, not both")
         options = self._prepare_options(options)
         samples = self._samples(audio)
-        speech = _speech_clips(samples, options) if options.vad_filter else None
-        if speech is not None:
-            options = replace(options, clip_timestamps=speech, vad_filter=False)  # the clips now say what is decoded
+        duration = samples.size / SAMPLE_RATE
+        speech = _speech_map(samples, options) if options.vad_filter else None
+        if speech is not None:  # Whisper reads the speech joined end to end; times are mapped back below
+            samples = speech.join(samples)
         mel, content_frames = content_mel(samples, self.dims.n_mels, self.runtime)
         clips = seek_clips(options.clip_timestamps, content_frames)
         language, probs = options.decoding.language, None
         if language is None:
-            language, probs = self._detect(mel[:, clips[0][0] :] if speech else mel)  # with vad_filter: from the first speech
+            language, probs = self._detect(mel)
             if not options.language_per_window:  # decode every window in the first window's language, as the reference
                 options = replace(options, decoding=replace(options.decoding, language=language))
         script = options.chinese_script
         if options.chinese_prompt and chinese.applies_to(language, script) and options.initial_prompt is None:
             options = replace(options, initial_prompt=chinese.steering_prompt(script))
         tokenizer = self.tokenizer(language, options.decoding.task)
-        info = TranscriptionInfo(language=language, language_probs=probs, duration=samples.size / SAMPLE_RATE, chinese_script=script)
+        info = TranscriptionInfo(language=language, language_probs=probs, duration=duration, chinese_script=script)
         done = [0]
         total = sum(min(end, content_frames) - min(start, content_frames) for start, end in clips)
 
@@ -184,12 +187,14 @@ class WhisperModel:
             if on_progress:
                 on_progress(done[0], total)  # the frames of the clips: what is decoded
 
-        if is_digital_silence(samples) or speech == ():
-            # Whisper invents words ("you") for silence; there is nothing to decode
+        if samples.size == 0 or is_digital_silence(samples):
+            # Whisper invents words ("you") for silence; there is nothing to decode (with vad_filter: no speech found)
             return info, iter(())
         segments = iter_segments(
             self.module, mel, content_frames, tokenizer, options, alignment_heads=self.alignment_heads, on_progress=progress
         )
+        if speech is not None:
+            segments = (_in_recording_time(s, speech) for s in segments)
         if script != chinese.AS_IS:
             segments = (chinese.convert_segment(s, script, language) for s in segments)
         return info, segments
@@ -207,11 +212,19 @@ class WhisperModel:
         return TranscriptionResult(text=text, language=info.language, segments=segments, duration=info.duration, language_probs=info.language_probs)
 
 
-def _speech_clips(samples: np.ndarray, options: TranscribeOptions) -> tuple[float, ...]:
-    """``vad_filter``: the speech of ``samples`` as clip_timestamps (empty when the VAD finds none)."""
-    from .vad import speech_clip_timestamps
+def _speech_map(samples: np.ndarray, options: TranscribeOptions) -> SpeechMap:
+    """``vad_filter``: where the speech of ``samples`` is (no regions when the VAD finds none)."""
+    from .vad import speech_map
 
-    return speech_clip_timestamps(samples, options.vad_options())
+    return speech_map(samples, options.vad_options())
+
+
+def _in_recording_time(segment: Segment, speech: SpeechMap) -> Segment:
+    """A segment of the joined speech with its times (and its words', and its window's start) in the recording's."""
+    words = None if segment.words is None else [replace(w, **dict(zip(("start", "end"), speech.original_span(w.start, w.end)))) for w in segment.words]
+    start, end = speech.original_span(segment.start, segment.end)
+    seek = round(speech.original_time(segment.seek / FRAMES_PER_SECOND) * FRAMES_PER_SECOND)
+    return replace(segment, seek=seek, start=start, end=end, words=words)
 
 
 def is_digital_silence(samples: np.ndarray) -> bool:

@@ -14,12 +14,13 @@ sets torch's global thread count to 1).
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +186,69 @@ def speech_timestamps(audio: np.ndarray, options: VadOptions = VadOptions(), vad
     return regions_from_probabilities(probs, len(audio), options)
 
 
-def speech_clip_timestamps(audio: np.ndarray, options: VadOptions = VadOptions(), vad: SileroVad | None = None) -> tuple[float, ...]:
-    """The speech of 16 kHz mono ``audio`` as transcription clips: start, end, start, end, ... in seconds."""
+@dataclass(frozen=True)
+class SpeechMap:
+    """The speech regions of a recording joined end to end, and the way back from a time in the joined audio to one in
+    the recording (``vad_filter``: Whisper reads the speech as one stream, without the pauses between)."""
+
+    regions: tuple[tuple[int, int], ...]  # (start, end) samples in the recording, in order, not overlapping
+    pad: int = 0  # samples of silence each region was widened by on both sides
+
+    def join(self, audio: np.ndarray) -> np.ndarray:
+        """The regions' samples end to end."""
+        return np.concatenate([audio[s:e] for s, e in self.regions]) if self.regions else np.zeros(0, np.float32)
+
+    def original_time(self, seconds: float, *, end: bool = False) -> float:
+        """Where ``seconds`` of the joined audio lies in the recording. A time at a seam is the next region's start,
+        or with ``end`` the previous region's end; times past the speech stay at its end."""
+        if not self.regions:
+            return seconds
+        k = self._region_at(seconds * SAMPLE_RATE, end)
+        return self._in_region(k, seconds * SAMPLE_RATE)
+
+    def original_span(self, start: float, end: float) -> tuple[float, float]:
+        """A stretch of the joined audio (a segment, a word) in the recording's times. Whisper puts a segment's edges
+        loosely around a seam (tiny.en often on whole seconds): the regions it only grazes, by no more than their
+        padding and a second, do not count, unless it lies in one region only."""
+        if not self.regions:
+            return start, end
+        a, b = start * SAMPLE_RATE, end * SAMPLE_RATE
+        first, last = self._region_at(a, False), max(self._region_at(b, True), self._region_at(a, False))
+        graze = self.pad + SAMPLE_RATE
+        while first < last and self._overlap(first, a, b) <= graze:
+            first += 1
+        while last > first and self._overlap(last, a, b) <= graze:
+            last -= 1
+        offsets = self._joined_offsets
+        return self._in_region(first, max(a, offsets[first])), self._in_region(last, b)
+
+    def _region_at(self, at: float, end: bool) -> int:
+        offsets = self._joined_offsets
+        k = (bisect.bisect_left(offsets, at) if end else bisect.bisect_right(offsets, at)) - 1
+        return min(max(k, 0), len(self.regions) - 1)
+
+    def _overlap(self, k: int, a: float, b: float) -> float:
+        begin = self._joined_offsets[k]
+        return min(b, begin + self.regions[k][1] - self.regions[k][0]) - max(a, begin)
+
+    def _in_region(self, k: int, at: float) -> float:
+        start, stop = self.regions[k]
+        return round(min(start + max(at - self._joined_offsets[k], 0.0), stop) / SAMPLE_RATE, 3)
+
+    @cached_property
+    def _joined_offsets(self) -> list[int]:
+        """Where each region starts in the joined audio."""
+        out, at = [], 0
+        for s, e in self.regions:
+            out.append(at)
+            at += e - s
+        return out
+
+
+def speech_map(audio: np.ndarray, options: VadOptions = VadOptions(), vad: SileroVad | None = None) -> SpeechMap:
+    """The speech regions of 16 kHz mono ``audio`` (scored in pieces on up to two threads) as a :class:`SpeechMap`."""
     probs = (vad or load_vad()).probabilities_in_pieces(audio, threads=min(2, os.cpu_count() or 1))
-    regions = regions_from_probabilities(probs, len(audio), options)
-    return tuple(round(t / SAMPLE_RATE, 4) for region in regions for t in region)
+    return SpeechMap(tuple(regions_from_probabilities(probs, len(audio), options)), pad=options.speech_pad_ms * SAMPLE_RATE // 1000)
 
 
 def regions_from_probabilities(probs: Sequence[float] | np.ndarray, n_samples: int, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:

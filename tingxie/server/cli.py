@@ -49,6 +49,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=_optional_int, default=5,
                    help="beam search width at temperature 0; None decodes greedily (default: 5, as the CLI)")
     p.add_argument("--best-of", type=_optional_int, default=5, help="samples drawn at temperature > 0 (default: 5, as the CLI)")
+    p.add_argument("--vad-filter", action="store_true", dest="vad_filter",
+                   help="transcribe only the speech the Silero VAD finds, skipping long pauses (as transcribe --vad_filter True; default: off)")
     p.add_argument("--shutdown-timeout", type=float, default=300.0, help="seconds a graceful shutdown waits for in-flight requests (default: 300)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="level of the JSON logs on stderr (default: info)")
@@ -70,7 +72,7 @@ def settings_from_args(args: argparse.Namespace | dict[str, Any]) -> Any:
         host=a["host"], port=a["port"], model=a["model"], extra_models=tuple(a["extra_models"]), device=a["device"],
         dtype=None if a["dtype"] == "auto" else a["dtype"], compute_type=a.get("compute_type", "default"), model_dir=a["model_dir"], api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
         max_upload_mb=a["max_upload_mb"], workers=a["workers"], max_queue=a["max_queue"], beam_size=a["beam_size"],
-        best_of=a["best_of"], shutdown_timeout=a["shutdown_timeout"], log_level=a["log_level"],
+        best_of=a["best_of"], vad_filter=a.get("vad_filter", False), shutdown_timeout=a["shutdown_timeout"], log_level=a["log_level"],
     )
 
 

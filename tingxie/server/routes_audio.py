@@ -97,7 +97,7 @@ def _options(
         return build_options(
             task=task, language=language, initial_prompt=prompt or None, word_timestamps=word_timestamps,
             temperature=temperature_schedule(temperature, TEMPERATURE_INCREMENT), beam_size=settings.beam_size, best_of=settings.best_of,
-            hotwords=(hotwords or "").strip() or None,
+            hotwords=(hotwords or "").strip() or None, vad_filter=settings.vad_filter,
         )
     except TingxieError as e:
         raise from_core(e, param="language" if language is not None and "language" in str(e).lower() else None) from e

@@ -31,6 +31,8 @@ class ServerSettings:
     # the CLI's defaults (beam search with 5 beams, best of 5 when sampling), so the server answers as `tingxie transcribe` does
     beam_size: int | None = 5
     best_of: int | None = 5
+    # transcribe only the speech the Silero VAD finds (TranscribeOptions.vad_filter), for every request
+    vad_filter: bool = False
     # seconds a graceful shutdown waits for in-flight requests before giving up on them
     shutdown_timeout: float = 300.0
     log_level: str = "info"
