@@ -20,9 +20,8 @@ from .transcribe import content_mel, iter_segments, seek_clips
 if TYPE_CHECKING:  # torch is imported when a PyTorch model is loaded; the ONNX Runtime backend runs without it
     import torch
 
-    from .vad import SpeechMap
-
     from .model import Whisper
+    from .vad import SpeechMap
 
 # Shorter than this cannot hold a word; Whisper would only invent text for it.
 MIN_AUDIO_SECONDS = 0.25
