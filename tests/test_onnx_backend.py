@@ -289,10 +289,14 @@ def test_features_the_backend_lacks_are_refused_with_the_remedy(onnx_int8):
 def test_a_damaged_export_is_made_again(tmp_path):
     model = load_ort_model("tiny.en", "int8", cache_dir=tmp_path)
     folder = export_folder("tiny.en", "int8", tmp_path)
-    (folder / "decoder.onnx").write_bytes((folder / "decoder.onnx").read_bytes()[:1000])
+    whole = (folder / "decoder.data").stat().st_size
+    (folder / "decoder.data").write_bytes((folder / "decoder.data").read_bytes()[: whole // 2])  # the weights cut short
     again = load_ort_model("tiny.en", "int8", cache_dir=tmp_path)
     assert again.dims == model.dims
-    assert (folder / "decoder.onnx").stat().st_size > 10_000_000
+    assert (folder / "decoder.data").stat().st_size == whole
+    (folder / "encoder.onnx").write_bytes((folder / "encoder.onnx").read_bytes()[:1000])  # the graph cut short
+    assert load_ort_model("tiny.en", "int8", cache_dir=tmp_path).dims == model.dims
+    assert (folder / "encoder.onnx").stat().st_size > 10_000
 
 
 def test_cli_default_runs_onnx_without_importing_torch(tmp_path, onnx_int8):
@@ -487,6 +491,9 @@ def test_exported_graphs_are_saved_already_optimized(onnx_int8):
     assert "Conv" in {node.op_type for node in encoder.graph.node}
     for graph in (encoder, decoder):  # no CPU-specific blocked layouts in a file a cache on another machine may share
         assert not any(node.domain == "com.microsoft.nchwc" for node in graph.graph.node)
+    # the weights lie beside each graph, mapped into memory on load rather than parsed out of it
+    assert (folder / "decoder.data").stat().st_size > 100 * (folder / "decoder.onnx").stat().st_size
+    assert {i.data_location for i in decoder.graph.initializer if i.name.endswith("_quantized")} == {onnx.TensorProto.EXTERNAL}
 
 
 def test_batch_windows_encode_alike_with_or_without_the_encoder_s_arena(random_pair):

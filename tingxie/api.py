@@ -179,7 +179,7 @@ class WhisperModel:
         tokenizer = self.tokenizer(language, options.decoding.task)
         info = TranscriptionInfo(language=language, language_probs=probs, duration=duration, chinese_script=script)
         done = [0]
-        total = sum(min(end, content_frames) - min(start, content_frames) for start, end in clips)
+        total = sum(end - start for start, end in clips)
 
         def progress(frames: int) -> None:
             done[0] += frames

@@ -12,7 +12,6 @@ with the temperature fallback. Long silences are never decoded at all.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -64,15 +63,12 @@ def pack_regions(regions: list[tuple[int, int]], max_samples: int = int(CHUNK_SE
 
 def speech_chunks(samples: np.ndarray, vad_options: VadOptions | None = None) -> list[Chunk]:
     """The <= 30-s chunks of speech of 16 kHz mono ``samples``."""
-    from .vad import VadOptions, load_vad, regions_from_probabilities
+    from .vad import VadOptions, speech_timestamps
 
     opts = vad_options or VadOptions(min_silence_ms=160, speech_pad_ms=200)
     if opts.max_speech_s > MAX_REGION_SECONDS:
         opts = replace(opts, max_speech_s=MAX_REGION_SECONDS)
-    # the VAD scores 32-ms windows one step at a time: overlapping 8-s pieces side by side, on two threads,
-    # take a fraction of the steps of one pass (~0.25 -> ~0.12 s per 84 s of speech on 2 cores)
-    probs = load_vad().probabilities_in_pieces(samples, threads=min(2, os.cpu_count() or 1))
-    return pack_regions(regions_from_probabilities(probs, len(samples), opts))
+    return pack_regions(speech_timestamps(samples, opts))
 
 
 def _chunk_features(module: Any, samples: np.ndarray, chunks: list[Chunk]) -> Any:

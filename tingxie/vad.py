@@ -130,7 +130,8 @@ class SileroVad:
         """``probabilities`` of a long recording, scored as pieces side by side on ``threads`` threads.
 
         The model's cost per window is flat above a batch of ~16 and one thread per call is its fastest, so a long
-        recording is cut into pieces of ``piece_windows`` (8 s) scored in lock-step, half of them on each thread. Each
+        recording is cut into pieces of ``piece_windows`` (8 s) scored in lock-step, half of them on each thread
+        (on 2 cores ~0.25 -> ~0.12 s per 84 s of speech, against one pass over the recording). Each
         piece starts ``warmup_windows`` (1 s) early with fresh state and those windows' scores are dropped: the state
         has mostly settled by then (a few windows near the seams still differ from one pass over the whole recording).
         """
@@ -181,8 +182,9 @@ def load_vad(path: str | None = None) -> SileroVad:
 
 
 def speech_timestamps(audio: np.ndarray, options: VadOptions = VadOptions(), vad: SileroVad | None = None) -> list[tuple[int, int]]:
-    """The speech regions of 16 kHz mono ``audio`` as (start, end) sample indices."""
-    probs = (vad or load_vad()).probabilities(audio)
+    """The speech regions of 16 kHz mono ``audio`` as (start, end) sample indices (scored in pieces, on two threads
+    where there are two cores)."""
+    probs = (vad or load_vad()).probabilities_in_pieces(audio, threads=min(2, os.cpu_count() or 1))
     return regions_from_probabilities(probs, len(audio), options)
 
 
@@ -246,9 +248,8 @@ class SpeechMap:
 
 
 def speech_map(audio: np.ndarray, options: VadOptions = VadOptions(), vad: SileroVad | None = None) -> SpeechMap:
-    """The speech regions of 16 kHz mono ``audio`` (scored in pieces on up to two threads) as a :class:`SpeechMap`."""
-    probs = (vad or load_vad()).probabilities_in_pieces(audio, threads=min(2, os.cpu_count() or 1))
-    return SpeechMap(tuple(regions_from_probabilities(probs, len(audio), options)), pad=options.speech_pad_ms * SAMPLE_RATE // 1000)
+    """The speech regions of 16 kHz mono ``audio`` as a :class:`SpeechMap`."""
+    return SpeechMap(tuple(speech_timestamps(audio, options, vad)), pad=options.speech_pad_ms * SAMPLE_RATE // 1000)
 
 
 def regions_from_probabilities(probs: Sequence[float] | np.ndarray, n_samples: int, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:

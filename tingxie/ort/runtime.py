@@ -21,7 +21,7 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 15  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 16  # bump when the exported graphs change: older exports are then made again
 # the self-attention buffers grow this many positions at a time: a step reads at most this many unused ones, and
 # a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
 # copied them every step)
