@@ -102,18 +102,25 @@ def build_inputs(work: Path) -> dict[str, tuple[Path, str, float]]:
                 break
     audio = np.concatenate(pieces)
     path = work / "concat_10min.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    write_wav(path, audio)
     inputs["concat_10min"] = (path, " ".join(refs), audio.size / SR)
     inputs["sparse_speech"] = sparse_speech(work, rows, decode_audio)
     return inputs
 
 
+def write_wav(path: Path, audio) -> None:
+    """16 kHz mono 16-bit PCM."""
+    import numpy as np
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
 def sparse_speech(work: Path, rows: dict, decode_audio) -> tuple[Path, str, float]:
-    """~5 minutes like a sparse meeting: the English recordings with 4-20 s of quiet hiss (about -50 dBFS) between them."""
+    """~6 minutes like a sparse meeting: the English recordings with 4-20 s of quiet hiss (about -50 dBFS) between them."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -124,11 +131,7 @@ def sparse_speech(work: Path, rows: dict, decode_audio) -> tuple[Path, str, floa
         refs.append(rows[rid]["reference"])
     audio = np.concatenate(pieces + [(rng.standard_normal(10 * SR) * 0.003).astype(np.float32)])
     path = work / "sparse_speech.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    write_wav(path, audio)
     return path, " ".join(refs), audio.size / SR
 
 
