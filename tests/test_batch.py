@@ -82,6 +82,15 @@ def reference(speech, tmp_path_factory) -> dict[str, bytes]:
     return outputs
 
 
+def _recorded_done(state_file: Path) -> bool:
+    """Whether the state file, still being appended to, holds a complete 'done' record."""
+    try:
+        lines = state_file.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return False
+    return any(line.endswith("\n") and '"done"' in line for line in lines)
+
+
 def _done_records(state_file: Path) -> list[dict]:
     lines = [json.loads(line) for line in state_file.read_text().splitlines() if line.strip()]
     return [r for r in lines if r["status"] == "done"]
@@ -90,9 +99,12 @@ def _done_records(state_file: Path) -> list[dict]:
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_killed_job_resumes_and_writes_every_output_once(speech, reference, tmp_path, how):
     out = tmp_path / "out"
-    job = batch_cli(str(speech), "--output_dir", str(out), "--workers", "2", start_new_session=True)
+    # Ctrl-C's default action for the job even where the suite runs as a shell's background job (SIGINT ignored)
+    job = batch_cli(str(speech), "--output_dir", str(out), "--workers", "2", start_new_session=True,
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        wait_for(lambda: out.is_dir() and any(out.glob("*.json")), JOB_TIMEOUT_S, "the first output")
+        # a file recorded as done in the job state (its outputs are written before that), not merely its outputs
+        wait_for(lambda: _recorded_done(out / STATE_FILE_NAME), JOB_TIMEOUT_S, "the first finished file")
         os.kill(job.pid, getattr(signal, how))  # the driver only: its workers must stop (or finish and exit) on their own
         _, stderr = job.communicate(timeout=60)
     finally:
