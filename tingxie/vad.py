@@ -70,7 +70,7 @@ def model_path() -> Path:
     """Where the installed ``silero-vad`` package keeps its ONNX model (found without importing the package)."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or spec.origin is None:
-        raise VadUnavailableError("voice activity detection needs the silero-vad package: pip install 'tingxie[streaming]'")
+        raise VadUnavailableError("voice activity detection needs the silero-vad package: pip install 'tingxie[vad]'")
     path = Path(spec.origin).parent / "data" / MODEL_FILE
     if not path.is_file():
         raise VadUnavailableError(f"the silero-vad package has no {MODEL_FILE} at {path}; reinstall silero-vad")
@@ -84,7 +84,7 @@ class SileroVad:
         try:
             import onnxruntime
         except ImportError as e:
-            raise VadUnavailableError("voice activity detection needs onnxruntime: pip install 'tingxie[streaming]'") from e
+            raise VadUnavailableError("voice activity detection needs onnxruntime: pip install 'tingxie[vad]'") from e
         opts = onnxruntime.SessionOptions()
         # the model is tiny: one thread per call is fastest, and leaves the cores to Whisper
         opts.intra_op_num_threads = 1
