@@ -186,7 +186,7 @@ class WhisperModel:
             if on_progress:
                 on_progress(done[0], total)  # the frames of the clips: what is decoded
 
-        if samples.size == 0 or is_digital_silence(samples):
+        if is_digital_silence(samples):  # no samples at all counts too
             # Whisper invents words ("you") for silence; there is nothing to decode (with vad_filter: no speech found)
             return info, iter(())
         segments = iter_segments(
