@@ -294,9 +294,10 @@ def test_a_damaged_export_is_made_again(tmp_path):
     again = load_ort_model("tiny.en", "int8", cache_dir=tmp_path)
     assert again.dims == model.dims
     assert (folder / "decoder.data").stat().st_size == whole
-    (folder / "encoder.onnx").write_bytes((folder / "encoder.onnx").read_bytes()[:1000])  # the graph cut short
+    graph = (folder / "encoder3.onnx").read_bytes()
+    (folder / "encoder3.onnx").write_bytes(graph[:1000])  # a stage's graph cut short
     assert load_ort_model("tiny.en", "int8", cache_dir=tmp_path).dims == model.dims
-    assert (folder / "encoder.onnx").stat().st_size > 10_000
+    assert (folder / "encoder3.onnx").read_bytes() == graph
 
 
 def test_cli_default_runs_onnx_without_importing_torch(tmp_path, onnx_int8):
@@ -487,7 +488,7 @@ def test_exported_graphs_are_saved_already_optimized(onnx_int8):
     ops = {node.op_type for node in decoder.graph.node}
     assert {"DynamicQuantizeMatMul", "LayerNormalization"} <= ops, sorted(ops)
     assert "MatMulInteger" not in ops  # the quantizer's unfused pattern is gone
-    encoder = onnx.load(str(folder / "encoder.onnx"), load_external_data=False)
+    encoder = onnx.load(str(folder / "encoder0.onnx"), load_external_data=False)  # the convolutions' stage
     assert "Conv" in {node.op_type for node in encoder.graph.node}
     for graph in (encoder, decoder):  # no CPU-specific blocked layouts in a file a cache on another machine may share
         assert not any(node.domain == "com.microsoft.nchwc" for node in graph.graph.node)

@@ -1,10 +1,12 @@
-"""Export the PyTorch model (tingxie.model) to two ONNX graphs for ONNX Runtime, once per model.
+"""Export the PyTorch model (tingxie.model) to ONNX graphs for ONNX Runtime, once per model.
 
 The graphs are traced from the same modules the PyTorch path runs (their Linear, LayerNorm, MLP and
 embedding layers), so there is one model definition:
 
-- ``encoder.onnx``: mel (batch, n_mels, 3000) -> each decoder layer's cross-attention keys,
-  transposed (batch, head, d_head, frames), and values (batch, head, frames, d_head).
+- ``encoder0.onnx`` ... ``encoder<n_layer>.onnx``: the encoder cut at each self-attention (``EncoderStage``), from
+  mel (batch, n_mels, 3000) to each decoder layer's cross-attention keys, transposed (batch, head, d_head, frames),
+  and values (batch, head, frames, d_head); the attention between them runs in ``attention.py`` (bfloat16 products
+  where the CPU has them) or as ``attention.onnx``, ONNX Runtime's fused float32 kernel.
 - ``decoder.onnx``: new tokens, their positions, an additive attention mask over the rows' own
   cache buffer and the new tokens, and each layer's self-attention cache buffers -> logits and the
   new tokens' keys/values (the caller owns the cache and writes them into its buffers). Beams of one
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model import Whisper
+from .encoder import encoder_graph_names
 from .runtime import EXPORT_VERSION
 
 OPSET = 17
@@ -85,27 +88,49 @@ class SplitLast(torch.autograd.Function):
         return g.op("Split", x, sizes, axis_i=-1, outputs=3)
 
 
-class EncoderGraph(nn.Module):
-    def __init__(self, model: Whisper):
-        super().__init__()
-        self.model = model
+class EncoderStage(nn.Module):
+    """The encoder between two self-attentions, so that the attention itself can run outside ONNX Runtime
+    (``attention.py``: bfloat16 products where the CPU has them). Stage 0: mel -> the residual stream after the
+    convolutions and the first block's q, k, v. Stage i: the stream and block i-1's attention result -> the stream
+    after block i-1 and block i's q, k, v; the last stage ends with each decoder layer's cross-attention keys,
+    transposed (audio, head, d_head, frames), and values (audio, head, frames, d_head)."""
 
-    def forward(self, mel: Tensor) -> tuple[Tensor, ...]:
-        # AudioEncoder.forward with its attention exported as the fused kernel
-        encoder = self.model.encoder
-        x = F.gelu(encoder.conv1(mel))
-        x = F.gelu(encoder.conv2(x)).permute(0, 2, 1) + encoder.positional_embedding
-        for block in encoder.blocks:
-            attn, h = block.attn, block.attn_ln(x)
-            x = x + attn.out(FusedAttention.apply(attn.query(h), attn.key(h), attn.value(h), attn.n_head))
+    def __init__(self, model: Whisper, index: int):
+        super().__init__()
+        self.model, self.index = model, index
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        encoder, blocks = self.model.encoder, self.model.encoder.blocks
+        if self.index == 0:
+            x = F.gelu(encoder.conv1(inputs[0]))
+            x = F.gelu(encoder.conv2(x)).permute(0, 2, 1) + encoder.positional_embedding
+        else:
+            x, attention = inputs
+            block = blocks[self.index - 1]
+            x = x + block.attn.out(attention)
             x = x + block.mlp(block.mlp_ln(x))
+        if self.index < len(blocks):
+            attn = blocks[self.index].attn
+            h = blocks[self.index].attn_ln(x)
+            return x, attn.query(h), attn.key(h), attn.value(h)
         features = encoder.ln_post(x)
         keys, values = [], []
         for block in self.model.decoder.blocks:
             attn = block.cross_attn
-            keys.append(attn.heads(attn.key(features)).transpose(-1, -2))  # (batch, head, d_head, frames): a step's q @ k is then a plain product
+            keys.append(attn.heads(attn.key(features)).transpose(-1, -2))  # (audio, head, d_head, frames): a step's q @ k is then a plain product
             values.append(attn.heads(attn.value(features)))
         return (*keys, *values)
+
+
+class EncoderAttention(nn.Module):
+    """The encoder's attention alone, as ONNX Runtime's fused float32 kernel (where the bfloat16 one is not used)."""
+
+    def __init__(self, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return FusedAttention.apply(q, k, v, self.n_head)
 
 
 class DecoderStepGraph(nn.Module):
@@ -216,15 +241,20 @@ def _names(prefix: str, n: int) -> list[str]:
 
 
 def export_graphs(model: Whisper, out_dir: Path) -> None:
-    """Write encoder.onnx and decoder.onnx (float32) for a float32 CPU model."""
+    """Write the encoder's stages (encoder0.onnx ...), attention.onnx and decoder.onnx (float32) for a float32 CPU model."""
     dims = model.dims
     n, n_head, d_head = dims.n_text_layer, dims.n_text_head, dims.n_text_state // dims.n_text_head
-    mel = torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx)
     cross = _names("cross_kt", n) + _names("cross_v", n)
-    axes = {"mel": {0: "audio"}} | {name: {0: "audio"} for name in cross}
+    stream = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state)
     with torch.no_grad():
-        torch.onnx.export(EncoderGraph(model), (mel,), str(out_dir / "encoder.onnx"), input_names=["mel"], output_names=cross,
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
+        for index, name in enumerate(encoder_graph_names(dims.n_audio_layer)):
+            inputs, args = (["mel"], (torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx),)) if index == 0 else (["x", "attention"], (stream, stream))
+            outputs = cross if index == dims.n_audio_layer else ["x_next", "q", "k", "v"]
+            torch.onnx.export(EncoderStage(model, index), args, str(out_dir / name), input_names=inputs, output_names=outputs,
+                              dynamic_axes={name: {0: "audio"} for name in inputs + outputs}, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(EncoderAttention(dims.n_audio_head), (stream, stream, stream), str(out_dir / "attention.onnx"),
+                          input_names=["q", "k", "v"], output_names=["out"], dynamic_axes={name: {0: "audio"} for name in "qkv"} | {"out": {0: "audio"}},
+                          opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
         # traced with 2 beams of 1 audio, 3 new tokens after a prefix of 5 and 4 cached: every varying size is named
         prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
         past = [torch.zeros(2, n_head, 4, d_head) for _ in range(2 * n)]
@@ -242,8 +272,8 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
 
 
-def quantize_graphs(out_dir: Path) -> None:
-    """Replace both graphs by their int8 versions (MatMul and Gather weights per channel; Conv stays float32).
+def quantize_graphs(out_dir: Path, names: list[str]) -> None:
+    """Replace these graphs by their int8 versions (MatMul and Gather weights per channel; Conv stays float32).
 
     Tried and not kept: the decoder's weights as 8-bit MatMulNBits blocks (a one-token product 3x faster alone, no
     faster in a whole transcription, and the 10-minute bench file's WER 15.2 -> 18.9 % greedy)."""
@@ -252,21 +282,21 @@ def quantize_graphs(out_dir: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process is about static quantization
-    for name in ("encoder.onnx", "decoder.onnx"):
+    for name in names:
         src, dst = out_dir / name, out_dir / f"int8-{name}"
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
         os.replace(dst, src)
 
 
-def optimize_graphs(out_dir: Path) -> None:
-    """Replace both graphs by what ONNX Runtime's graph optimizer makes of them at its extended level (fused
+def optimize_graphs(out_dir: Path, names: list[str]) -> None:
+    """Replace these graphs by what ONNX Runtime's graph optimizer makes of them at its extended level (fused
     LayerNorm, Gelu, quantized products: the CPU EP's own kernels), so that each process loading them skips that
     work (the tiny.en int8 decoder's session: ~55-75 -> ~45 ms). The hardware-specific layout rewrites of the "all"
     level are left to each load, which still asks for them: an optimized graph is a valid graph for any later
     onnxruntime to optimize further, and a cache folder shared by machines with other CPUs stays valid."""
     import onnxruntime as ort
 
-    for name in ("encoder.onnx", "decoder.onnx"):
+    for name in names:
         src, dst = out_dir / name, out_dir / f"optimized-{name}"
         if src.stat().st_size > 1 << 30:  # near protobuf's 2 GB limit the weights would have to be saved apart: kept as exported
             continue
@@ -308,9 +338,10 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
         with warnings.catch_warnings():  # tracer warnings about shape checks that are constant for a given model
             warnings.simplefilter("ignore")
             export_graphs(module, work)
+        graphs = [*encoder_graph_names(module.dims.n_audio_layer), "decoder.onnx"]
         if compute_type == "int8":
-            quantize_graphs(work)
-        optimize_graphs(work)
+            quantize_graphs(work, graphs)
+        optimize_graphs(work, graphs)
         meta = {"version": EXPORT_VERSION, "dims": vars(module.dims), "alignment_heads": alignment_heads,
                 "compute_type": compute_type, "name": name, "source": str(source) if source else None}
         (work / "meta.json").write_text(json.dumps(meta), encoding="utf-8")

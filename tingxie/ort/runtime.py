@@ -19,9 +19,10 @@ import numpy as np
 
 from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
+from .encoder import StagedEncoder
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 16  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 17  # bump when the exported graphs change: older exports are then made again
 # the self-attention buffers grow this many positions at a time: a step reads at most this many unused ones, and
 # a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
 # copied them every step)
@@ -125,23 +126,24 @@ class OrtWhisper:
         # step slowed the next window's encoder from ~150 to ~190 ms). onnxruntime's process-wide shared pool avoids
         # that too, but once it exists every session in the process must use it: not for a library to impose.
         spin = _machine_is_idle() if spin is None else spin
-        # The encoder keeps its buffers between windows in onnxruntime's arena: freed and taken again, its ~100 MB of
-        # activations were page-faulted anew for every window (~15-20 ms of ~160). Sequential transcription peaks
+        # The encoder's stages keep their buffers between windows in one onnxruntime arena: freed and taken again,
+        # its ~100 MB of activations were page-faulted anew for every window (~15-20 ms of ~160). Sequential transcription peaks
         # while the encoder runs, so its peak is the same (+~7 MiB). A batch is decoded after its windows are encoded,
         # and an arena kept through that decoding (even asked to shrink) added ~95 MiB to batched peaks: batches get an
-        # encoder session without one (``embed_audio(keep_buffers=False)``, made on first use). The decoder's buffers
+        # encoder without one (``embed_audio(keep_buffers=False)``, made on first use). The decoder's buffers
         # are small and its arena measured no faster.
         plain = _session_options(ort, threads, spin)
         # one after the other: built side by side (on a thread) they took ~20 ms longer on 2 cores, and longer still
         # beside the CLI's thread that decodes the audio meanwhile
+        dims = self.dims
+        self._encoder_args = (folder, dims.n_audio_layer, dims.n_audio_head, dims.n_audio_state, self.compute_type)
         try:
-            self.encoder = ort.InferenceSession(str(folder / "encoder.onnx"), _session_options(ort, threads, spin, arena=True),
-                                                providers=["CPUExecutionProvider"])
+            self.encoder = StagedEncoder(*self._encoder_args, _session_options(ort, threads, spin, arena=True), plain, threads)
             self.decoder = ort.InferenceSession(str(folder / "decoder.onnx"), plain, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
-        self._encoder_file, self._plain_options, self._plain_encoder = folder / "encoder.onnx", plain, None
+        self._plain_options, self._plain_encoder, self._threads = plain, None, threads
         n = self.dims.n_text_layer
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
@@ -162,17 +164,15 @@ class OrtWhisper:
             # freed heap pages (the log-mel's and the last window's buffers) go back to the system before the
             # encoder's large buffers are taken: a 10-30 MiB lower peak, no slower
             self._malloc_trim(0)
-        out = (self.encoder if keep_buffers else self._encoder_without_arena()).run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})
+        out = (self.encoder if keep_buffers else self._encoder_without_arena()).run(np.ascontiguousarray(mel, dtype=np.float32))
         if self._malloc_trim is not None:  # and the encoder's own (~30-40 MiB in its threads' heaps) before decoding
             self._malloc_trim(0)
         n = self.dims.n_text_layer
         return WindowFeatures(out[:n], out[n:])
 
-    def _encoder_without_arena(self):
+    def _encoder_without_arena(self) -> StagedEncoder:
         if self._plain_encoder is None:
-            import onnxruntime as ort
-
-            self._plain_encoder = ort.InferenceSession(str(self._encoder_file), self._plain_options, providers=["CPUExecutionProvider"])
+            self._plain_encoder = StagedEncoder(*self._encoder_args, self._plain_options, self._plain_options, self._threads)
         return self._plain_encoder
 
     def new_cache(self, features: WindowFeatures, repeat: int = 1) -> NumpyKVCache:
@@ -257,8 +257,22 @@ def _session_options(ort, threads: int, spin: bool, arena: bool = False):
     options.add_session_config_entry("session.force_spinning_stop", "1")  # no spinning once a run has returned
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = arena
+    if arena and _shared_arena(ort):
+        # the encoder's stages take their buffers from one arena, not one each (5 arenas: +160 MiB for tiny.en)
+        options.add_session_config_entry("session.use_env_allocators", "1")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return options
+
+
+def _shared_arena(ort) -> bool:
+    """Registers onnxruntime's process-wide CPU arena, which only sessions that ask for it use (growing by what each
+    run asks, not in powers of two); False where this onnxruntime refuses it (each session then keeps its own)."""
+    try:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+    except Exception:  # noqa: BLE001 - onnxruntime's own error types
+        return False
+    return True
 
 
 def _machine_is_idle(reads: int = 3) -> bool:

@@ -1,0 +1,100 @@
+"""The encoder's self-attention between its ONNX stages: bfloat16 products where the CPU has them, else float32.
+
+The exported encoder is cut at each attention (``export.EncoderStage``): ONNX Runtime's CPU MultiHeadAttention
+computes in float32 only, and on a 2-core AVX-512 machine it was ~55 % of a tiny.en int8 window (~87 of ~156 ms).
+int8 models run the compiled kernel ``csrc/attention_bf16.c`` on CPUs with AVX512-BF16 (its products at twice the
+float32 rate: ~12 instead of ~20 ms per layer); float32 models, other CPUs and installs without the compiled
+kernel run the same attention as a one-node ONNX Runtime graph.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+D_HEAD = 64  # every Whisper model's head size, which the kernel assumes
+REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "fma")
+
+
+class Bf16Attention:
+    """Unmasked attention of projected q, k, v (audio, time, heads * 64) through the compiled kernel."""
+
+    kind = "bfloat16"
+
+    def __init__(self, library: ctypes.CDLL, n_head: int, threads: int):
+        self._kernel = library.attention_bf16
+        pointer, integer = ctypes.c_void_p, ctypes.c_int
+        self._kernel.argtypes = [pointer, pointer, pointer, pointer, integer, integer, integer, integer]
+        self._kernel.restype = integer
+        self.n_head, self.threads = n_head, threads
+
+    def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        q, k, v = (np.ascontiguousarray(x, dtype=np.float32) for x in (q, k, v))
+        if not q.shape == k.shape == v.shape or q.ndim != 3 or q.shape[2] != self.n_head * D_HEAD:
+            raise ValueError(f"q, k, v must be (audio, time, {self.n_head * D_HEAD}) alike, not {q.shape}, {k.shape}, {v.shape}")
+        out = np.empty_like(q)
+        if self._kernel(q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, q.shape[0], q.shape[1], self.n_head, self.threads):
+            raise MemoryError("the attention kernel could not allocate its work buffers")
+        return out
+
+
+class OrtAttention:
+    """The same attention as ONNX Runtime's float32 MultiHeadAttention (``attention.onnx`` of the export)."""
+
+    kind = "float32"
+
+    def __init__(self, session):
+        self._session = session
+
+    def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {"q": q, "k": k, "v": v})[0]
+
+
+def load_attention(folder: Path, compute_type: str, n_head: int, n_state: int, session_options, threads: int = 0):
+    """The kernel for int8 models with 64-wide heads on CPUs that have it (``TINGXIE_ATTENTION=float32`` turns it
+    off), else ONNX Runtime's float32 attention."""
+    wanted = compute_type == "int8" and n_state == n_head * D_HEAD and os.environ.get("TINGXIE_ATTENTION") != "float32"
+    library = bf16_library() if wanted else None
+    if library is not None:
+        return Bf16Attention(library, n_head, threads or _usable_cpus())
+    import onnxruntime as ort
+
+    return OrtAttention(ort.InferenceSession(str(folder / "attention.onnx"), session_options, providers=["CPUExecutionProvider"]))
+
+
+def bf16_library() -> ctypes.CDLL | None:
+    """The compiled kernel, or None where it was not built (optional at install) or the CPU lacks AVX512-BF16."""
+    if not cpu_has_bf16():
+        return None
+    spec = importlib.util.find_spec("tingxie.ort._attention_bf16")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        return ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether every instruction set the kernel is compiled for is on this CPU (and enabled by the OS: Linux lists
+    AVX-512 flags only then). False where /proc/cpuinfo cannot be read."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return all(flag in flags for flag in REQUIRED_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
