@@ -284,8 +284,10 @@ def kernel_figures() -> list[str]:
         fp32_rate = 2 * 1500 * 384 * 1536 / med(lambda: w(a), 20)
         q = Int8Linear.from_linear(w)
         int8_rate = 2 * 1500 * 384 * 1536 / med(lambda: q(a), 20)
+        x, y = torch.randn(1500, 64, dtype=torch.bfloat16), torch.randn(64, 1500, dtype=torch.bfloat16)
+        bf16_rate = 2 * 1500 * 64 * 1500 / med(lambda: x @ y, 20)  # an attention head's scores
         lines.append(f"measured matmul rate (1500x384x1536, {torch.get_num_threads()} threads): float32 {fp32_rate / 1e9:.0f} GFLOP/s, "
-                     f"int8 {int8_rate / 1e9:.0f} GOP/s")
+                     f"int8 {int8_rate / 1e9:.0f} GOP/s; bfloat16 1500x64x1500 {bf16_rate / 1e9:.0f} GFLOP/s")
         for compute in ("default", "int8"):
             model = tingxie.load_model("tiny.en", compute_type=compute).module
             d = model.dims
@@ -312,13 +314,15 @@ def kernel_figures() -> list[str]:
                 per = med(step, 50)
                 lines.append(f"{compute:>7}: decoder {per * 1000:.2f} ms per step of {beams} token(s) (floor {dec_flops / rate * 1000:.2f} ms "
                              f"= {dec_flops / 1e6:.0f} MFLOP / matmul rate)")
-    lines += onnx_kernel_figures(med, fp32_rate, int8_rate)
+    lines += onnx_kernel_figures(med, fp32_rate, int8_rate, bf16_rate)
     return lines
 
 
-def onnx_kernel_figures(med, fp32_rate: float, int8_rate: float) -> list[str]:
+def onnx_kernel_figures(med, fp32_rate: float, int8_rate: float, bf16_rate: float) -> list[str]:
     """The same figures for the ONNX Runtime backend (the CLI default on a CPU), with a memory floor for the
-    decoder step: the bytes it must read (weights, the window's cross K/V) over this machine's copy bandwidth."""
+    decoder step: the bytes it must read (weights, the window's cross K/V) over this machine's copy bandwidth.
+    The int8 encoder's floor counts each part at its own rate: convolutions float32, linear layers int8, the
+    attention's products bfloat16 where the bfloat16 kernel runs (float32 otherwise)."""
     import numpy as np
 
     import tingxie
@@ -331,11 +335,14 @@ def onnx_kernel_figures(med, fp32_rate: float, int8_rate: float) -> list[str]:
         model = tingxie.load_model("tiny.en", backend="onnx", compute_type=compute).module
         d = model.dims
         s, t = d.n_audio_state, d.n_audio_ctx
-        enc_flops = 2 * (2 * t * d.n_mels * 3 * s + t * s * 3 * s) + d.n_audio_layer * (2 * t * s * s * 4 + 2 * 2 * t * t * s + 2 * 2 * t * s * 4 * s)
+        conv_flops = 2 * (2 * t * d.n_mels * 3 * s + t * s * 3 * s)
+        linear_flops, attention_flops = d.n_audio_layer * (2 * t * s * s * 4 + 2 * 2 * t * s * 4 * s), d.n_audio_layer * 2 * 2 * t * t * s
         mel = np.random.default_rng(0).standard_normal((1, d.n_mels, 3000)).astype(np.float32)
         rate = int8_rate if compute == "int8" else fp32_rate
+        attention = model.encoder.attention.kind
+        floor = conv_flops / fp32_rate + linear_flops / rate + attention_flops / (bf16_rate if attention == "bfloat16" else fp32_rate)
         enc = med(lambda m=model, x=mel: m.embed_audio(x), 5)
-        lines.append(f"  {compute:>7}: encoder {enc * 1000:.0f} ms per 30-s window (floor {enc_flops / rate * 1000:.0f} ms)")
+        lines.append(f"  {compute:>7}: encoder {enc * 1000:.0f} ms per 30-s window, attention in {attention} (floor {floor * 1000:.0f} ms)")
         feats = model.embed_audio(mel)
         weight_bytes = (1 if compute == "int8" else 4) * (d.n_text_layer * (s * s * 8 + 2 * s * 4 * s) + s * d.n_vocab)
         cross_bytes = 2 * d.n_text_layer * t * s * 4
