@@ -75,15 +75,12 @@ def _chunk_features(module: Any, samples: np.ndarray, chunks: list[Chunk]) -> An
     """The encoder's output for each chunk's padded log-mel, as one batch, in the model's runtime."""
     if getattr(module, "runtime", "torch") == "onnxruntime":
         from .audio import log_mel_spectrogram_numpy
-        from .ort.runtime import WindowFeatures
 
-        # one window at a time bounds the attention memory; the decoder then runs the whole batch, without the
-        # encoder's buffers kept beside it. The log-mels come first: OpenBLAS's workers spin on after its products
-        # and took a core from an encoder window run right after them (~190-230 instead of ~145 ms)
-        mels = [pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES)[None] for c in chunks]
-        parts = [module.embed_audio(mel, keep_buffers=False) for mel in mels]
-        return WindowFeatures([np.concatenate(k) for k in zip(*(p.cross_kt for p in parts))],
-                              [np.concatenate(v) for v in zip(*(p.cross_v for p in parts))])
+        # the windows are encoded one at a time and the decoder then runs the whole batch, without the encoder's
+        # buffers kept beside it (``keep_buffers=False``). The log-mels come first: OpenBLAS's workers spin on after
+        # its products and took a core from an encoder window run right after them (~190-230 instead of ~145 ms)
+        mels = np.stack([pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES) for c in chunks])
+        return module.embed_audio(mels, keep_buffers=False)
     import torch
 
     from .audio import log_mel_spectrogram
@@ -133,7 +130,9 @@ def iter_batched_segments(
         for chunk, result in zip(batch, results):
             feats = _as_batch(result.audio_features)
             if len(options.temperature) > 1 and needs_fallback(result, options):
-                result = decode_with_fallback(module, feats, tokenizer, options, prompt)
+                # the batch was the first temperature's decode: the fallback goes on from the second (decoding at the
+                # first again gave the same result, a whole window's decode more for every chunk that fell back)
+                result = decode_with_fallback(module, feats, tokenizer, replace(options, temperature=options.temperature[1:]), prompt)
             frames = min(N_FRAMES, round(chunk.seconds * FRAMES_PER_SECOND))
             seek = round(chunk.start / HOP_LENGTH)
             if is_silence(result, options):
