@@ -133,3 +133,24 @@ def test_batched_rejects_a_batch_size_below_one(tiny_en):
     require_shared()
     with pytest.raises(OptionError, match="batch_size"):
         transcribe_batched(tiny_en, str(audio_path("jfk")), batch_size=0)
+
+
+def test_batched_fallback_goes_on_from_the_second_temperature(monkeypatch):
+    """A chunk whose batched decode (the first temperature's) fails the thresholds is decoded again from the second
+    temperature on, not from the first once more (which gave the same result at the cost of a whole window)."""
+    from tingxie import batched, load_model
+
+    require_shared()
+    model = load_model("tiny.en", backend="onnx", compute_type="int8")
+    schedules = []
+    original = batched.decode_with_fallback
+
+    def recording(module, features, tokenizer, options, prompt=None, **kwargs):
+        schedules.append(options.temperature)
+        return original(module, features, tokenizer, options, prompt, **kwargs)
+
+    monkeypatch.setattr(batched, "decode_with_fallback", recording)
+    # an average log-probability no real decode reaches: every chunk falls back
+    result = batched.transcribe_batched(model, str(audio_path("jfk")), batch_size=2, logprob_threshold=-0.001)
+    assert schedules and all(s == (0.2, 0.4, 0.6, 0.8, 1.0) for s in schedules), schedules
+    assert "country" in result.text
