@@ -83,6 +83,7 @@ def test_bf16_kernel_refuses_inputs_of_another_shape():
         attention(q[..., :128], k[..., :128], v[..., :128])
     with pytest.raises(ValueError):
         attention(q, k[:, :5], v)
+    assert attention(q[:0], k[:0], v[:0]).shape == (0, 10, 384)  # no audio: nothing to compute
 
 
 # ------------------------------------------------------------------ tier 2: a random int8 model, both attentions

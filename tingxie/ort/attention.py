@@ -37,6 +37,8 @@ class Bf16Attention:
         if not q.shape == k.shape == v.shape or q.ndim != 3 or q.shape[2] != self.n_head * D_HEAD:
             raise ValueError(f"q, k, v must be (audio, time, {self.n_head * D_HEAD}) alike, not {q.shape}, {k.shape}, {v.shape}")
         out = np.empty_like(q)
+        if out.size == 0:
+            return out
         if self._kernel(q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, q.shape[0], q.shape[1], self.n_head, self.threads):
             raise MemoryError("the attention kernel could not allocate its work buffers")
         return out
