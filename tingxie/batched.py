@@ -130,8 +130,9 @@ def iter_batched_segments(
         for chunk, result in zip(batch, results):
             feats = _as_batch(result.audio_features)
             if len(options.temperature) > 1 and needs_fallback(result, options):
-                # the batch was the first temperature's decode: the fallback goes on from the second (decoding at the
-                # first again gave the same result, a whole window's decode more for every chunk that fell back)
+                # the batch was the first temperature's decode: the fallback goes on from the second, as sequential
+                # decoding does (decoding at the first again, alone, repeated that decision up to the int8 rounding of
+                # a batch: a whole window's decode more for every chunk that fell back)
                 result = decode_with_fallback(module, feats, tokenizer, replace(options, temperature=options.temperature[1:]), prompt)
             frames = min(N_FRAMES, round(chunk.seconds * FRAMES_PER_SECOND))
             seek = round(chunk.start / HOP_LENGTH)
