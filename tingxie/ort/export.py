@@ -251,9 +251,9 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
             inputs, args = (["mel"], (torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx),)) if index == 0 else (["x", "attention"], (stream, stream))
             outputs = cross if index == dims.n_audio_layer else ["x_next", "q", "k", "v"]
             torch.onnx.export(EncoderStage(model, index), args, str(out_dir / name), input_names=inputs, output_names=outputs,
-                              dynamic_axes={name: {0: "audio"} for name in inputs + outputs}, opset_version=OPSET, dynamo=False)
+                              dynamic_axes={axis: {0: "audio"} for axis in inputs + outputs}, opset_version=OPSET, dynamo=False)
         torch.onnx.export(EncoderAttention(dims.n_audio_head), (stream, stream, stream), str(out_dir / "attention.onnx"),
-                          input_names=["q", "k", "v"], output_names=["out"], dynamic_axes={name: {0: "audio"} for name in "qkv"} | {"out": {0: "audio"}},
+                          input_names=["q", "k", "v"], output_names=["out"], dynamic_axes={axis: {0: "audio"} for axis in ("q", "k", "v", "out")},
                           opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
         # traced with 2 beams of 1 audio, 3 new tokens after a prefix of 5 and 4 cached: every varying size is named
         prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
