@@ -133,17 +133,21 @@ class OrtWhisper:
         # encoder without one (``embed_audio(keep_buffers=False)``, made on first use). The decoder's buffers
         # are small and its arena measured no faster.
         plain = _session_options(ort, threads, spin)
+        # The encoder's stages never spin: their kernels are large (no measurable gain, ~100 ms per window either way),
+        # and a new session's worker spins for ~0.1-0.2 s after its creation: five of them took the two cores from the
+        # log-mel computed right after the model loads (jfk's: ~25 -> ~175 ms)
+        still = _session_options(ort, threads, False)
         # one after the other: built side by side (on a thread) they took ~20 ms longer on 2 cores, and longer still
         # beside the CLI's thread that decodes the audio meanwhile
         dims = self.dims
         self._encoder_args = (folder, dims.n_audio_layer, dims.n_audio_head, dims.n_audio_state, self.compute_type)
         try:
-            self.encoder = StagedEncoder(*self._encoder_args, _session_options(ort, threads, spin, arena=True), plain, threads)
+            self.encoder = StagedEncoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
             self.decoder = ort.InferenceSession(str(folder / "decoder.onnx"), plain, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
-        self._plain_options, self._plain_encoder, self._threads = plain, None, threads
+        self._still_options, self._plain_encoder, self._threads = still, None, threads
         n = self.dims.n_text_layer
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
@@ -180,7 +184,7 @@ class OrtWhisper:
 
     def _encoder_without_arena(self) -> StagedEncoder:
         if self._plain_encoder is None:
-            self._plain_encoder = StagedEncoder(*self._encoder_args, self._plain_options, self._plain_options, self._threads)
+            self._plain_encoder = StagedEncoder(*self._encoder_args, self._still_options, self._still_options, self._threads)
         return self._plain_encoder
 
     def new_cache(self, features: WindowFeatures, repeat: int = 1) -> NumpyKVCache:
