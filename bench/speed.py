@@ -414,6 +414,12 @@ def main() -> int:
 
     print(f"machine: {machine()}")
     print(f"command: python bench/speed.py {' '.join(sys.argv[1:])}".rstrip())
+    # tingxie's bytecode written once, as installing a wheel does: an editable install under PYTHONDONTWRITEBYTECODE
+    # (set on these machines) compiled its ~20 modules from source in every process (~30 ms), while the peers'
+    # site-packages came with theirs
+    import compileall
+
+    compileall.compile_dir(str(REPO / "tingxie"), quiet=1)
     work = Path(tempfile.mkdtemp(prefix="tingxie-bench-"))
     inputs = build_inputs(work)
     pt = str(openai_checkpoint(work))
