@@ -102,11 +102,11 @@ static void attend_tile(const job_t *j, int unit, int t0) {
         _mm512_store_si512(qb[r], to_bf16(src, scale));
         _mm512_store_si512(qb[r] + 16, to_bf16(src + 32, scale));
     }
-    float top[ROWS], total[ROWS];
-    __m512 acc[ROWS][4];
+    float top[ROWS];
+    __m512 acc[ROWS][4], total[ROWS]; /* per row: a vector of partial sums, added up at the end */
     for (int r = 0; r < ROWS; r++) {
         top[r] = -INFINITY;
-        total[r] = 0.0f;
+        total[r] = _mm512_setzero_ps();
         for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
     }
     uint32_t pb[ROWS][KEYS / 2] __attribute__((aligned(64)));
@@ -132,16 +132,19 @@ static void attend_tile(const job_t *j, int unit, int t0) {
         }
         for (int r = 0; r < ROWS; r++) {
             __m512 mx = _mm512_max_ps(_mm512_max_ps(s[r][0], s[r][1]), _mm512_max_ps(s[r][2], s[r][3]));
-            float new_top = fmaxf(top[r], _mm512_reduce_max_ps(mx));
-            float rescale = exp2f(top[r] - new_top);
-            __m512 shift = _mm512_set1_ps(new_top), sum = _mm512_setzero_ps();
+            /* the running maximum changes in few blocks: only then is it found and the sums so far rescaled */
+            if (_mm512_cmp_ps_mask(mx, _mm512_set1_ps(top[r]), _CMP_GT_OQ)) {
+                float new_top = _mm512_reduce_max_ps(mx);
+                float rescale = exp2f(top[r] - new_top);
+                total[r] = _mm512_mul_ps(total[r], _mm512_set1_ps(rescale));
+                top[r] = new_top;
+                for (int c = 0; c < 4; c++) acc[r][c] = _mm512_mul_ps(acc[r][c], _mm512_set1_ps(rescale));
+            }
+            __m512 shift = _mm512_set1_ps(top[r]);
             for (int c = 0; c < 4; c++) {
                 s[r][c] = exp2_ps(_mm512_sub_ps(s[r][c], shift));
-                sum = _mm512_add_ps(sum, s[r][c]);
+                total[r] = _mm512_add_ps(total[r], s[r][c]);
             }
-            total[r] = total[r] * rescale + _mm512_reduce_add_ps(sum);
-            top[r] = new_top;
-            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_mul_ps(acc[r][c], _mm512_set1_ps(rescale));
             _mm512_store_si512(pb[r], (__m512i)_mm512_cvtne2ps_pbh(s[r][1], s[r][0]));
             _mm512_store_si512(pb[r] + 16, (__m512i)_mm512_cvtne2ps_pbh(s[r][3], s[r][2]));
         }
@@ -157,7 +160,7 @@ static void attend_tile(const job_t *j, int unit, int t0) {
     }
     float *out = j->out + head_offset(j, unit);
     for (int r = 0; r < rows; r++) {
-        __m512 inv = _mm512_set1_ps(1.0f / total[r]);
+        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(total[r]));
         for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + (size_t)(t0 + r) * ld + 16 * c, _mm512_mul_ps(acc[r][c], inv));
     }
 }
