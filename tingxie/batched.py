@@ -23,7 +23,7 @@ from .decoding.fallback import decode_with_fallback, needs_fallback, window_deco
 from .errors import OptionError
 from .options import TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
-from .transcribe import _to_segment, is_silence, split_at_timestamps
+from .transcribe import _to_segment, early_end_frames, is_silence, resume_after_early_end, split_at_timestamps
 
 if TYPE_CHECKING:
     from .api import TranscriptionInfo, WhisperModel
@@ -140,7 +140,10 @@ def iter_batched_segments(
                 if on_progress:
                     on_progress(frames)
                 continue
-            segments, new_seek, _ = split_at_timestamps(result, tokenizer, seek, frames, time_precision, input_stride)
+            segments, new_seek, single_ending = split_at_timestamps(result, tokenizer, seek, frames, time_precision, input_stride)
+            min_left = early_end_frames(options, False)
+            if single_ending and min_left is not None:  # the chunk's speech after an early end is decoded again, below
+                new_seek = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, frames, input_stride, new_seek, min_left)
             rest = chunk.end - new_seek * HOP_LENGTH
             if seek < new_seek and rest > SAMPLE_RATE:  # the decode stopped early: the rest of the chunk is decoded again
                 pending.append(Chunk(new_seek * HOP_LENGTH, chunk.end))

@@ -109,6 +109,7 @@ class TranscribeOptions:
     append_punctuations: str = _opt("\"'.。,，!！?？:：”)]}、", "with word timestamps, merge these symbols with the previous word")
     clip_timestamps: tuple[float, ...] = _opt((), "start,end,start,end,... seconds of the clips to process; the last end defaults to the end")
     hallucination_silence_threshold: float | None = _opt(None, "with word timestamps, skip silences longer than this (s) around a likely hallucination")
+    early_end_threshold: float | None = _opt(5.0, "when a window's decode ends on a lone timestamp with at least this many seconds of the window after it, the next window starts at that timestamp (the model often stops early inside speech); None skips the rest of the window, as the reference does")
     vad_filter: bool = _opt(False, "transcribe only the speech the Silero VAD finds (pip install 'tingxie[vad]'): longer pauses are skipped, not decoded (faster, and no words invented in silence or noise); times stay those of the whole audio. Batched mode always splits on speech")
     vad_threshold: float = _opt(0.5, "with vad_filter, a 32-ms window whose speech probability reaches this is speech")
     vad_min_silence_ms: int = _opt(2000, "with vad_filter, pauses shorter than this stay inside the speech around them")
@@ -124,6 +125,8 @@ class TranscribeOptions:
             raise OptionError(f"temperatures must be >= 0, got {self.temperature}")
         if any(b < a for a, b in zip(self.clip_timestamps[::2], self.clip_timestamps[1::2])):
             raise OptionError(f"clip_timestamps must be start,end pairs with end >= start, got {self.clip_timestamps}")
+        if self.early_end_threshold is not None and not 0 < self.early_end_threshold <= 30:
+            raise OptionError(f"early_end_threshold must be between 0 and 30 seconds (or None), got {self.early_end_threshold}")
         if self.hallucination_silence_threshold is not None and not self.word_timestamps:
             raise OptionError("hallucination_silence_threshold requires word_timestamps")
         if self.vad_filter and self.clip_timestamps not in ((), (0.0,)):

@@ -200,14 +200,22 @@ def _to_segment(d: dict, language: str | None) -> Segment:
     )
 
 
-def resume_after_language_change(tokens: list[int], timestamp_begin: int, seek: int, segment_size: int, input_stride: int, new_seek: int) -> int:
-    """With a language per window, a decode that stops well before the window's end often means the
-    speech went on in another language: the next window starts at the last timestamp and detects again.
-    """
+def resume_after_early_end(tokens: list[int], timestamp_begin: int, seek: int, segment_size: int, input_stride: int, new_seek: int,
+                           min_left: int) -> int:
+    """Where the next window starts after a decode that ended on a lone timestamp: the reference skips the rest of the
+    window, which loses any speech there when the model stopped early (tiny models do, int8 ones more often); with at
+    least ``min_left`` mel frames of the window after that timestamp, the next window starts at it instead."""
     last = (tokens[-1] - timestamp_begin) * input_stride if tokens and tokens[-1] >= timestamp_begin else 0
-    if 0 < last < segment_size - FRAMES_PER_SECOND:  # at least a second of the window left undecoded
+    if 0 < last <= segment_size - min_left:
         return seek + last
     return new_seek
+
+
+def early_end_frames(options: TranscribeOptions, language_per_window: bool) -> int | None:
+    """The undecoded part of a window, in mel frames, from which a decode's early end resumes (None: never). With a
+    language per window one second: the speech often went on in another language, detected again at the resume."""
+    seconds = [t for t in (options.early_end_threshold, 1.0 if language_per_window else None) if t is not None]
+    return round(min(seconds) * FRAMES_PER_SECOND) if seconds else None
 
 
 def _tokenizer_for(model: Any, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
@@ -263,8 +271,9 @@ def iter_segments(
         # without a language, each window was decoded in the language detected for it (code-switched audio)
         window_tokenizer = tokenizer if language else _tokenizer_for(model, tokenizer, result.language)
         segments, new_seek, single_ending = split_at_timestamps(result, window_tokenizer, seek, segment_size, time_precision, input_stride)
-        if not language and single_ending:
-            new_seek = resume_after_language_change(result.tokens, tokenizer.timestamp_begin, seek, segment_size, input_stride, new_seek)
+        min_left = early_end_frames(options, not language)
+        if single_ending and min_left is not None:
+            new_seek = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, segment_size, input_stride, new_seek, min_left)
         if options.word_timestamps and alignment_heads:
             from .timing import add_word_timestamps
 

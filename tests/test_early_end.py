@@ -1,0 +1,90 @@
+"""A window whose decode ends early: the reference skips the rest of the window; tingxie resumes at the last timestamp
+when at least ``early_end_threshold`` seconds of the window are left (``None``: the reference's rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import audio_path, require_shared
+from tingxie import transcribe as loop
+from tingxie.decoding.window import DecodingResult
+from tingxie.errors import OptionError
+from tingxie.options import TranscribeOptions, build_options
+from tingxie.tokenizer import get_tokenizer
+
+TOKENIZER = get_tokenizer(False)
+TS = TOKENIZER.timestamp_begin  # <|0.00|>; one step is 0.02 s, i.e. 2 mel frames
+
+
+def test_resume_at_the_lone_timestamp_when_enough_of_the_window_is_left():
+    text = TOKENIZER.encode(" Hello there.")
+    tokens = [TS, *text, TS + 300]  # ends on a lone <|6.00|>: mel frame 600 of the window
+    assert loop.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=500) == 1600
+    assert loop.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=2400) == 1600  # exactly 24 s left
+    assert loop.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=2401) == 4000  # too little left
+    assert loop.resume_after_early_end([TS, *text], TS, 1000, 3000, 2, 4000, min_left=500) == 4000  # no final timestamp
+    assert loop.resume_after_early_end([TS, TS], TS, 1000, 3000, 2, 4000, min_left=500) == 4000  # <|0.00|>: no progress
+
+
+def test_early_end_frames_combines_the_option_and_language_per_window():
+    assert loop.early_end_frames(TranscribeOptions(), language_per_window=False) == 500
+    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=None), language_per_window=False) is None
+    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=None), language_per_window=True) == 100
+    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=12.5), language_per_window=True) == 100
+    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=0.5), language_per_window=True) == 50
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, 30.5])
+def test_early_end_threshold_is_checked(bad):
+    with pytest.raises(OptionError, match="early_end_threshold"):
+        build_options(early_end_threshold=bad)
+
+
+class _Dims:
+    n_audio_ctx, n_text_ctx = 1500, 448
+
+
+class _Model:
+    """Only what the long-form loop reads of a model; decoding itself is scripted below."""
+
+    dims = _Dims()
+    is_multilingual = False
+
+
+@pytest.mark.parametrize("threshold, seeks", [(5.0, [0, 600, 3600]), (None, [0, 3000])])
+def test_the_loop_starts_the_next_window_at_an_early_end(monkeypatch, threshold, seeks):
+    """45 s of audio; the first window's decode ends on a lone <|6.00|>: the next window starts at 6 s (24 s of the
+    window were left undecoded), or at 30 s with the reference's rule."""
+    decoded_at = []
+
+    def scripted(model, features, tokenizer, options, prompt=None, **kwargs):
+        decoded_at.append(features)
+        tokens = [TS, *TOKENIZER.encode(" Words."), TS + 300] if features == 0 else [TS, *TOKENIZER.encode(" More."), TS + 1500, TS + 1500]
+        return DecodingResult(tokens=tokens, text="", language="en", avg_logprob=-0.1, no_speech_prob=0.0, temperature=0.0,
+                              compression_ratio=1.0)
+
+    monkeypatch.setattr(loop, "decode_with_fallback", scripted)
+    monkeypatch.setattr(loop, "window_features", lambda model, mel: int(mel[0, 0]))  # the window's first frame index
+    content_frames = 4500
+    mel = np.tile(np.arange(content_frames, dtype=np.float32), (80, 1))
+    options = build_options(language="en", early_end_threshold=threshold, temperature=0.0)
+    segments = list(loop.iter_segments(_Model(), mel, content_frames, TOKENIZER, options))
+    assert decoded_at == seeks
+    assert [s.text.strip() for s in segments][:2] == ["Words.", "More."]
+
+
+def test_speech_after_an_early_end_is_transcribed_on_real_audio():
+    """real_concat, 1.2 s of silence, then the Declaration's opening (the int8 model, as the CLI runs it): the
+    window over the join once ended right after real_concat's last words, and the reference's rule then skipped the
+    next 24 s, the Declaration's first sentence with them."""
+    from tingxie import load_model
+    from tingxie.audio import load_audio
+
+    require_shared()
+    first, second = load_audio(str(audio_path("real_concat"))), load_audio(str(audio_path("declaration_tts")))
+    audio = np.concatenate([first, np.zeros(int(1.2 * 16000), np.float32), second[: 40 * 16000]])
+    model = load_model("tiny.en", backend="onnx", compute_type="int8")
+    text = " ".join(model.transcribe(audio).text.lower().replace(",", " ").split())
+    assert "course of human events" in text and "necessary for one people" in text, text
+    assert "ask what you can do for your country" in text  # and the speech before the join is still there
