@@ -122,6 +122,7 @@ def iter_batched_segments(
     if prompt:
         window = replace(window, prompt=tuple(prompt))
     decode = window_decoder(module)
+    min_left = early_end_frames(options, False)  # undecoded frames of a chunk from which an early end resumes
     pending, found = list(chunks), []
     while pending:
         batch, pending = pending[:batch_size], pending[batch_size:]
@@ -141,7 +142,6 @@ def iter_batched_segments(
                     on_progress(frames)
                 continue
             segments, new_seek, single_ending = split_at_timestamps(result, tokenizer, seek, frames, time_precision, input_stride)
-            min_left = early_end_frames(options, False)
             if single_ending and min_left is not None:  # the chunk's speech after an early end is decoded again, below
                 new_seek = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, frames, input_stride, new_seek, min_left)
             rest = chunk.end - new_seek * HOP_LENGTH

@@ -244,6 +244,7 @@ def iter_segments(
         state.initial_prompt_tokens = tokenizer.encode(" " + options.initial_prompt.strip())
         state.all_tokens.extend(state.initial_prompt_tokens)
     language = options.decoding.language
+    min_left = early_end_frames(options, not language)  # undecoded frames from which an early end resumes
     clip_idx = 0
     while clip_idx < len(clips):
         clip_start, clip_end = clips[clip_idx]
@@ -271,7 +272,6 @@ def iter_segments(
         # without a language, each window was decoded in the language detected for it (code-switched audio)
         window_tokenizer = tokenizer if language else _tokenizer_for(model, tokenizer, result.language)
         segments, new_seek, single_ending = split_at_timestamps(result, window_tokenizer, seek, segment_size, time_precision, input_stride)
-        min_left = early_end_frames(options, not language)
         if single_ending and min_left is not None:
             new_seek = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, segment_size, input_stride, new_seek, min_left)
         if options.word_timestamps and alignment_heads:
