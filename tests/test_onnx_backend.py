@@ -504,4 +504,4 @@ def test_batch_windows_encode_alike_with_or_without_the_encoder_s_arena(random_p
     kept, returned = ort_model.embed_audio(mel), ort_model.embed_audio(mel, keep_buffers=False)
     for a, b in zip(kept.cross_kt + kept.cross_v, returned.cross_kt + returned.cross_v):
         np.testing.assert_array_equal(a, b)
-    assert ort_model._plain_encoder is not None and ort_model._plain_encoder is not ort_model.encoder
+    assert ort_model._arenaless_encoder is not None and ort_model._arenaless_encoder is not ort_model.encoder

@@ -147,7 +147,7 @@ class OrtWhisper:
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
-        self._still_options, self._plain_encoder, self._threads = still, None, threads
+        self._still_options, self._arenaless_encoder, self._threads = still, None, threads
         n = self.dims.n_text_layer
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
@@ -183,9 +183,9 @@ class OrtWhisper:
         return WindowFeatures(out[:n], out[n:])
 
     def _encoder_without_arena(self) -> StagedEncoder:
-        if self._plain_encoder is None:
-            self._plain_encoder = StagedEncoder(*self._encoder_args, self._still_options, self._still_options, self._threads)
-        return self._plain_encoder
+        if self._arenaless_encoder is None:
+            self._arenaless_encoder = StagedEncoder(*self._encoder_args, self._still_options, self._still_options, self._threads)
+        return self._arenaless_encoder
 
     def new_cache(self, features: WindowFeatures, repeat: int = 1) -> NumpyKVCache:
         dims = self.dims
