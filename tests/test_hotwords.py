@@ -67,6 +67,18 @@ def test_boost_per_row_of_a_batch():
     assert int((logits != 0).sum()) == 3
 
 
+def test_boost_on_numpy_logits():
+    """The ONNX Runtime path hands NumPy logits (which have a .device attribute in NumPy 2) to the filter."""
+    import numpy as np
+
+    com, fy, _ = ids(" ComfyUI")
+    f = hotword_filter(TOKENIZER, "ComfyUI", 3.0, sample_begin=1)
+    logits = np.zeros((2, V), dtype=np.float32)
+    f.apply(logits, np.array([[0, *ids(" the")], [0, com]]))
+    assert logits[0, fy] == 0 and logits[1, fy] == 3.0 and logits[0, com] == logits[1, com] == 1.5
+    assert int((logits != 0).sum()) == 3
+
+
 def test_no_filter_without_hotwords_or_boost():
     assert hotword_filter(TOKENIZER, None, 2.0, 3) is None
     assert hotword_filter(TOKENIZER, "ComfyUI", 0.0, 3) is None
@@ -122,6 +134,20 @@ def test_real_tiny_en_spells_comfyui_only_with_hotwords(tiny_en, shared):
     for beam_size in (None, 5):
         hot = tiny_en.transcribe(audio, hotwords="ComfyUI", beam_size=beam_size).text
         assert hot.count("ComfyUI") == 2, hot
+
+
+def test_cli_default_path_spells_comfyui_with_hotwords(shared, tmp_path):
+    """`tingxie transcribe --hotwords` on the CLI's default (ONNX Runtime, int8 on a CPU) runs and spells the term."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, audio_path
+
+    run = subprocess.run([sys.executable, "-m", "tingxie", "transcribe", str(audio_path("comfyui_hotword")), "--hotwords", "ComfyUI",
+                          "--output_format", "txt", "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert (tmp_path / "comfyui_hotword.txt").read_text(encoding="utf-8").count("ComfyUI") == 2
 
 
 def test_real_tiny_en_boost_alone_changes_the_spelling(tiny_en, shared):

@@ -136,7 +136,7 @@ class HotwordBoost(LogitFilter):
             rows.extend([row] * len(bonuses))
             cols.extend(bonuses)
             values.extend(bonuses.values())
-        if rows and not hasattr(logits, "device"):  # NumPy logits (ONNX Runtime path); (row, col) pairs are unique
+        if rows and isinstance(logits, np.ndarray):  # ONNX Runtime path (NumPy 2 arrays have .device too); pairs unique
             logits[rows, cols] += np.asarray(values, dtype=logits.dtype)
         elif rows:
             import torch
