@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Union
-
-import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 import numpy as np
 
@@ -46,7 +46,15 @@ AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np
 # --------------------------------------------------------------------------------------------- decoding
 
 
-def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
+class AudioTooLongError(AudioDecodeError):
+    """The audio is longer than the caller's limit: declared so by its container, or found so while decoding."""
+
+    def __init__(self, message: str, limit_seconds: float) -> None:
+        super().__init__(message)
+        self.limit_seconds = limit_seconds
+
+
+def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None) -> np.ndarray:
     """Decode ``source`` to a mono float32 waveform in [-1, 1] at ``sampling_rate`` Hz.
 
     ``source`` may be a path (str or PathLike), the bytes of a file, a binary file object, or a NumPy array.
@@ -59,17 +67,85 @@ def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE) -> np.nd
     downmixed by averaging its channels, the channel axis being its *shorter* axis, so both
     ``(channels, samples)`` and ``(samples, channels)`` work.
 
+    ``max_seconds`` bounds the decoded length: a file whose container declares more is refused before any
+    decoding, and decoding stops as soon as the output passes the limit (a header that lies is caught there),
+    so memory never grows past the limit's worth of samples.
+
     A file that decodes to zero samples gives an empty array; whether that is an error is the caller's call.
 
     Raises:
         AudioDecodeError: the file does not exist or is empty, ffmpeg cannot decode it, or it has no audio stream.
+        AudioTooLongError: the audio is longer than ``max_seconds``.
     """
-    if isinstance(source, np.ndarray):
-        return _array_to_mono_float(source)
-    if _is_tensor(source):
-        return _array_to_mono_float(source.detach().cpu().numpy())
+    if isinstance(source, np.ndarray) or _is_tensor(source):
+        array = source if isinstance(source, np.ndarray) else source.detach().cpu().numpy()
+        samples = _array_to_mono_float(array)
+        if max_seconds is not None and samples.size > _limit_samples(max_seconds, sampling_rate):
+            raise AudioTooLongError(
+                f"the audio is {samples.size / sampling_rate:.1f} s long, over the limit of {format_duration(max_seconds)}", max_seconds
+            )
+        return samples
     name, opened = _open_source(source)
-    return _decode_with_av(opened, name, sampling_rate)
+    with _audio_stream(opened, name) as (container, stream):
+        _check_declared_duration(container, stream, name, max_seconds)
+        expected = _expected_samples(container, stream, sampling_rate)
+        if max_seconds is not None:
+            expected = min(expected, _limit_samples(max_seconds, sampling_rate) + 1)
+        buffer = _GrowingBuffer(expected)
+        for chunk in _s16_chunks(container, stream, name, sampling_rate, max_seconds):
+            buffer.append_s16(chunk)
+    return buffer.finish()
+
+
+def iter_audio(
+    source: AudioSource, chunk_seconds: float = CHUNK_LENGTH, sampling_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None
+) -> Iterator[np.ndarray]:
+    """The audio of ``source`` as a stream of float32 chunks of ``chunk_seconds`` each (the last one shorter).
+
+    The same samples as :func:`decode_audio` gives, read packet by packet: memory stays at about one chunk
+    whatever the length of the file. ``max_seconds`` is enforced as there (declared duration first, then while
+    decoding). Stopping the iteration closes the file.
+    """
+    chunk = int(round(chunk_seconds * sampling_rate))
+    if chunk < 1:
+        raise ValueError(f"chunk_seconds must give at least one sample, not {chunk_seconds}")
+    if isinstance(source, np.ndarray) or _is_tensor(source):
+        samples = decode_audio(source, sampling_rate, max_seconds=max_seconds)
+        for start in range(0, samples.size, chunk):
+            yield samples[start : start + chunk]
+        return
+    name, opened = _open_source(source)
+    with _audio_stream(opened, name) as (container, stream):
+        _check_declared_duration(container, stream, name, max_seconds)
+        pending: list[np.ndarray] = []
+        held = 0
+        for piece in _s16_chunks(container, stream, name, sampling_rate, max_seconds):
+            pending.append(piece.reshape(-1))
+            held += piece.size
+            while held >= chunk:
+                joined = np.concatenate(pending)
+                yield _s16_to_float(joined[:chunk])
+                rest = joined[chunk:]
+                pending, held = ([rest] if rest.size else []), rest.size
+        if held:
+            yield _s16_to_float(np.concatenate(pending))
+
+
+def _s16_to_float(chunk: np.ndarray) -> np.ndarray:
+    return np.multiply(chunk, np.float32(1.0 / 32768.0), dtype=np.float32)  # exact: a power of two
+
+
+def format_duration(seconds: float) -> str:
+    """A limit as people say it: 30 s, 10 min, 3 h, 1.5 h."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _limit_samples(max_seconds: float, sampling_rate: int) -> int:
+    return int(max_seconds * sampling_rate)
 
 
 load_audio = decode_audio
@@ -137,7 +213,9 @@ def _remaining_bytes(fileobj: Any) -> int | None:
         return None
 
 
-def _decode_with_av(opened: Any, name: str, sampling_rate: int) -> np.ndarray:
+@contextmanager
+def _audio_stream(opened: Any, name: str) -> Iterator[tuple[Any, Any]]:
+    """The open container and its first audio stream; every failure to open is an AudioDecodeError."""
     import av  # the ffmpeg libraries are heavy; load them only when a file is decoded
 
     try:
@@ -153,29 +231,57 @@ def _decode_with_av(opened: Any, name: str, sampling_rate: int) -> np.ndarray:
             raise AudioDecodeError(f"{name} could not be decoded as audio: it is a text file, not audio or video")
         if not container.streams.audio:
             raise AudioDecodeError(f"{name} has no audio stream")
-        stream = container.streams.audio[0]
-        # s16 like the reference's `ffmpeg -f s16le` pipe; swr also normalises the downmix matrix for integer output
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=sampling_rate)
-        buffer = _GrowingBuffer(_expected_samples(container, stream, sampling_rate))
-        first_error: Exception | None = None
-        try:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.InvalidDataError as e:
-                    # ffmpeg's CLI logs a corrupt packet and goes on; so do we
-                    first_error = first_error or e
-                    continue
-                for frame in frames:
-                    for out in resampler.resample(frame):
-                        buffer.append_s16(out.to_ndarray())
-            for out in resampler.resample(None):  # flush what the resampler still holds
-                buffer.append_s16(out.to_ndarray())
-        except av.FFmpegError as e:
-            raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(e)}") from e
-        if buffer.size == 0 and first_error is not None:
-            raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(first_error)}")
-    return buffer.finish()
+        yield container, container.streams.audio[0]
+
+
+def _check_declared_duration(container: Any, stream: Any, name: str, max_seconds: float | None) -> None:
+    """Refuse, before decoding anything, a file whose container says it is longer than the limit."""
+    if max_seconds is None:
+        return
+    declared = _declared_seconds(container, stream)
+    if declared is not None and declared > max_seconds + 1.0:  # a second of slack for the container's rounding
+        raise AudioTooLongError(
+            f"{name} is {format_duration(round(declared, 1))} long (as its header declares), over the limit of {format_duration(max_seconds)}",
+            max_seconds,
+        )
+
+
+def _s16_chunks(container: Any, stream: Any, name: str, sampling_rate: int, max_seconds: float | None) -> Iterator[np.ndarray]:
+    """The first audio stream as int16 mono arrays at ``sampling_rate``, one per resampled frame; stops at the limit."""
+    import av
+
+    # s16 like the reference's `ffmpeg -f s16le` pipe; swr also normalises the downmix matrix for integer output
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sampling_rate)
+    limit = None if max_seconds is None else _limit_samples(max_seconds, sampling_rate)
+    total = 0
+    first_error: Exception | None = None
+
+    def counted(out: Any) -> np.ndarray:
+        nonlocal total
+        array = out.to_ndarray()
+        total += array.size
+        if limit is not None and total > limit:
+            # what the header said did not hold (or said nothing): stop here, before holding any more
+            raise AudioTooLongError(f"{name} is longer than the limit of {format_duration(max_seconds)} (decoding stopped there)", max_seconds)
+        return array
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError as e:
+                # ffmpeg's CLI logs a corrupt packet and goes on; so do we
+                first_error = first_error or e
+                continue
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    yield counted(out)
+        for out in resampler.resample(None):  # flush what the resampler still holds
+            yield counted(out)
+    except av.FFmpegError as e:
+        raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(e)}") from e
+    if total == 0 and first_error is not None:
+        raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(first_error)}")
 
 
 def _reason(error: Exception) -> str:
@@ -184,14 +290,22 @@ def _reason(error: Exception) -> str:
     return str(message).rstrip(".")
 
 
-def _expected_samples(container: Any, stream: Any, sampling_rate: int) -> int:
-    """A first guess at the decoded length from the container's stated duration (0 where none is stated)."""
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """The duration the container states for the stream (or for itself), None where it states none."""
     seconds = None
     if stream.duration is not None and stream.time_base is not None:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration is not None:
         seconds = container.duration / 1_000_000  # AV_TIME_BASE
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
+
+
+def _expected_samples(container: Any, stream: Any, sampling_rate: int) -> int:
+    """A first guess at the decoded length from the container's stated duration (0 where none is stated)."""
+    seconds = _declared_seconds(container, stream)
+    if seconds is None:
         return 0
     # a second of slack for rounding; capped because a streamed WAV header may claim gigabytes it does not hold
     return min(int(seconds * sampling_rate) + sampling_rate, _MAX_INITIAL_SAMPLES)
