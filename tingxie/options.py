@@ -42,7 +42,7 @@ class DecodingOptions:
     max_initial_timestamp: float | None = _opt(1.0, "latest time in seconds the first timestamp of a window may take")
     hotwords: str | None = _opt(None, "comma-separated words or names to favour (e.g. 'Kubernetes, ComfyUI'): put in the prompt when there is no prefix, and their tokens boosted")
     hotword_boost: float = _opt(2.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token); 0 keeps the hotwords in the prompt only")
-    lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie[lm]')")
+    lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie-asr[lm]')")
     lm_weight: float = _opt(0.3, "weight of the language model's natural-log word probability in beam search (shallow fusion)")
     lm_bonus: float = _opt(0.5, "score added per completed word when a language model is used (offsets the model's preference for fewer words)")
 
@@ -87,7 +87,7 @@ class DecodingOptions:
         if not Path(self.lm).is_file():
             raise OptionError(f"language model file not found: {self.lm}")
         if importlib.util.find_spec("kenlm") is None:
-            raise OptionError("a language model (lm) needs the kenlm package: pip install 'tingxie[lm]'")
+            raise OptionError("a language model (lm) needs the kenlm package: pip install 'tingxie-asr[lm]'")
         if self.temperature == 0 and self.beam_size is None:
             raise OptionError("lm is fused into beam search: give beam_size too (e.g. 5); sampled windows (temperature > 0) ignore it")
 
@@ -110,7 +110,7 @@ class TranscribeOptions:
     clip_timestamps: tuple[float, ...] = _opt((), "start,end,start,end,... seconds of the clips to process; the last end defaults to the end")
     hallucination_silence_threshold: float | None = _opt(None, "with word timestamps, skip silences longer than this (s) around a likely hallucination")
     early_end_threshold: float | None = _opt(5.0, "when a window's decode ends on a lone timestamp with at least this many seconds of the window after it, the next window starts at that timestamp (the model often stops early inside speech); None skips the rest of the window, as the reference does")
-    vad_filter: bool = _opt(False, "transcribe only the speech the Silero VAD finds (pip install 'tingxie[vad]'): longer pauses are skipped, not decoded (faster, and no words invented in silence or noise); times stay those of the whole audio. Batched mode always splits on speech")
+    vad_filter: bool = _opt(False, "transcribe only the speech the Silero VAD finds (shipped in the package): longer pauses are skipped, not decoded (faster, and no words invented in silence or noise); times stay those of the whole audio. Batched mode always splits on speech")
     vad_threshold: float = _opt(0.5, "with vad_filter, a 32-ms window whose speech probability reaches this is speech")
     vad_min_silence_ms: int = _opt(2000, "with vad_filter, pauses shorter than this stay inside the speech around them")
     vad_speech_pad_ms: int = _opt(400, "with vad_filter, each stretch of speech is widened by this much on both sides")

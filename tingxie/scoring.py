@@ -97,7 +97,7 @@ def score_pairs(references: Sequence[str], hypotheses: Sequence[str], language: 
     except ImportError as e:  # an optional dependency: say how to get it rather than print a traceback
         from .errors import TingxieError
 
-        raise TingxieError("scoring needs jiwer: pip install 'tingxie[eval]'") from e
+        raise TingxieError("scoring needs jiwer: pip install 'tingxie-asr[eval]'") from e
 
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")

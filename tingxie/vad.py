@@ -1,6 +1,7 @@
-"""Voice activity detection with the Silero VAD model that the ``silero-vad`` PyPI package ships.
+"""Voice activity detection with the Silero VAD model (MIT), shipped in the package as ``assets/silero_vad.onnx``
+(the file the ``silero-vad`` PyPI package ships, whose own dependencies include PyTorch).
 
-The packaged ONNX file (``silero_vad/data/silero_vad.onnx``) runs on onnxruntime with its recurrent
+The ONNX file runs on onnxruntime with its recurrent
 state passed in and out explicitly, so one loaded model serves any number of streams and threads:
 
     >>> vad = load_vad()
@@ -15,7 +16,6 @@ sets torch's global thread count to 1).
 from __future__ import annotations
 
 import bisect
-import importlib.util
 import math
 import os
 from collections.abc import Sequence
@@ -67,13 +67,12 @@ class VadOptions:
 
 
 def model_path() -> Path:
-    """Where the installed ``silero-vad`` package keeps its ONNX model (found without importing the package)."""
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or spec.origin is None:
-        raise VadUnavailableError("voice activity detection needs the silero-vad package: pip install 'tingxie[vad]'")
-    path = Path(spec.origin).parent / "data" / MODEL_FILE
+    """The Silero VAD model shipped in the package."""
+    from importlib.resources import files
+
+    path = Path(str(files("tingxie") / "assets" / MODEL_FILE))
     if not path.is_file():
-        raise VadUnavailableError(f"the silero-vad package has no {MODEL_FILE} at {path}; reinstall silero-vad")
+        raise VadUnavailableError(f"the package has no {MODEL_FILE} at {path}; reinstall tingxie-asr")
     return path
 
 
@@ -84,7 +83,7 @@ class SileroVad:
         try:
             import onnxruntime
         except ImportError as e:
-            raise VadUnavailableError("voice activity detection needs onnxruntime: pip install 'tingxie[vad]'") from e
+            raise VadUnavailableError("voice activity detection needs onnxruntime: pip install tingxie-asr") from e
         opts = onnxruntime.SessionOptions()
         # the model is tiny: one thread per call is fastest, and leaves the cores to Whisper
         opts.intra_op_num_threads = 1

@@ -57,7 +57,7 @@ def _import_ray():
     try:
         import ray
     except ImportError as e:
-        raise RayUnavailableError("--ray needs Ray: pip install 'tingxie[batch]' (or ray) on the driver and on every node") from e
+        raise RayUnavailableError("--ray needs Ray: pip install 'tingxie-asr[batch]' (or ray) on the driver and on every node") from e
     return ray
 
 

