@@ -11,9 +11,13 @@ class Word:
     start: float
     end: float
     probability: float
+    speaker: str | None = None  # set by diarization
 
     def to_dict(self) -> dict:
-        return {"word": self.word, "start": self.start, "end": self.end, "probability": self.probability}
+        d = {"word": self.word, "start": self.start, "end": self.end, "probability": self.probability}
+        if self.speaker is not None:
+            d["speaker"] = self.speaker
+        return d
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Segment:
     no_speech_prob: float
     words: list[Word] | None = None
     language: str | None = None
+    speaker: str | None = None  # set by diarization
 
     def to_dict(self) -> dict:
         d = {
@@ -48,6 +53,8 @@ class Segment:
             d["words"] = [w.to_dict() for w in self.words]
         if self.language is not None:  # set where the language was detected window by window
             d["language"] = self.language
+        if self.speaker is not None:
+            d["speaker"] = self.speaker
         return d
 
     @classmethod
@@ -57,7 +64,7 @@ class Segment:
             id=d["id"], seek=d["seek"], start=d["start"], end=d["end"], text=d["text"], tokens=list(d["tokens"]),
             temperature=d["temperature"], avg_logprob=d["avg_logprob"], compression_ratio=d["compression_ratio"],
             no_speech_prob=d["no_speech_prob"], words=None if words is None else [Word(**w) for w in words],
-            language=d.get("language"),
+            language=d.get("language"), speaker=d.get("speaker"),
         )
 
 

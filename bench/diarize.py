@@ -1,0 +1,259 @@
+"""Speaker diarization on conversations built from the distinct real voices in ../shared/data, with reference RTTM.
+
+    python bench/diarize.py                          # the run written up in bench/RESULTS.md
+    python bench/diarize.py --no-transcribe          # diarization alone (tuning): DER/JER and speaker count only
+    python bench/diarize.py --rttm-dir out/rttm      # also write each conversation's reference and hypothesis RTTM
+
+Each conversation (fixed seeds) takes 2-4 voices, turns of 1-15 s of one voice's speech (whole stretches between its
+pauses, never a cut word), 0.2-1.0 s pauses between turns, some turns starting 0.3-1.0 s before the previous one ends
+(overlap), and white noise at 20 dB SNR in every third. The reference speech of a turn is where the Silero VAD finds
+speech in that voice's clean source (200-ms pauses kept). Reported per conversation and in total: DER and JER
+(pyannote.metrics, collar 0.25 s; DER also without scoring the overlapped speech), the number of speakers found,
+the word-level diarization error (the share of transcribed words whose speaker, under DER's optimal speaker
+mapping, is not the reference speaker at the word's middle; words in overlap or outside the reference skipped), the
+time diarization adds against the transcription's (the tiny.en model with word timestamps, greedy, which diarization
+needs) and the memory it adds (peak resident memory during diarization over the resident memory before it).
+
+Needs (bench only): pyannote.metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SR = 16000
+
+# voice -> its recordings (path relative to ../shared/data, channel of a stereo file or None)
+VOICES: dict[str, list[tuple[str, int | None]]] = {
+    "jfk": [("en/jfk.flac", None)],
+    "libri1089": [(f"en/libri_{i}.flac", None) for i in ("1089-134686-0000", "1089-134686-0001", "1089-134691-0000", "1089-134691-0001")],
+    "mit_reader": [("en/mit_license_read.flac", None)],
+    "comfyui": [("en/comfyui_hotword.mp3", None)],
+    "lj": [(f"extra/en_lj001_{i:04d}.flac", None) for i in range(1, 17)],
+    "aishell": [(f"extra/zh_aishellsample_BAC009S0150W{i}.wav", None) for i in ("0200", "0225", "0250", "0275", "0300", "0325", "0350", "0375")],
+    "stereo_left": [("misc/stereo_two_speakers.wav", 0)],
+    "stereo_right": [("misc/stereo_two_speakers.wav", 1)],
+    "librivox_sas": [("extra/en_librivox_sas01_0870.wav", None), ("extra/en_librivox_sas01_0880.wav", None)],
+    "libri2412": [("extra/en_libri_2412-153948-0000.flac", None)],
+    "ja": [("multi/ja_speech.mp3", None)],
+    "de": [("multi/de_interview.mp3", None)],
+    "word_list": [("en/word_list.wav", None)],
+}
+COUNTS = (2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4)  # speakers of each conversation
+CONVERSATION_S = 60.0
+
+
+@dataclass
+class Conversation:
+    name: str
+    samples: np.ndarray
+    reference: list[tuple[float, float, str]]  # speech (start, end, voice)
+    voices: list[str]
+
+
+def load_voice(name: str) -> list[np.ndarray]:
+    """The voice's stretches of speech (between its pauses of >= 200 ms), clean, in recording order."""
+    import av  # noqa: F401 - decode_audio's backend; imported here so that a missing one names itself
+
+    from tingxie.audio import decode_audio
+    from tingxie.vad import VadOptions, speech_timestamps
+
+    pieces = []
+    for path, channel in VOICES[name]:
+        full = DATA / path
+        if not full.is_file():
+            raise SystemExit(f"missing shared data: {full}")
+        samples = _channel(full, channel) if channel is not None else decode_audio(str(full))
+        for s, e in speech_timestamps(samples, VadOptions(min_silence_ms=200, speech_pad_ms=30)):
+            pieces.append(samples[s:e])
+    return pieces
+
+
+def _channel(path: Path, channel: int) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="fltp", rate=SR)
+        frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+    return np.concatenate([f.to_ndarray()[channel] for f in frames]).astype(np.float32)
+
+
+def build_conversation(index: int, n_speakers: int, voices: dict[str, list[np.ndarray]]) -> Conversation:
+    rng = np.random.default_rng(1000 + index)
+    chosen = list(rng.choice(sorted(voices), size=n_speakers, replace=False))
+    cursor = {v: int(rng.integers(len(voices[v]))) for v in chosen}
+    parts: list[tuple[int, np.ndarray, str]] = []  # (start sample, speech, voice)
+    reference: list[tuple[float, float, str]] = []
+    at, previous, turn = 0, None, 0
+    while at < CONVERSATION_S * SR:
+        # every voice speaks early on, then any voice but the last speaker
+        voice = chosen[turn] if turn < n_speakers else str(rng.choice([v for v in chosen if v != previous]))
+        target = rng.uniform(1.0, 15.0) * SR
+        if previous is not None:
+            at += int(-rng.uniform(0.3, 1.0) * SR) if rng.random() < 0.15 else int(rng.uniform(0.2, 1.0) * SR)
+        length = 0
+        while length < target:
+            piece = voices[voice][cursor[voice] % len(voices[voice])]
+            cursor[voice] += 1
+            if length and length + len(piece) > target + 3 * SR:
+                break
+            parts.append((at + length, piece, voice))
+            reference.append(((at + length) / SR, (at + length + len(piece)) / SR, voice))
+            length += len(piece) + int(0.15 * SR)
+        at += length - int(0.15 * SR)
+        previous, turn = voice, turn + 1
+    samples = np.zeros(at + SR // 2, dtype=np.float32)
+    for start, piece, _ in parts:
+        samples[start : start + len(piece)] += piece
+    if index % 3 == 2:  # noise at 20 dB below the speech
+        speech_rms = float(np.sqrt(np.mean(np.concatenate([p for _, p, _ in parts]) ** 2)))
+        samples += rng.normal(0, speech_rms / 10, len(samples)).astype(np.float32)
+    return Conversation(f"conv{index:02d}_{n_speakers}spk", samples, reference, chosen)
+
+
+def conversations() -> list[Conversation]:
+    voices = {name: load_voice(name) for name in VOICES}
+    return [build_conversation(i, n, voices) for i, n in enumerate(COUNTS)]
+
+
+def annotation(spans, uri: str):
+    from pyannote.core import Annotation, Segment
+
+    out = Annotation(uri=uri)
+    for i, (start, end, label) in enumerate(spans):
+        out[Segment(start, end), i] = label
+    return out
+
+
+def word_error(words, reference: list[tuple[float, float, str]], mapping: dict[str, str]) -> tuple[int, int]:
+    """(wrong, scored) words: a word's speaker against the one reference speaker at its middle."""
+    wrong = scored = 0
+    for w in words:
+        middle = (w.start + w.end) / 2
+        here = {v for s, e, v in reference if s <= middle < e}
+        if len(here) != 1:
+            continue
+        scored += 1
+        wrong += mapping.get(w.speaker) != next(iter(here))
+    return wrong, scored
+
+
+class PeakRss:
+    """Samples this process's resident memory every 5 ms while running."""
+
+    def __enter__(self):
+        self.start = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def write_rttm(path: Path, uri: str, spans) -> None:
+    with path.open("w") as f:
+        for start, end, label in spans:
+            f.write(f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {label} <NA> <NA>\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-transcribe", action="store_true", help="diarize only: no word-level error, no time ratio")
+    parser.add_argument("--threshold", type=float, default=None, help="clustering threshold to try instead of the default")
+    parser.add_argument("--oracle-count", action="store_true", help="give the true number of speakers")
+    parser.add_argument("--rttm-dir", default=None, help="write <name>.ref.rttm and <name>.hyp.rttm here")
+    parser.add_argument("--only", default=None, help="comma-separated conversation names")
+    args = parser.parse_args()
+
+    from dataclasses import replace
+
+    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+
+    import tingxie
+    from tingxie.diarization import DiarizeSettings, diarize_samples, load_encoder
+    from tingxie.diarization.resegment import assign_speakers
+
+    convs = conversations()
+    if args.only:
+        convs = [c for c in convs if c.name in args.only.split(",")]
+    model = None if args.no_transcribe else tingxie.load_model("tiny.en")
+    encoder = load_encoder()
+    if model is not None:  # warm-up: the first call of each runtime pays its start
+        model.transcribe(convs[0].samples[: 5 * SR], temperature=0.0, word_timestamps=True)
+    diarize_samples(convs[0].samples[: 5 * SR], encoder=encoder)
+    der, der_no_overlap, jer = DiarizationErrorRate(collar=0.25), DiarizationErrorRate(collar=0.25, skip_overlap=True), JaccardErrorRate(collar=0.25)
+    exact = wrong_words = scored_words = 0
+    total_transcribe = total_diarize = 0.0
+    peak_added = 0
+    rttm_dir = Path(args.rttm_dir) if args.rttm_dir else None
+    if rttm_dir:
+        rttm_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{'conversation':<16} {'dur s':>6} {'spk':>3} {'found':>5} {'DER %':>6} {'DER-ov %':>8} {'JER %':>6} {'WDER %':>6} {'diar s':>6} {'asr s':>6} {'+MiB':>5}")
+    for conv in convs:
+        settings = DiarizeSettings(num_speakers=len(conv.voices) if args.oracle_count else None)
+        if args.threshold is not None:
+            settings = replace(settings, threshold=args.threshold)
+        result, t_asr = None, 0.0
+        if model is not None:
+            t0 = time.perf_counter()
+            result = model.transcribe(conv.samples, temperature=0.0, word_timestamps=True)
+            t_asr = time.perf_counter() - t0
+        with PeakRss() as rss:
+            t0 = time.perf_counter()
+            diarization = diarize_samples(conv.samples, settings, encoder=encoder)
+            turns = list(diarization.turns)
+            if result is not None:
+                result, turns = assign_speakers(result, diarization, model.tokenizer(result.language))
+            t_diar = time.perf_counter() - t0
+        ref = annotation(conv.reference, conv.name)
+        hyp = annotation([(t.start, t.end, t.speaker) for t in turns], conv.name)
+        d, d_ov, j = der(ref, hyp) * 100, der_no_overlap(ref, hyp) * 100, jer(ref, hyp) * 100
+        found = len(diarization.speakers)
+        exact += found == len(conv.voices)
+        wder = ""
+        if result is not None:
+            mapping = {h: r for h, r in der.optimal_mapping(ref, hyp).items()}
+            wrong, scored = word_error(result.words, conv.reference, mapping)
+            wrong_words, scored_words = wrong_words + wrong, scored_words + scored
+            wder = f"{100 * wrong / max(scored, 1):.1f}"
+        total_transcribe += t_asr
+        total_diarize += t_diar
+        peak_added = max(peak_added, rss.peak - rss.start)
+        print(f"{conv.name:<16} {len(conv.samples) / SR:6.1f} {len(conv.voices):3d} {found:5d} {d:6.1f} {d_ov:8.1f} {j:6.1f} {wder:>6} {t_diar:6.2f} {t_asr:6.2f} {(rss.peak - rss.start) / 2**20:5.0f}")
+        if rttm_dir:
+            write_rttm(rttm_dir / f"{conv.name}.ref.rttm", conv.name, conv.reference)
+            write_rttm(rttm_dir / f"{conv.name}.hyp.rttm", conv.name, [(t.start, t.end, t.speaker) for t in turns])
+    print(f"\nDER {abs(der) * 100:.2f} %   DER without overlap {abs(der_no_overlap) * 100:.2f} %   JER {abs(jer) * 100:.2f} %   (collar 0.25 s)")
+    print(f"speaker count exact: {exact}/{len(convs)} ({100 * exact / len(convs):.0f} %)")
+    if model is not None:
+        print(f"word-level diarization error: {100 * wrong_words / max(scored_words, 1):.2f} % of {scored_words} words")
+        print(f"time: transcription {total_transcribe:.1f} s, diarization {total_diarize:.1f} s = +{100 * total_diarize / total_transcribe:.1f} %")
+    print(f"memory added by diarization (peak over the resident memory before it): {peak_added / 2**20:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
