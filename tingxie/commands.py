@@ -56,19 +56,9 @@ def transcribe_command(args: dict[str, Any]) -> int:
             warnings.warn("--max_line_count has no effect without --max_line_width", stacklevel=1)
         if args["max_words_per_line"] and args["max_line_width"]:
             warnings.warn("--max_words_per_line has no effect with --max_line_width", stacklevel=1)
-        from .api import load_model
-
         # the first file is decoded while the model loads (PyAV and ONNX Runtime both release the GIL)
         first_audio = _prefetch_audio(args["audio"][0], args["model"]) if args["audio"] else None
-        dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
-        backend = choose_backend(args, options)
-        if backend == "torch" and args["threads"] > 0:
-            import torch
-
-            torch.set_num_threads(args["threads"])
-        device = "cpu" if backend == "onnx" else args["device"]
-        model = load_model(args["model"], device=device, dtype=dtype, cache_dir=args["model_dir"], compute_type=args.get("compute_type"),
-                           backend=backend, threads=max(args["threads"], 0))
+        model = load_cli_model(args)
         if not model.is_multilingual and options.decoding.language not in (None, "en", "English", "english"):
             warnings.warn(f"{args['model']} is an English-only model; using English instead of {options.decoding.language!r}", stacklevel=1)
             options = build_options(**{**_flat(options), "language": "en"})
@@ -94,27 +84,19 @@ def transcribe_command(args: dict[str, Any]) -> int:
     return 1 if failures else 0
 
 
-def choose_backend(args: dict[str, Any], options: TranscribeOptions) -> str:
-    """--backend auto: ONNX Runtime where it runs everything asked (CPU, float32/int8, no word timings
-    or LM), PyTorch otherwise."""
-    backend = args.get("backend", "auto")
-    if backend != "auto":
-        return backend
-    needs_torch = options.word_timestamps or options.decoding.lm is not None
-    cpu = args["device"] == "cpu" or (args["device"] == "auto" and not _gpu_visible())
-    float32 = args["dtype"] in ("auto", "float32")
-    return "onnx" if cpu and float32 and not needs_torch and _onnxruntime_installed() else "torch"
+def load_cli_model(args: dict[str, Any]):
+    """The model the CLI's --model, --backend, --device, --dtype, --fp16, --compute_type and --threads ask for; the
+    choice of engine is ``load_model``'s (one policy for the CLI, the API and the server)."""
+    from .api import choose_backend, load_model
 
+    dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
+    backend = choose_backend(args.get("backend", "auto"), args["device"], dtype)
+    if backend == "torch" and args["threads"] > 0:
+        import torch
 
-def _gpu_visible() -> bool:
-    """An NVIDIA or AMD GPU driver, or an Apple GPU, is present (checked without importing torch or spawning a process)."""
-    return sys.platform == "darwin" or any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd"))
-
-
-def _onnxruntime_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
+        torch.set_num_threads(args["threads"])
+    return load_model(args["model"], device=args["device"], dtype=dtype, cache_dir=args["model_dir"], compute_type=args.get("compute_type"),
+                      backend=backend, threads=max(args["threads"], 0))
 
 
 def _flat(options: TranscribeOptions) -> dict[str, Any]:
@@ -221,7 +203,7 @@ def demo_command(model_name: str) -> int:
     except TingxieError as e:
         print(f"tingxie: error: {e}", file=sys.stderr)
         return 2
-    print(f"{sample_path().name} ({result.duration:.1f} s, model {model_name}, {model.device}):")
+    print(f"{sample_path().name} ({result.duration:.1f} s, model {model_name}, {model.description}):")
     for s in result.segments:
         print(f"[{_format_timestamp(s.start)} --> {_format_timestamp(s.end)}] {s.text.strip()}")
     return 0

@@ -74,9 +74,10 @@ class KVCache:
     def batch_size(self) -> int:
         return self.self_k.shape[1]
 
-    def reorder(self, source_indices: Tensor) -> None:
+    def reorder(self, source_indices) -> None:
         """Sequence b continues sequence ``source_indices[b]`` (beam search); cross K/V are per audio and stay."""
         n = self.length
+        source_indices = torch.as_tensor(source_indices, device=self.self_k.device)
         self.self_k[:, :, :, :n] = self.self_k[:, source_indices, :, :n]
         self.self_v[:, :, :, :n] = self.self_v[:, source_indices, :, :n]
 

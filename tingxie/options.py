@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .vad import VadOptions
 
 # load_model's compute types: the CLIs and the server offer these, quantize.resolve_compute_type checks them
-COMPUTE_TYPES = ("auto", "default", "int8")
+COMPUTE_TYPES = ("auto", "int8", "float32", "default")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:

@@ -87,19 +87,29 @@ class PracticeResult:
         }
 
 
+def decode_practice_audio(audio: Any) -> np.ndarray:
+    """A recording's samples, decoded no further than MAX_SECONDS: a long upload is refused at the limit, not after."""
+    from .audio import AudioTooLongError, decode_audio
+
+    try:
+        return decode_audio(audio, max_seconds=MAX_SECONDS)
+    except AudioTooLongError as e:
+        raise AudioDecodeError(f"practice takes up to {MAX_SECONDS:.0f} s of speech (a sentence or two); this audio is longer") from e
+
+
 def practice(model: Any, audio: Any, text: str, *, language: str | None = None, options: PracticeOptions | None = None) -> PracticeResult:
     """Score a recording (path, bytes, file object or 16 kHz float32 array) against the text meant.
 
     ``model`` is a :class:`tingxie.api.WhisperModel`; ``language`` a code or name (detected where
     None on a multilingual model; English on an English-only one).
     """
-    from .audio import SAMPLE_RATE, decode_audio
+    from .audio import SAMPLE_RATE
 
     options = options or PracticeOptions()
     text = " ".join(text.split())
     if not text:
         raise OptionError("practice needs the text the learner meant to say (--text)")
-    samples = audio if isinstance(audio, np.ndarray) else decode_audio(audio)
+    samples = audio if isinstance(audio, np.ndarray) else decode_practice_audio(audio)
     duration = samples.size / SAMPLE_RATE
     if samples.size < SAMPLE_RATE // 4:
         raise AudioDecodeError(f"the recording is only {duration:.2f} s long; say the sentence and try again")
@@ -230,10 +240,9 @@ def forced_reading(model: Any, samples: np.ndarray, words: list[str], language: 
     """Per word: its (start, end) in seconds and the model's probability for it, from one pass of the
     decoder through the words' tokens (and its cross-attention, aligned by dynamic time warping).
     """
-    import torch
-
-    from .audio import HOP_LENGTH, N_SAMPLES, log_mel_spectrogram, pad_or_trim
-    from .timing import find_alignment
+    from .audio import HOP_LENGTH, N_SAMPLES, pad_or_trim
+    from .engine import window_features
+    from .timing import find_alignment, softmax
     from .tokenizer import UNSPACED_LANGUAGES
 
     unspaced = language in UNSPACED_LANGUAGES
@@ -243,18 +252,17 @@ def forced_reading(model: Any, samples: np.ndarray, words: list[str], language: 
     tokens = tokenizer.encode(text)
     if len(tokens) > model.dims.n_text_ctx // 2 - 4:
         raise OptionError(f"the text is too long to practise at once ({len(tokens)} tokens); split it into sentences")
-    module = model.module
-    with torch.inference_mode():
-        mel = log_mel_spectrogram(pad_or_trim(samples.astype(np.float32), N_SAMPLES), module.dims.n_mels)
-        features = module.embed_audio(mel[None].to(module.device, module.dtype))
-        pieces = find_alignment(module, tokenizer, tokens, features, samples.size // HOP_LENGTH, model.alignment_heads)
-        prefix = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        sequence = torch.tensor([[*prefix, *tokens]], device=module.device)
-        probs = module.logits(sequence, features)[0, len(prefix) - 1 : -1].float().softmax(dim=-1)
-        # among the ways to go on with a word (or to stop): a comma the model would have put first is no fault of the speaker
-        going_on = (probs * _word_or_end_mask(tokenizer, probs.shape[-1]).to(probs.device)).sum(dim=-1)
-        chosen = probs[torch.arange(len(tokens)), torch.tensor(tokens)]
-        token_probs = (chosen / going_on.clamp_min(1e-12)).clamp(max=1.0).tolist()
+    engine = model.engine
+    features = window_features(engine, engine.log_mel(pad_or_trim(samples.astype(np.float32), N_SAMPLES)))
+    pieces = find_alignment(engine, tokenizer, tokens, features, samples.size // HOP_LENGTH, model.alignment_heads)
+    prefix = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+    sequence = np.asarray([[*prefix, *tokens]], np.int64)
+    logits = engine.decode(sequence, engine.new_cache(features))[0, len(prefix) - 1 : -1]
+    probs = softmax(logits.astype(np.float32))
+    # among the ways to go on with a word (or to stop): a comma the model would have put first is no fault of the speaker
+    going_on = (probs * _word_or_end_mask(tokenizer, probs.shape[-1])).sum(axis=-1)
+    chosen = probs[np.arange(len(tokens)), tokens]
+    token_probs = np.minimum(chosen / np.maximum(going_on, 1e-12), 1.0).tolist()
     bounds, at = [], 0  # each word's character range in the text
     for w in words:
         at += 0 if unspaced else 1
@@ -265,9 +273,7 @@ def forced_reading(model: Any, samples: np.ndarray, words: list[str], language: 
 
 @lru_cache(maxsize=8)
 def _word_or_end_mask_cached(encoding_name: str, eot: int, n_vocab: int, encoding: Any) -> Any:
-    import torch
-
-    mask = torch.zeros(n_vocab, dtype=torch.bool)
+    mask = np.zeros(n_vocab, dtype=bool)
     for token in range(min(eot, n_vocab)):
         try:
             text = encoding.decode_single_token_bytes(token).decode("utf-8")

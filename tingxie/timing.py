@@ -6,12 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from .audio import TOKENS_PER_SECOND
-from .model import Whisper
+from .engine import Engine, Features
 from .tokenizer import Tokenizer
 
 
@@ -24,20 +21,22 @@ class WordTiming:
     probability: float
 
 
-def median_filter(x: Tensor, width: int) -> Tensor:
+def median_filter(x: np.ndarray, width: int) -> np.ndarray:
     """Median over a sliding window of odd ``width`` along the last axis, reflect-padded."""
     if width % 2 != 1 or width <= 0:
         raise ValueError("median filter width must be a positive odd number")
     pad = width // 2
     if x.shape[-1] <= pad:
         return x
-    squeeze = x.dim() <= 2
-    y = x[None, None] if x.dim() == 1 else (x[None] if x.dim() == 2 else x)
-    y = F.pad(y, (pad, pad, 0, 0), mode="reflect")
-    out = y.unfold(-1, width, 1).sort()[0][..., pad]
-    if squeeze:
-        out = out.reshape(x.shape)
-    return out
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
+    return np.sort(windows, axis=-1)[..., pad]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """softmax over the last axis, float32."""
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +81,11 @@ def _backtrace(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
-@torch.inference_mode()
 def find_alignment(
-    model: Whisper,
+    engine: Engine,
     tokenizer: Tokenizer,
     text_tokens: list[int],
-    audio_features: Tensor,
+    audio_features: Features,
     num_frames: int,
     alignment_heads: list[tuple[int, int]],
     *,
@@ -98,18 +96,18 @@ def find_alignment(
     if not text_tokens:
         return []
     sot = list(tokenizer.sot_sequence)
-    tokens = torch.tensor([[*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]], device=model.device)
-    features = audio_features[None] if audio_features.dim() == 2 else audio_features
-    logits, cross = model.cross_attention_logits(tokens, features)
-    sampled = logits[0, len(sot) :, : tokenizer.eot].softmax(dim=-1)
-    token_probs = sampled[torch.arange(len(text_tokens)), torch.tensor(text_tokens)].tolist()
+    tokens = np.asarray([[*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]], np.int64)
+    logits, scores = engine.alignment_scores(tokens, audio_features, alignment_heads)
+    sampled = softmax(logits[len(sot) :, : tokenizer.eot].astype(np.float32))
+    token_probs = sampled[np.arange(len(text_tokens)), text_tokens].tolist()
 
-    weights = torch.stack([cross[layer][0, head] for layer, head in alignment_heads])
-    weights = (weights[:, :, : num_frames // 2] * qk_scale).softmax(dim=-1)
-    std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
-    weights = median_filter((weights - mean) / std, medfilt_width)
-    matrix = weights.mean(dim=0)[len(sot) : -1]
-    text_indices, time_indices = dtw(-matrix.double().cpu().numpy())
+    weights = softmax(scores[:, :, : num_frames // 2].astype(np.float32) * np.float32(qk_scale))
+    mean = weights.mean(axis=-2, keepdims=True)
+    std = weights.std(axis=-2, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant row (std 0) gives nan there, as the reference's
+        weights = median_filter((weights - mean) / std, medfilt_width)
+    matrix = weights.mean(axis=0)[len(sot) : -1]
+    text_indices, time_indices = dtw(-matrix.astype(np.float64))
 
     words, word_tokens = tokenizer.split_to_word_tokens(text_tokens + [tokenizer.eot])
     if len(word_tokens) <= 1:
@@ -166,9 +164,9 @@ def _clamp_long_words(alignment: list[WordTiming]) -> tuple[float, float]:
 def add_word_timestamps(
     *,
     segments: list[dict],
-    model: Whisper,
+    engine: Engine,
     tokenizer: Tokenizer,
-    audio_features: Tensor,
+    audio_features: Features,
     num_frames: int,
     alignment_heads: list[tuple[int, int]],
     prepend_punctuations: str,
@@ -180,7 +178,7 @@ def add_word_timestamps(
         return
     per_segment = [[t for t in s["tokens"] if t < tokenizer.eot] for s in segments]
     text_tokens = [t for tokens in per_segment for t in tokens]
-    alignment = find_alignment(model, tokenizer, text_tokens, audio_features, num_frames, alignment_heads)
+    alignment = find_alignment(engine, tokenizer, text_tokens, audio_features, num_frames, alignment_heads)
     median, longest = _clamp_long_words(alignment)
     merge_punctuations(alignment, prepend_punctuations, append_punctuations)
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
 
+import numpy as np
+
+from ..engine import Engine, Features
 from ..options import TranscribeOptions
 from ..tokenizer import Tokenizer
+from .decoder import decode
 from .filters import LogitFilter
 from .window import DecodingResult
-
-if TYPE_CHECKING:
-    import torch
 
 
 def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
@@ -31,35 +31,21 @@ def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
     return failed
 
 
-def window_decoder(model: Any) -> Callable[..., list[DecodingResult]]:
-    """The decode function of the model's runtime: PyTorch tensors or ONNX Runtime with NumPy."""
-    if getattr(model, "runtime", "torch") == "onnxruntime":
-        from ..ort.decode import decode_windows
-
-        return decode_windows
-    from .decoder import decode
-
-    return decode
-
-
 def decode_with_fallback(
-    model: Any,
-    features: Any,
+    engine: Engine,
+    features: Features,
     tokenizer: Tokenizer,
     options: TranscribeOptions,
     prompt: list[int] | None = None,
     *,
     extra_filters: list[LogitFilter] | None = None,
-    generator: torch.Generator | Any | None = None,
+    generator: np.random.Generator | None = None,
 ) -> DecodingResult:
-    """Decode one window's features (1, n_audio_ctx, n_state), trying each temperature in turn."""
-    from dataclasses import replace
-
-    decode = window_decoder(model)
+    """Decode one window's features, trying each temperature in turn."""
     result: DecodingResult | None = None
     for temperature in options.temperature:
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
-        result = decode(model, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
+        result = decode(engine, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
         if not needs_fallback(result, options):
             break
     assert result is not None

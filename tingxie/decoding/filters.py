@@ -1,24 +1,19 @@
 """Logit filters: each edits the next-token logits in place given the tokens so far.
 
 ``tokens`` is (batch, length) including the initial prompt/sot sequence; ``sample_begin`` is the
-index of the first sampled token. The filters take torch tensors or NumPy arrays alike (the ONNX
-Runtime path decodes in NumPy), so the rules are written once.
+index of the first sampled token. Logits and tokens are NumPy arrays, whatever engine made them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
 
 class LogitFilter:
-    def apply(self, logits: Tensor, tokens: Tensor) -> None:
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         raise NotImplementedError
 
 
@@ -29,7 +24,7 @@ class SuppressBlank(LogitFilter):
         self.suppressed = np.asarray(list(blank_tokens) + [eot], dtype=np.int64)
         self.sample_begin = sample_begin
 
-    def apply(self, logits: Tensor, tokens: Tensor) -> None:
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         if tokens.shape[1] == self.sample_begin:
             logits[:, self.suppressed] = -math.inf
 
@@ -40,7 +35,7 @@ class SuppressTokens(LogitFilter):
     def __init__(self, suppress_tokens: Sequence[int]):
         self.suppress_tokens = np.asarray(list(suppress_tokens), dtype=np.int64)  # an index array: no list conversion per token
 
-    def apply(self, logits: Tensor, tokens: Tensor) -> None:
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         logits[:, self.suppress_tokens] = -math.inf
 
 
@@ -60,7 +55,7 @@ class ApplyTimestampRules(LogitFilter):
         self.sample_begin = sample_begin
         self.max_initial_timestamp_index = max_initial_timestamp_index
 
-    def apply(self, logits: Tensor, tokens: Tensor) -> None:
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         ts = self.timestamp_begin
         if self.no_timestamps is not None:
             logits[:, self.no_timestamps] = -math.inf
@@ -85,14 +80,11 @@ class ApplyTimestampRules(LogitFilter):
         logits[timestamps_beat_text(logits, ts), :ts] = -math.inf
 
 
-def timestamps_beat_text(logits, ts: int):
+def timestamps_beat_text(logits: np.ndarray, ts: int) -> np.ndarray:
     """Per row: is the total probability of the timestamps above that of the likeliest text token?"""
-    if isinstance(logits, np.ndarray):
-        # the softmax normaliser is on both sides: compare logsumexp(timestamps) with the text maximum
-        # directly, which takes exp over the ~1,500 timestamps instead of the whole vocabulary
-        return logsumexp_np(logits[:, ts:].astype(np.float32, copy=False)) > logits[:, :ts].max(axis=-1)
-    logprobs = logits.float().log_softmax(dim=-1)
-    return logprobs[:, ts:].logsumexp(dim=-1) > logprobs[:, :ts].max(dim=-1).values
+    # the softmax normaliser is on both sides: compare logsumexp(timestamps) with the text maximum
+    # directly, which takes exp over the ~1,500 timestamps instead of the whole vocabulary
+    return logsumexp_np(logits[:, ts:].astype(np.float32, copy=False)) > logits[:, :ts].max(axis=-1)
 
 
 def logsumexp_np(x: np.ndarray) -> np.ndarray:
@@ -113,13 +105,11 @@ class BoostTokens(LogitFilter):
     """Add a fixed bonus to chosen tokens (vocabulary biasing)."""
 
     def __init__(self, token_bonus: dict[int, float]):
-        import torch
+        self.ids = np.asarray(list(token_bonus), dtype=np.int64)
+        self.bonus = np.asarray(list(token_bonus.values()), dtype=np.float32)
 
-        self.ids = torch.tensor(list(token_bonus), dtype=torch.long)
-        self.bonus = torch.tensor(list(token_bonus.values()), dtype=torch.float32)
-
-    def apply(self, logits: Tensor, tokens: Tensor) -> None:
-        logits[:, self.ids.to(logits.device)] += self.bonus.to(logits.device, logits.dtype)
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
+        logits[:, self.ids] += self.bonus
 
 
 def suppress_token_ids(spec: str | Sequence[int] | None, non_speech_tokens: Sequence[int], always: Sequence[int]) -> tuple[int, ...]:

@@ -6,11 +6,11 @@ and returns the extended tokens. Beam search also tells the caller how to reorde
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:  # NumPy subclasses (numpy_selectors.py) share the search without importing torch
-    import torch
-    from torch import Tensor
+import numpy as np
+
+from .filters import log_softmax_np, logsumexp_np
 
 
 class SequenceScorer(Protocol):
@@ -28,9 +28,9 @@ class SequenceScorer(Protocol):
 
 
 class GreedySelector:
-    """Arg-max at temperature 0, otherwise sampling from softmax(logits / temperature)."""
+    """Arg-max at temperature 0, otherwise sampling from softmax(logits / temperature) with a NumPy generator."""
 
-    def __init__(self, temperature: float, eot: int, generator: torch.Generator | None = None):
+    def __init__(self, temperature: float, eot: int, generator: np.random.Generator | None = None):
         self.temperature = temperature
         self.eot = eot
         self.generator = generator
@@ -38,28 +38,32 @@ class GreedySelector:
     def reset(self) -> None:
         pass
 
-    def update(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor) -> tuple[Tensor, bool, Tensor | None]:
-        import torch
-        import torch.nn.functional as F
-
+    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[np.ndarray, bool, None]:
+        logits = logits.astype(np.float32, copy=False)
         if self.temperature == 0:
-            next_tokens = logits.argmax(dim=-1)
+            next_tokens = logits.argmax(axis=-1)
         else:
-            probs = F.softmax(logits.float() / self.temperature, dim=-1)
-            next_tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-        logprobs = F.log_softmax(logits.float(), dim=-1)
-        current = logprobs[torch.arange(logprobs.shape[0]), next_tokens]
+            probs = np.exp(log_softmax_np(logits / np.float32(self.temperature)))
+            rng = self.generator if self.generator is not None else np.random.default_rng()
+            # inverse-CDF sampling, one uniform draw per row
+            draws = rng.random(probs.shape[0]) * probs.sum(axis=-1)
+            next_tokens = np.minimum((probs.cumsum(axis=-1) < draws[:, None]).sum(axis=-1), probs.shape[-1] - 1)
+        # only the chosen tokens' log-probabilities are needed: one logsumexp per row, no full log_softmax
+        current = logits[np.arange(logits.shape[0]), next_tokens] - logsumexp_np(logits)
         finished = tokens[:, -1] == self.eot
         sum_logprobs += current * ~finished
         next_tokens[finished] = self.eot
-        tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
+        tokens = np.concatenate([tokens, next_tokens[:, None].astype(tokens.dtype)], axis=-1)
         return tokens, bool((tokens[:, -1] == self.eot).all()), None
 
-    def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> tuple[list[list[list[int]]], list[list[float]]]:
-        """tokens (n_audio, n_group, length) -> per audio, candidate token lists ending in eot, and their scores."""
-        import torch.nn.functional as F
+    def unfinished_rows(self, tokens: np.ndarray) -> np.ndarray | None:
+        """The rows not ended yet (None: all of them), whose logits the next step must compute."""
+        open_rows = tokens[:, -1] != self.eot
+        return None if open_rows.all() else np.flatnonzero(open_rows)
 
-        tokens = F.pad(tokens, (0, 1), value=self.eot)
+    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[list[int]]], list[list[float]]]:
+        """tokens (n_audio, n_group, length) -> per audio, candidate token lists ending in eot, and their scores."""
+        tokens = np.pad(tokens, ((0, 0), (0, 0), (0, 1)), constant_values=self.eot)
         return tokens.tolist(), sum_logprobs.tolist()
 
 
@@ -82,7 +86,7 @@ class BeamSearchSelector:
         self.finished = None
         self.finished_fused = []
 
-    def update(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor) -> tuple[Tensor, bool, Tensor | None]:
+    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray | None]:
         if tokens.shape[0] % self.beam_size != 0:
             raise ValueError(f"{tokens.shape[0]} sequences are not a multiple of beam_size {self.beam_size}")
         n_audio = tokens.shape[0] // self.beam_size
@@ -144,7 +148,7 @@ class BeamSearchSelector:
         new_tokens, sources = self.as_arrays(next_tokens, source_indices, tokens)
         return new_tokens, completed, sources
 
-    def unfinished_rows(self, tokens: Tensor) -> list[int] | None:
+    def unfinished_rows(self, tokens: np.ndarray) -> list[int] | None:
         """The rows of audios still searched (None: all of them), whose logits the next step must compute."""
         if self.finished is None or self.fusion is not None:
             return None
@@ -155,7 +159,7 @@ class BeamSearchSelector:
         """The rows of the audios not done."""
         return [i * self.beam_size + j for i, d in enumerate(done) if not d for j in range(self.beam_size)]
 
-    def _top_candidates_of(self, logits: Tensor, sum_logprobs: Tensor, done: list[bool]) -> tuple[list, list]:
+    def _top_candidates_of(self, logits: np.ndarray, sum_logprobs: np.ndarray, done: list[bool]) -> tuple[list, list]:
         """``top_candidates`` of the rows of audios not done (empty lists for the others' rows)."""
         if not any(done):
             return self.top_candidates(logits, sum_logprobs)
@@ -168,19 +172,21 @@ class BeamSearchSelector:
                 scores[row], tokens[row] = sc, tk
         return scores, tokens
 
-    def top_candidates(self, logits: Tensor, sum_logprobs: Tensor) -> tuple[list[list[float]], list[list[int]]]:
+    def top_candidates(self, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
         """Per row, the beam_size + 1 likeliest next tokens and the row's score with each appended."""
-        logprobs = logits.float().log_softmax(dim=-1)
-        top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1)
+        # log_softmax's arithmetic, (x - max) - log(sum(exp(x - max))), on the few top entries only: the ranking
+        # of a row is that of x - max, so the full row of log-probabilities is never built
+        shifted = logits.astype(np.float32, copy=False) - logits.max(axis=-1, keepdims=True)
+        norm = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        top = top_k_rows(shifted, self.beam_size + 1)
         # candidate scores summed in float32, as the reference does, so ties break the same way
-        return (sum_logprobs.float()[:, None] + top_logprobs).tolist(), top_tokens.tolist()
+        scores = sum_logprobs.astype(np.float32)[:, None] + (np.take_along_axis(shifted, top, axis=-1) - norm)
+        return scores.tolist(), top.tolist()
 
-    def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: Tensor) -> tuple[Tensor, Tensor]:
-        import torch
+    def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(next_tokens, dtype=like.dtype), np.asarray(source_indices, dtype=np.int64)
 
-        return torch.tensor(next_tokens, dtype=like.dtype, device=like.device), torch.tensor(source_indices, device=like.device)
-
-    def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> tuple[list[list[list[int]]], list[list[float]]]:
+    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[list[int]]], list[list[float]]]:
         """Finished hypotheses per audio, topped up with the best unfinished beams where too few finished."""
         finished = self.finished or [{} for _ in range(tokens.shape[0])]
         scores = sum_logprobs.tolist()
@@ -219,3 +225,26 @@ class MaximumLikelihoodRanker:
             scores = [self.score(lp, len(t)) for t, lp in zip(candidates, logprobs)]
             best.append(max(range(len(scores)), key=scores.__getitem__))
         return best
+
+
+def top_k_rows(x: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the k largest entries, largest first (ties by index): (rows, k)."""
+    return np.stack([top_k(row, k) for row in x])
+
+
+def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
+    """Indices of the k largest entries of one row, largest first (ties by index). Every entry within
+    ``margin`` of the best is found in one pass (a few tokens, usually); the margin widens while fewer
+    than k are found, and a full partition of the row is the last resort (ten times slower)."""
+    peak = row.max()
+    for _ in range(4):
+        near = np.flatnonzero(row >= peak - margin)
+        if near.size >= k:
+            break
+        margin *= 4
+    else:
+        near = np.argpartition(-row, k - 1)[:k]
+    if near.size > 4 * k:  # hundreds, usually: keep those at least as large as the k-th largest (ties included)
+        values = row[near]
+        near = near[values >= np.partition(values, near.size - k)[near.size - k]]
+    return near[np.lexsort((near, -row[near]))][:k]

@@ -26,7 +26,7 @@ class DecodingResult:
     compression_ratio: float
     sum_logprob: float = 0.0
     language_probs: dict[str, float] | None = None
-    audio_features: Any = field(default=None, repr=False)  # torch features, or the ONNX runtime's cross K/V
+    audio_features: Any = field(default=None, repr=False)  # the window's engine features (for word timing)
 
 
 def compression_ratio(text: str) -> float:
@@ -64,7 +64,7 @@ def logit_filters(tokenizer: Tokenizer, options: DecodingOptions, sample_begin: 
             specials.append(tokenizer.no_speech)
         filters.append(SuppressTokens(suppress_token_ids(options.suppress_tokens, tokenizer.non_speech_tokens, specials)))
     if options.hotwords:  # before the timestamp rules, so that their forcing sees the boosted text
-        from .hotwords import hotword_filter  # torch-only filter
+        from .hotwords import hotword_filter
 
         boost = hotword_filter(tokenizer, options.hotwords, options.hotword_boost, sample_begin)
         if boost is not None:
@@ -84,7 +84,7 @@ def until_eot(tokens: list[int], eot: int) -> list[int]:
 
 def sample(model: Any, tokens: Any, cache: Any, logits: Any, filters: list[LogitFilter], selector: Any, sample_len: int, n_ctx: int,
            sum_logprobs: Any) -> Any:
-    """The token loop, the same for torch tensors and NumPy arrays: filter the last logits, let the selector
+    """The token loop: filter the last logits, let the selector
     extend every row (reordering the cache for beams), decode the new tokens; stop when all rows are done.
     A model that can (``decodes_row_subsets``) computes only the rows of windows still decoding in a batch."""
     subsets = getattr(model, "decodes_row_subsets", False)

@@ -7,11 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .attention import load_attention
-
-
-def encoder_graph_names(n_layer: int) -> list[str]:
-    """The encoder's stage graphs, in order: one more than its blocks."""
-    return [f"encoder{i}.onnx" for i in range(n_layer + 1)]
+from .layout import encoder_graph_names
 
 
 class StagedEncoder:

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model import Whisper
-from .encoder import encoder_graph_names
-from .runtime import EXPORT_VERSION
+from .finish import optimize_graphs, quantize_graphs
+from .layout import ALIGNER_GRAPH, EXPORT_VERSION, encoder_graph_names
 
 OPSET = 17
 
@@ -140,8 +140,11 @@ class DecoderStepGraph(nn.Module):
     tokens; one softmax runs over all three. The rows (batch = audio x group)
     of one audio query its prefix and its cross-attention keys/values as one longer sequence: read once a step."""
 
-    def __init__(self, model: Whisper):
+    def __init__(self, model: Whisper, alignment: bool = False):
         super().__init__()
+        # the aligner: one more input, ``heads`` (flat layer * n_head + head indices), and one more output, those heads'
+        # pre-softmax cross-attention scores at the selected positions (heads, selected, frames), for a batch of one
+        self.alignment = alignment
         self.decoder = model.decoder
         self.n_layer = len(model.decoder.blocks)
         self.n_head, self.n_state = model.dims.n_text_head, model.dims.n_text_state
@@ -153,6 +156,8 @@ class DecoderStepGraph(nn.Module):
 
     def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, select: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
         n = self.n_layer
+        heads = cache[-1] if self.alignment else None
+        cache = cache[:-1] if self.alignment else cache
         prefix_k, prefix_v, past_k, past_v = cache[:n], cache[n : 2 * n], cache[2 * n : 3 * n], cache[3 * n : 4 * n]
         cross_kt, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
         dec = self.decoder
@@ -171,7 +176,7 @@ class DecoderStepGraph(nn.Module):
             parts=torch.cat([torch._shape_as_tensor(prefix_k[0])[2:3], torch._shape_as_tensor(past_k[0])[2:3], new]),
         )
         x = dec.token_embedding(tokens) + dec.positional_embedding[positions]
-        new_k, new_v = [], []
+        new_k, new_v, cross_scores = [], [], []
         for layer, block in enumerate(dec.blocks):
             attn, h = block.attn, block.attn_ln(x)
             q = self.scaled_queries[2 * layer](h)
@@ -181,11 +186,17 @@ class DecoderStepGraph(nn.Module):
             x = x + attn.out(self._self(q, prefix_k[layer], prefix_v[layer], (past_k[layer], k), (past_v[layer], v), mask, shapes, n_head, d_head))
             ca = block.cross_attn
             cq = ReshapeTo.apply(self.scaled_queries[2 * layer + 1](block.cross_attn_ln(x)), shapes.by_audio).transpose(1, 2)
-            out = torch.softmax(cq @ cross_kt[layer], dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
+            scores = cq @ cross_kt[layer]  # (audio, head, group * t, frames)
+            if self.alignment:
+                cross_scores.append(scores[0])
+            out = torch.softmax(scores, dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
             x = x + ca.out(ReshapeTo.apply(out.transpose(1, 2), shapes.rows_state))
             x = x + block.mlp(block.mlp_ln(x))
         # logits only where the caller reads them (a 200-token prompt would otherwise cost 200 x vocab)
         logits = dec.ln(x[:, select]) @ dec.token_embedding.weight.T
+        if self.alignment:  # every layer's heads as one axis, then only the asked-for heads and positions
+            chosen = torch.cat(cross_scores).index_select(0, heads)
+            return (logits, chosen[:, select])
         return (logits, *new_k, *new_v)
 
     @staticmethod
@@ -270,50 +281,13 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), torch.tensor([0, 2]), *prefix, *past, *cross_kv)
         torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / "decoder.onnx"), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-
-
-def quantize_graphs(out_dir: Path, names: list[str]) -> None:
-    """Replace these graphs by their int8 versions (MatMul and Gather weights per channel; Conv stays float32).
-
-    Tried and not kept: the decoder's weights as 8-bit MatMulNBits blocks (a one-token product 3x faster alone, no
-    faster in a whole transcription, and the 10-minute bench file's WER 15.2 -> 18.9 % greedy)."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process is about static quantization
-    for name in names:
-        src, dst = out_dir / name, out_dir / f"int8-{name}"
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
-        os.replace(dst, src)
-
-
-def optimize_graphs(out_dir: Path, names: list[str]) -> None:
-    """Replace these graphs by what ONNX Runtime's graph optimizer makes of them at its extended level (fused
-    LayerNorm, Gelu, quantized products: the CPU EP's own kernels), so that each process loading them skips that
-    work (the tiny.en int8 decoder's session: ~55-75 -> ~45 ms). The hardware-specific layout rewrites of the "all"
-    level are left to each load, which still asks for them: an optimized graph is a valid graph for any later
-    onnxruntime to optimize further, and a cache folder shared by machines with other CPUs stays valid."""
-    import onnxruntime as ort
-
-    for name in names:
-        src, dst = out_dir / name, out_dir / f"optimized-{name}"
-        if src.stat().st_size > 1 << 30:  # near protobuf's 2 GB limit the weights would have to be saved apart: kept as exported
-            continue
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(dst)
-        # the weights go beside the graph (<graph>.data), which onnxruntime maps into memory on load instead of parsing
-        # and copying them out of the protobuf: the tiny.en int8 sessions load in ~50 instead of ~125 ms, ~30 MiB lower
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", weights_file(name))
-        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
-        os.replace(dst, src)
-
-
-def weights_file(graph_name: str) -> str:
-    """The file beside an optimized graph that holds its weights: decoder.onnx -> decoder.data."""
-    return graph_name.removesuffix(".onnx") + ".data"
+        # the aligner: the same step definition over one whole sequence, with the alignment heads' scores
+        one = [a[:1] for a in past]
+        axes |= {"heads": {0: "heads"}, "cross_scores": {0: "heads", 1: "selected"}}
+        torch.onnx.export(DecoderStepGraph(model, alignment=True), (*args[:4], *prefix, *one, *cross_kv, torch.tensor([0, 1])),
+                          str(out_dir / ALIGNER_GRAPH), input_names=[*inputs, "heads"], output_names=["logits", "cross_scores"],
+                          dynamic_axes={k: v for k, v in axes.items() if k in (*inputs, "heads", "logits", "cross_scores")},
+                          opset_version=OPSET, dynamo=False)
 
 
 def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,
@@ -338,7 +312,7 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
         with warnings.catch_warnings():  # tracer warnings about shape checks that are constant for a given model
             warnings.simplefilter("ignore")
             export_graphs(module, work)
-        graphs = [*encoder_graph_names(module.dims.n_audio_layer), "decoder.onnx"]
+        graphs = [*encoder_graph_names(module.dims.n_audio_layer), "decoder.onnx", ALIGNER_GRAPH]
         if compute_type == "int8":
             quantize_graphs(work, graphs)
         optimize_graphs(work, graphs)

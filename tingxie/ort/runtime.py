@@ -20,9 +20,9 @@ import numpy as np
 from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder
+from .layout import ALIGNER_GRAPH, DECODER_GRAPH, EXPORT_VERSION
 
 COMPUTE_TYPES = ("default", "int8")
-EXPORT_VERSION = 17  # bump when the exported graphs change: older exports are then made again
 # the self-attention buffers grow this many positions at a time: a step reads at most this many unused ones, and
 # a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
 # copied them every step)
@@ -143,7 +143,7 @@ class OrtWhisper:
         self._encoder_args = (folder, dims.n_audio_layer, dims.n_audio_head, dims.n_audio_state, self.compute_type)
         try:
             self.encoder = StagedEncoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
-            self.decoder = ort.InferenceSession(str(folder / "decoder.onnx"), plain, providers=["CPUExecutionProvider"])
+            self.decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
@@ -152,6 +152,7 @@ class OrtWhisper:
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
         self._past_names = [f"past_k{i}" for i in range(n)] + [f"past_v{i}" for i in range(n)]
+        self._folder, self._aligner = folder, None
 
     @property
     def is_multilingual(self) -> bool:
@@ -160,6 +161,39 @@ class OrtWhisper:
     @property
     def num_languages(self) -> int:
         return self.dims.num_languages
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime {'int8' if self.compute_type == 'int8' else 'float32'} (cpu)"
+
+    def log_mel(self, samples: np.ndarray, padding: int = 0) -> np.ndarray:
+        from ..audio import log_mel_spectrogram_numpy
+
+        return log_mel_spectrogram_numpy(samples, self.dims.n_mels, padding=padding)
+
+    def encode(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
+        return self.embed_audio(mel, keep_buffers)
+
+    def alignment_scores(self, tokens: np.ndarray, features: WindowFeatures, heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (T, vocab) and the given heads' pre-softmax cross-attention scores (heads, T, frames) for one whole
+        sequence over one window (the aligner graph, loaded on first use: only word timing needs it)."""
+        if self._aligner is None:
+            import onnxruntime as ort
+
+            self._aligner = ort.InferenceSession(str(self._folder / ALIGNER_GRAPH), _session_options(ort, self._threads, False),
+                                                 providers=["CPUExecutionProvider"])
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        t, dims = tokens.shape[-1], self.dims
+        d_head = dims.n_text_state // dims.n_text_head
+        empty = np.zeros((1, dims.n_text_head, 0, d_head), np.float32)
+        n = dims.n_text_layer
+        one = features.select(0)
+        feeds = {"tokens": tokens, "positions": np.arange(t, dtype=np.int64), "mask": np.triu(np.full((t, t), -np.inf, np.float32), k=1),
+                 "select": np.arange(t, dtype=np.int64), "heads": np.asarray([layer * dims.n_text_head + head for layer, head in heads], np.int64)}
+        feeds.update(zip(self._prefix_names + self._past_names, [empty] * (4 * n)))
+        feeds.update(zip(self._cross_names, one.cross_kt + one.cross_v))
+        logits, scores = self._aligner.run(None, feeds)
+        return logits[0], scores
 
     def embed_audio(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V. ``keep_buffers=False``: the windows of
@@ -357,7 +391,9 @@ def export_folder(name_or_path: str | Path, compute_type: str, cache_dir: str | 
 
 def load_ort_model(name_or_path: str | Path, compute_type: str = "int8", *, cache_dir: str | os.PathLike | None = None,
                    download: bool = True, threads: int = 0) -> OrtWhisper:
-    """The ONNX Runtime model, exported (through PyTorch, once) when the cache does not hold it yet."""
+    """The ONNX Runtime model. When the cache does not hold it yet, it is made once: from the package's weight-free
+    graphs with the checkpoint's weights bound in (no PyTorch), or, for an architecture the package has no graphs
+    for, exported through PyTorch."""
     if compute_type not in COMPUTE_TYPES:
         raise OptionError(f"the onnxruntime backend computes in {' or '.join(COMPUTE_TYPES)}, not {compute_type!r}")
     folder = export_folder(name_or_path, compute_type, cache_dir, download)
@@ -367,6 +403,15 @@ def load_ort_model(name_or_path: str | Path, compute_type: str = "int8", *, cach
         except CheckpointError as e:  # a damaged export (disk full, killed mid-write by hand) is made again
             print(f"tingxie: {e}; exporting again", file=sys.stderr)
             shutil.rmtree(folder, ignore_errors=True)
+    from .finish import bind_model
+
+    if bind_model(name_or_path, folder, compute_type, EXPORT_VERSION, cache_dir=cache_dir, download=download):
+        return OrtWhisper(folder, threads)
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise CheckpointError(f"the package has no ONNX graphs for the architecture of {name_or_path}, and exporting them "
+                              "needs PyTorch: pip install 'tingxie-asr[torch]'")
     from .export import export_model
 
     print(f"tingxie: exporting {name_or_path} to ONNX ({compute_type}) once, into {folder}", file=sys.stderr)

@@ -10,19 +10,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
 
-from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
+from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, pad_or_trim
 from ..decoding import decode_with_fallback
-from ..decoding.decoder import audio_features_of
+from ..engine import window_features
 from ..options import DecodingOptions, TranscribeOptions
 from ..timing import add_word_timestamps
-from ..transcribe import is_silence, split_at_timestamps
+from ..window_step import INPUT_STRIDE, TIME_PRECISION, is_silence, split_at_timestamps
 from .events import TimedWord
 from .options import StreamOptions
-
-TIME_PRECISION = 0.02  # seconds per timestamp token
-INPUT_STRIDE = 2  # mel frames per encoder position
 # Decoded tokens allowed per second of audio (speech runs at 3-5): bounds the cost of a decode that loops.
 TOKENS_PER_SECOND = 8
 
@@ -43,16 +39,15 @@ class BufferDecoder:
         )
         self._tokenizer = model.tokenizer(self.language, options.task) if self.language else None
 
-    @torch.inference_mode()
     def __call__(self, audio: np.ndarray, prompt: str = "", prefix: str = "") -> list[TimedWord] | None:
         """``prompt``: text said before ``audio``; ``prefix``: text already committed for its start, forced, not re-decoded."""
         if len(audio) > N_SAMPLES:
             raise ValueError(f"a stream buffer holds at most {N_SAMPLES // SAMPLE_RATE} s, got {len(audio) / SAMPLE_RATE:.1f} s")
-        module = self.model.module
+        engine = self.model.engine
         # padded to one window only (not audio + 30 s, as long-form does): the same frames, half the STFT
-        mel = log_mel_spectrogram(audio, module.dims.n_mels, padding=N_SAMPLES - len(audio))
+        mel = engine.log_mel(audio, padding=N_SAMPLES - len(audio))
         frames = min(N_FRAMES, len(audio) // HOP_LENGTH)
-        features = audio_features_of(module, pad_or_trim(mel[:, :frames], N_FRAMES)[None])
+        features = window_features(engine, pad_or_trim(mel[:, :frames], N_FRAMES))
         if self._tokenizer is None:  # a multilingual model: the language of the first speech holds for the stream
             self.language, _ = self.model._detect(mel)
             self._tokenizer = self.model.tokenizer(self.language, self.options.task)
@@ -62,13 +57,13 @@ class BufferDecoder:
         prefix_tokens = tokenizer.encode(" " + prefix.strip()) if prefix.strip() else []
         decoding = replace(
             self.transcribe_options.decoding,
-            sample_len=min(module.dims.n_text_ctx // 2, 16 + int(TOKENS_PER_SECOND * seconds)),
+            sample_len=min(engine.dims.n_text_ctx // 2, 16 + int(TOKENS_PER_SECOND * seconds)),
             # with committed text forced as the prefix, only the rest is decoded; word times come from alignment
             prefix=tuple(prefix_tokens) or None, without_timestamps=bool(prefix_tokens),
         )
         options = replace(self.transcribe_options, decoding=decoding)
         prompt_tokens = tokenizer.encode(" " + prompt.strip()) if prompt.strip() else None
-        result = decode_with_fallback(module, features, tokenizer, options, prompt_tokens)
+        result = decode_with_fallback(engine, features, tokenizer, options, prompt_tokens)
         if is_silence(result, options):
             return []
         if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
@@ -80,7 +75,7 @@ class BufferDecoder:
             segments, _, _ = split_at_timestamps(result, tokenizer, 0, frames, TIME_PRECISION, INPUT_STRIDE)
             segments = [s for s in segments if any(t < tokenizer.eot for t in s["tokens"])]
         add_word_timestamps(
-            segments=segments, model=module, tokenizer=tokenizer, audio_features=features[0], num_frames=frames,
+            segments=segments, engine=engine, tokenizer=tokenizer, audio_features=features, num_frames=frames,
             alignment_heads=self.model.alignment_heads, prepend_punctuations=options.prepend_punctuations,
             append_punctuations=options.append_punctuations, last_speech_timestamp=0.0,
         )
