@@ -291,14 +291,18 @@ def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def real_english_rows(shared: Path) -> list[list[str]]:
-    """The shared real English recordings with human transcripts (the long-form concatenation left out: it repeats them)."""
-    manifest = shared / "data" / "manifest.tsv"
-    if not manifest.is_file():
-        return []
-    with open(manifest, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    keep = [r for r in rows if r["language"] == "en" and r["reference_kind"] == "human" and r["id"] not in ("real_concat", "stereo_two_speakers")]
-    return [[str((shared / "data" / r["path"]).resolve()), r["reference"], r["id"]] for r in keep]
+    """The shared real English recordings with human transcripts, from data/ and data/extra/ (the long-form
+    concatenation left out: it repeats them)."""
+    out = []
+    for folder in (shared / "data", shared / "data" / "extra"):
+        manifest = folder / "manifest.tsv"
+        if not manifest.is_file():
+            continue
+        with open(manifest, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        keep = [r for r in rows if r["language"] == "en" and r["reference_kind"] == "human" and r["id"] not in ("real_concat", "stereo_two_speakers")]
+        out += [[str((folder / r["path"]).resolve()), r["reference"], r["id"]] for r in keep]
+    return out
 
 
 def build(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ EDGE_COMMANDS = (
     "tingxie.streaming.cli",
     "tingxie.finetune.cli",
     "tingxie.eval_cli",
+    "tingxie.tune_cli",
 )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import OptionError
 
 if TYPE_CHECKING:
+    from .decoding.glossary import Glossary
     from .vad import VadOptions
 
 # load_model's compute types: the CLIs and the server offer these, quantize.resolve_compute_type checks them
@@ -40,8 +41,10 @@ class DecodingOptions:
     suppress_blank: bool = _opt(True, "suppress a blank or end-of-text as the first sampled token")
     without_timestamps: bool = _opt(False, "decode text only, with <|notimestamps|>")
     max_initial_timestamp: float | None = _opt(1.0, "latest time in seconds the first timestamp of a window may take")
-    hotwords: str | None = _opt(None, "comma-separated words or names to favour (e.g. 'Kubernetes, ComfyUI'): put in the prompt when there is no prefix, and their tokens boosted")
-    hotword_boost: float = _opt(2.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token); 0 keeps the hotwords in the prompt only")
+    hotwords: str | Glossary | None = _opt(None, "comma-separated words or names to favour, each optionally with ':weight' (e.g. 'Kubernetes, ComfyUI:2'): their tokens are boosted, and some go in the prompt (hotword_prompt_budget)")
+    hotwords_file: str | None = _opt(None, "a glossary file of words or names to favour, one a line, each optionally followed by a tab or ':' and a weight (a multiplier of hotword_boost); '#' lines are comments; added to hotwords")
+    hotword_boost: float = _opt(2.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token), times the term's weight; 0 keeps the hotwords in the prompt only")
+    hotword_prompt_budget: int = _opt(32, "most tokens of hotwords put in the prompt (whole terms: those in the previous text first, then by weight, then in the order given); a long glossary in the prompt makes small models hallucinate lists; 0 boosts only")
     lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie-asr[lm]')")
     lm_weight: float = _opt(0.3, "weight of the language model's natural-log word probability in beam search (shallow fusion)")
     lm_bonus: float = _opt(0.5, "score added per completed word when a language model is used (offsets the model's preference for fewer words)")
@@ -78,6 +81,10 @@ class DecodingOptions:
                 raise OptionError(f"{name} must be >= 1, got {value}")
         if self.lm is not None:
             self._check_lm()
+        if self.hotwords or self.hotwords_file:  # one typed glossary from both (hotwords stays a plain str where none)
+            from .decoding.glossary import make_glossary
+
+            object.__setattr__(self, "hotwords", make_glossary(self.hotwords, self.hotwords_file, self.hotword_prompt_budget))
 
     def _check_lm(self) -> None:
         """A language model needs its file, the kenlm package and beam search (the windows decoded at temperature 0)."""

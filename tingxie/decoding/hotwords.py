@@ -22,25 +22,67 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 from .filters import LogitFilter
+from .glossary import Glossary, parse_terms
 
 
-def parse_hotwords(hotwords: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'Kubernetes, ComfyUI' -> ('Kubernetes', 'ComfyUI'): comma-separated, stripped, duplicates dropped."""
-    if not hotwords:
-        return ()
-    items = hotwords.split(",") if isinstance(hotwords, str) else hotwords
-    return tuple(dict.fromkeys(w.strip() for w in items if w.strip()))
+def parse_hotwords(hotwords: str | Sequence[str] | Glossary | None) -> tuple[str, ...]:
+    """'Kubernetes, ComfyUI:2' -> ('Kubernetes', 'ComfyUI'): the terms, comma-separated, stripped, duplicates dropped."""
+    if isinstance(hotwords, Glossary):
+        return hotwords.terms
+    return tuple(dict.fromkeys(term for term, _ in parse_terms(hotwords)))
 
 
-def hotword_prompt_tokens(tokenizer, hotwords: str | Sequence[str], prompt: Sequence[int], limit: int) -> list[int]:
+def as_glossary(hotwords: str | Sequence[str] | Glossary, prompt_budget: int) -> Glossary:
+    """A glossary as given, or one of plain hotwords (weight 1) with ``prompt_budget``."""
+    if isinstance(hotwords, Glossary):
+        return hotwords
+    merged = dict(parse_terms(hotwords))
+    return Glossary(tuple(merged), tuple(merged.values()), prompt_budget)
+
+
+def hotword_prompt_tokens(tokenizer, hotwords: str | Sequence[str] | Glossary, prompt: Sequence[int], limit: int) -> list[int]:
     """The hotwords as text before the previous-text prompt (as faster-whisper does), ``limit`` tokens at most.
 
-    The hotwords come first and are kept whole where they fit; the previous text is cut from its start.
+    Plain hotwords are all put in, cut at ``limit``. A glossary puts in whole terms within its prompt budget: those the
+    previous text contains first (the recording's topic), then by weight, then in the order given; a long list of terms
+    in the prompt makes tiny models hallucinate lists. The previous text is cut from its start to fit.
     """
-    words = parse_hotwords(hotwords)
-    hot = tokenizer.encode(" " + ", ".join(words))[:limit] if words else []
+    if isinstance(hotwords, Glossary):
+        previous = tokenizer.decode([t for t in prompt if t < tokenizer.eot]) if prompt else ""
+        hot = list(glossary_prompt(tokenizer, hotwords, seen_terms(hotwords.terms, previous), min(limit, hotwords.prompt_budget)))
+    else:
+        words = parse_hotwords(hotwords)
+        hot = tokenizer.encode(" " + ", ".join(words))[:limit] if words else []
     room = limit - len(hot)
     return hot + (list(prompt)[-room:] if room > 0 and prompt else [])
+
+
+def seen_terms(terms: Sequence[str], text: str) -> frozenset[str]:
+    """The terms that occur in ``text`` (case-insensitively, as whole words)."""
+    if not text:
+        return frozenset()
+    padded = f" {_words(text)} "
+    return frozenset(t for t in terms if f" {_words(t)} " in padded)
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+@lru_cache(maxsize=64)
+def glossary_prompt(tokenizer, glossary: Glossary, seen: frozenset[str], budget: int) -> tuple[int, ...]:
+    """Tokens of ' term1, term2, ...' with whole terms, seen ones first, then by weight, within ``budget`` tokens."""
+    order = sorted(range(len(glossary.terms)), key=lambda i: (glossary.terms[i] not in seen, -glossary.weights[i], i))
+    chosen: list[str] = []
+    tokens: list[int] = []
+    for i in order:
+        candidate = tokenizer.encode(" " + ", ".join([*chosen, glossary.terms[i]]))
+        if len(candidate) <= budget:  # a term that does not fit is skipped: shorter ones after it still may
+            chosen.append(glossary.terms[i])
+            tokens = candidate
+        if len(tokens) >= budget - 1:
+            break
+    return tuple(tokens)
 
 
 def spellings(word: str) -> list[str]:
@@ -53,21 +95,23 @@ def spellings(word: str) -> list[str]:
 class _Node:
     children: dict[int, _Node] = field(default_factory=dict)
     terminal: bool = False
+    weight: float = 0.0  # the largest weight of the terms through this node
 
 
 class TokenTrie:
-    """A trie of token sequences: which tokens continue a sequence already begun."""
+    """A trie of token sequences: which tokens continue a sequence already begun, and with what weight."""
 
-    def __init__(self, sequences: Iterable[Sequence[int]] = ()):
+    def __init__(self, sequences: Iterable[Sequence[int]] = (), weights: Iterable[float] | None = None):
         self.root = _Node()
         self.max_len = 0
-        for seq in sequences:
-            self.add(seq)
+        for seq, weight in zip(sequences, weights if weights is not None else iter(lambda: 1.0, None)):
+            self.add(seq, weight)
 
-    def add(self, sequence: Sequence[int]) -> None:
+    def add(self, sequence: Sequence[int], weight: float = 1.0) -> None:
         node = self.root
         for token in sequence:
             node = node.children.setdefault(int(token), _Node())
+            node.weight = max(node.weight, weight)
         node.terminal = True
         self.max_len = max(self.max_len, len(sequence))
 
@@ -85,54 +129,84 @@ class TokenTrie:
 
 
 class HotwordBoost(LogitFilter):
-    """Add ``boost`` to the logits of tokens that continue a hotword, ``boost / 2`` to those that begin one.
+    """Add ``boost`` x the term's weight to the logits of tokens that continue a hotword, half of that to those that
+    begin one.
 
-    ``word_trie`` holds the spellings after a space (matched anywhere); ``start_trie`` those without
-    (matched only where the text starts: at ``sample_begin`` or right after a timestamp). Tokens at or
-    above ``special_begin`` (end of text, timestamps) end any match.
+    ``word_trie`` holds the spellings after a space (matched anywhere); ``start_trie`` those without (matched only
+    where the text starts: at ``sample_begin`` or right after a timestamp). Tokens at or above ``special_begin`` (end of
+    text, timestamps) end any match. Two guards keep the bias off speech that has no hotword in it:
+
+    - ``start_gate``: a hotword may begin (get the start bonus) only in a row where the model's own most likely next
+      token has a probability below this: where it is sure of an ordinary word, nothing is pushed in;
+    - ``takeback``: a term begun but not completed owes what it was given: its continuations get the bonuses its
+      begun tokens received on top of their own, so leaving the term mid-way costs them back (the contextual-biasing
+      recipe's subtraction, in logit space: a word-piece that merely resembles a term's start does not stay cheap).
     """
 
-    def __init__(self, word_trie: TokenTrie, start_trie: TokenTrie, boost: float, sample_begin: int, special_begin: int):
+    def __init__(self, word_trie: TokenTrie, start_trie: TokenTrie, boost: float, sample_begin: int, special_begin: int,
+                 start_gate: float | None = None, takeback: bool = False):
         self.word_trie, self.start_trie = word_trie, start_trie
         self.boost = boost
         self.start_boost = boost / 2  # a word start is weaker evidence than a hotword already begun
         self.sample_begin = sample_begin
         self.special_begin = special_begin
+        self.start_gate = start_gate
+        self.takeback = takeback
         self.max_len = max(word_trie.max_len, start_trie.max_len)
-        self.word_starts = word_trie.first_tokens()
-        self.text_starts = sorted(set(self.word_starts) | set(start_trie.first_tokens()))
+        self.word_starts = {t: self.start_boost * n.weight for t, n in word_trie.root.children.items()}
+        self.text_starts = {**{t: self.start_boost * n.weight for t, n in start_trie.root.children.items()}, **self.word_starts}
 
-    def bonuses(self, sampled: Sequence[int]) -> dict[int, float]:
+    def bonuses(self, sampled: Sequence[int], may_start: bool = True) -> dict[int, float]:
         """Token -> bonus after ``sampled`` (this row's tokens since sample_begin)."""
         at_start = not sampled or sampled[-1] >= self.special_begin
-        out = dict.fromkeys(self.text_starts if at_start else self.word_starts, self.start_boost)
-        for token in self.continuations(sampled):
-            out[token] = self.boost
+        out = dict(self.text_starts if at_start else self.word_starts) if may_start else {}
+        for token, bonus in self.continuations(sampled).items():
+            out[token] = bonus
         return out
 
-    def continuations(self, sampled: Sequence[int]) -> set[int]:
-        """Tokens that continue a hotword begun at the end of ``sampled``."""
-        out: set[int] = set()
+    def continuations(self, sampled: Sequence[int]) -> dict[int, float]:
+        """Tokens that continue a hotword begun at the end of ``sampled``, with their bonus."""
+        out: dict[int, float] = {}
         for k in range(1, min(self.max_len, len(sampled)) + 1):
             suffix = sampled[-k:]
             if suffix[0] >= self.special_begin:
                 break  # a hotword never spans a timestamp or the end of text
-            node = self.word_trie.find(suffix)
-            if node is not None:
-                out.update(node.children)
             starts_text = len(sampled) == k or sampled[-k - 1] >= self.special_begin
-            if starts_text:
-                node = self.start_trie.find(suffix)
-                if node is not None:
-                    out.update(node.children)
+            for trie in (self.word_trie, self.start_trie) if starts_text else (self.word_trie,):
+                node = trie.find(suffix)
+                if node is None:
+                    continue
+                owed = self._given(trie, suffix) if self.takeback else 0.0
+                for token, child in node.children.items():
+                    out[token] = max(out.get(token, 0.0), self.boost * child.weight + owed)
         return out
+
+    def _given(self, trie: TokenTrie, begun: Sequence[int]) -> float:
+        """The bonuses the tokens of a begun term received (start bonus, then full boosts)."""
+        node, total = trie.root, 0.0
+        for depth, token in enumerate(begun):
+            node = node.children[token]
+            total += (self.start_boost if depth == 0 else self.boost) * node.weight
+        return total
+
+    def _may_start(self, logits) -> list[bool]:
+        """Per row: is the model unsure enough of its next token for a hotword to begin here?"""
+        if self.start_gate is None:
+            return [True] * logits.shape[0]
+        if isinstance(logits, np.ndarray):
+            x = logits.astype(np.float32, copy=False)
+            top_p = 1.0 / np.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1)
+        else:
+            top_p = logits.float().softmax(dim=-1).max(dim=-1).values
+        return [p < self.start_gate for p in top_p.tolist()]
 
     def apply(self, logits: Tensor, tokens: Tensor) -> None:
         rows: list[int] = []
         cols: list[int] = []
         values: list[float] = []
+        may_start = self._may_start(logits)
         for row, sampled in enumerate(tokens[:, self.sample_begin :].tolist()):
-            bonuses = self.bonuses(sampled)
+            bonuses = self.bonuses(sampled, may_start[row])
             rows.extend([row] * len(bonuses))
             cols.extend(bonuses)
             values.extend(bonuses.values())
@@ -146,18 +220,23 @@ class HotwordBoost(LogitFilter):
 
 
 @lru_cache(maxsize=32)
-def hotword_tries(tokenizer, hotwords: tuple[str, ...]) -> tuple[TokenTrie, TokenTrie]:
+def hotword_tries(tokenizer, hotwords: tuple[str, ...], weights: tuple[float, ...] | None = None) -> tuple[TokenTrie, TokenTrie]:
     """(after-a-space trie, start-of-text trie) of the hotwords' spellings; cached per tokenizer and list."""
-    variants = [v for w in hotwords for v in spellings(w)]
-    word = TokenTrie(tokenizer.encode(" " + v) for v in variants)
-    start = TokenTrie(tokenizer.encode(v) for v in variants)
+    weights = weights or (1.0,) * len(hotwords)
+    variants = [(v, w) for term, w in zip(hotwords, weights) for v in spellings(term)]
+    word = TokenTrie((tokenizer.encode(" " + v) for v, _ in variants), (w for _, w in variants))
+    start = TokenTrie((tokenizer.encode(v) for v, _ in variants), (w for _, w in variants))
     return word, start
 
 
-def hotword_filter(tokenizer, hotwords: str | Sequence[str], boost: float, sample_begin: int) -> HotwordBoost | None:
+def hotword_filter(tokenizer, hotwords: str | Sequence[str] | Glossary, boost: float, sample_begin: int) -> HotwordBoost | None:
     """The boosting filter for these hotwords, or None when there is nothing to boost."""
-    words = parse_hotwords(hotwords)
-    if not words or boost == 0:
+    glossary = as_glossary(hotwords, 0)
+    if not glossary.terms or boost == 0:
         return None
-    word, start = hotword_tries(tokenizer, words)
-    return HotwordBoost(word, start, boost, sample_begin, tokenizer.eot)
+    word, start = hotword_tries(tokenizer, glossary.terms, glossary.weights)
+    return HotwordBoost(word, start, boost, sample_begin, tokenizer.eot, START_GATE, TAKEBACK)
+
+
+START_GATE: float | None = None
+TAKEBACK = False

@@ -1,0 +1,98 @@
+"""A glossary: the domain terms to favour (hotwords), each with a weight, and how much of the prompt they may take.
+
+Terms come from ``--hotwords`` ("Kubernetes, ComfyUI:2") and ``--hotwords_file`` (one term a line, optionally
+followed by a tab or ':' and a weight; '#' starts a comment). A weight multiplies the logit boost of that term's
+tokens (1 by default; 0 keeps a term in the prompt only).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import OptionError
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """Terms in the order given, their boost weights, and the prompt budget in tokens (0: no terms in the prompt)."""
+
+    terms: tuple[str, ...]
+    weights: tuple[float, ...]
+    prompt_budget: int = 0
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def __str__(self) -> str:
+        return ", ".join(t if w == 1 else f"{t}:{w:g}" for t, w in zip(self.terms, self.weights))
+
+    def weight_of(self) -> dict[str, float]:
+        return dict(zip(self.terms, self.weights))
+
+
+def _term_and_weight(item: str, separators: str, where: str) -> tuple[str, float] | None:
+    """'Kubernetes:2' -> ('Kubernetes', 2.0); a separator followed by something that is no number stays in the term."""
+    text = item.strip()
+    if not text:
+        return None
+    for sep in separators:
+        head, found, tail = text.rpartition(sep)
+        if found and head.strip():
+            try:
+                weight = float(tail)
+            except ValueError:
+                continue
+            if weight < 0 or weight != weight:
+                raise OptionError(f"{where}: the weight of {head.strip()!r} must be a number >= 0, got {tail.strip()!r}")
+            return head.strip(), weight
+    return text, 1.0
+
+
+def parse_terms(hotwords: str | Sequence[str] | None) -> list[tuple[str, float]]:
+    """'Kubernetes, ComfyUI:2' -> [('Kubernetes', 1.0), ('ComfyUI', 2.0)]: comma-separated, optional ':weight'."""
+    if not hotwords:
+        return []
+    items = hotwords.split(",") if isinstance(hotwords, str) else hotwords
+    return [tw for tw in (_term_and_weight(i, ":", "hotwords") for i in items) if tw is not None]
+
+
+@lru_cache(maxsize=8)
+def _read_file(path: str, mtime: float) -> tuple[tuple[str, float], ...]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise OptionError(f"cannot read the hotwords file {path}: {e}") from e
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if line.lstrip().startswith("#"):  # a comment line ('#' inside a term, as in C#, stays)
+            continue
+        tw = _term_and_weight(line, "\t:", f"{path}:{number}")
+        if tw is not None:
+            out.append(tw)
+    return tuple(out)
+
+
+def read_terms_file(path: str | os.PathLike) -> list[tuple[str, float]]:
+    """The (term, weight) lines of a hotwords file; OptionError (one line) if it is missing or unreadable."""
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise OptionError(f"hotwords file not found: {path}")
+    return list(_read_file(str(resolved.resolve()), resolved.stat().st_mtime))
+
+
+def make_glossary(hotwords: str | Sequence[str] | Glossary | None, hotwords_file: str | None, prompt_budget: int) -> Glossary | None:
+    """The glossary of the hotwords and the file's terms (a term given twice keeps its last weight); None when empty."""
+    if isinstance(hotwords, Glossary):  # options copied with dataclasses.replace: the file was read already
+        pairs: Iterable[tuple[str, float]] = zip(hotwords.terms, hotwords.weights)
+    else:
+        pairs = [*parse_terms(hotwords), *(read_terms_file(hotwords_file) if hotwords_file else [])]
+    merged = dict(pairs)
+    if not merged:
+        return None
+    if prompt_budget < 0:
+        raise OptionError(f"hotword_prompt_budget must be >= 0, got {prompt_budget}")
+    return Glossary(tuple(merged), tuple(merged.values()), prompt_budget)
