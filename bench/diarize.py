@@ -5,7 +5,7 @@
     python bench/diarize.py --rttm-dir out/rttm      # also write each conversation's reference and hypothesis RTTM
 
 Each conversation (fixed seeds) takes 2-4 voices, turns of 1-15 s of one voice's speech (whole stretches between its
-pauses, never a cut word), 0.2-1.0 s pauses between turns, some turns starting 0.3-1.0 s before the previous one ends
+pauses of <= 10 s, never a cut word), 0.2-1.0 s pauses between turns, some turns starting 0.3-1.0 s before the previous one ends
 (overlap), and white noise at 20 dB SNR in every third. The reference speech of a turn is where the Silero VAD finds
 speech in that voice's clean source (200-ms pauses kept). Reported per conversation and in total: DER and JER
 (pyannote.metrics, collar 0.25 s; DER also without scoring the overlapped speech), the number of speakers found,
@@ -62,7 +62,7 @@ class Conversation:
 
 
 def load_voice(name: str) -> list[np.ndarray]:
-    """The voice's stretches of speech (between its pauses of >= 200 ms), clean, in recording order."""
+    """The voice's stretches of speech (between its pauses of >= 200 ms, none over 10 s), clean, in recording order."""
     import av  # noqa: F401 - decode_audio's backend; imported here so that a missing one names itself
 
     from tingxie.audio import decode_audio
@@ -74,7 +74,7 @@ def load_voice(name: str) -> list[np.ndarray]:
         if not full.is_file():
             raise SystemExit(f"missing shared data: {full}")
         samples = _channel(full, channel) if channel is not None else decode_audio(str(full))
-        for s, e in speech_timestamps(samples, VadOptions(min_silence_ms=200, speech_pad_ms=30)):
+        for s, e in speech_timestamps(samples, VadOptions(min_silence_ms=200, speech_pad_ms=30, max_speech_s=10.0)):
             pieces.append(samples[s:e])
     return pieces
 

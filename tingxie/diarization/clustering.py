@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.30  # cosine distance between group averages above which two groups are two voices
+DEFAULT_THRESHOLD = 0.35  # cosine distance between group averages above which two groups are two voices
+MIN_WINDOWS = 5  # with the count found automatically, a group of fewer windows (~4 s of speech) joins its nearest
 
 
 def cluster_embeddings(embeddings: np.ndarray, *, num_speakers: int | None = None, min_speakers: int = 1,
@@ -32,8 +33,20 @@ def cluster_embeddings(embeddings: np.ndarray, *, num_speakers: int | None = Non
             labels = fcluster(tree, t=bounded, criterion="maxclust")
     labels = np.unique(labels, return_inverse=True)[1]
     refined = _refine(embeddings, labels)
-    # a count that was asked for is kept even where refining would empty a group
-    return labels if num_speakers is not None and refined.max() < labels.max() else refined
+    if num_speakers is not None:  # a count that was asked for is kept even where refining would empty a group
+        return labels if refined.max() < labels.max() else refined
+    return _absorb_small(embeddings, refined, min_speakers)
+
+
+def _absorb_small(embeddings: np.ndarray, labels: np.ndarray, min_speakers: int) -> np.ndarray:
+    """Groups of fewer than MIN_WINDOWS windows moved to the nearest larger group (a cough, a laugh, two voices at
+    once), keeping at least ``min_speakers`` groups."""
+    sizes = np.bincount(labels)
+    keep = np.argsort(-sizes)[: max(int(np.sum(sizes >= MIN_WINDOWS)), min(min_speakers, len(sizes)), 1)]
+    if len(keep) == len(sizes):
+        return labels
+    nearest = keep[np.argmax(embeddings @ centroids(embeddings, labels)[keep].T, axis=1)]
+    return np.searchsorted(np.unique(nearest), nearest)
 
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
