@@ -70,9 +70,12 @@ def stream(server, name: str, *, rate: int = 16000, speed: float = 2.0, **params
 
 
 def test_a_shared_file_streamed_in_real_time_comes_back_as_finals_then_done(server):
-    messages = stream(server, "jfk", speed=2.0, model="tiny.en")
+    messages = stream(server, "jfk", speed=1.0, model="tiny.en")
     assert messages[-1] == {"type": "done"}
-    assert {m["type"] for m in messages} <= {"partial", "final", "done"}
+    assert {m["type"] for m in messages} <= {"partial", "final", "lag", "done"}  # a busy CPU may lag
+    for m in messages:
+        if m["type"] == "lag":
+            assert set(m) == {"type", "backlog_s", "level"} and m["backlog_s"] >= 0 and 0 <= m["level"] <= 2
     assert "ask not what your country can do for you ask what you can do for your country" in words_of(messages)
     finals = [m for m in messages if m["type"] == "final"]
     previous_end = 0.0
@@ -92,11 +95,11 @@ def test_a_shared_file_streamed_in_real_time_comes_back_as_finals_then_done(serv
 def test_streams_at_once_are_isolated_and_a_client_that_never_reads_stalls_no_one(server):
     results: dict[str, list[dict]] = {}
     with websockets_sync.connect(ws_url(server, language="en"), max_size=None) as silent:  # sends, never reads
-        silent_sender = threading.Thread(target=send_audio, args=(silent, load("libri_horizon"), 16000, 8.0))
+        silent_sender = threading.Thread(target=send_audio, args=(silent, load("libri_horizon"), 16000, 1.0))
         silent_sender.start()
         runs = [
-            threading.Thread(target=lambda: results.__setitem__("jfk", stream(server, "jfk", speed=4.0))),
-            threading.Thread(target=lambda: results.__setitem__("wizard", stream(server, "libri_wizard", rate=48000, speed=4.0))),
+            threading.Thread(target=lambda: results.__setitem__("jfk", stream(server, "jfk", speed=1.0))),
+            threading.Thread(target=lambda: results.__setitem__("wizard", stream(server, "libri_wizard", rate=48000, speed=1.0))),
         ]
         for run in runs:
             run.start()

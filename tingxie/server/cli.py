@@ -51,6 +51,17 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--best-of", type=_optional_int, default=5, help="samples drawn at temperature > 0 (default: 5, as the CLI)")
     p.add_argument("--vad-filter", action="store_true", dest="vad_filter",
                    help="transcribe only the speech the Silero VAD finds, skipping long pauses (as transcribe --vad_filter True; default: off)")
+    p.add_argument("--max-streams", type=int, default=4, dest="max_streams",
+                   help="live streams (/v1/realtime) served at once; one more is refused with an error event (default: 4)")
+    p.add_argument("--stream-idle-timeout", type=float, default=30.0, dest="stream_idle_timeout",
+                   help="seconds a live stream may send nothing (no audio, no end) before it is closed with an error event (default: 30)")
+    p.add_argument("--max-stream-lag", type=float, default=10.0, dest="max_stream_lag",
+                   help="seconds of a live stream's audio waiting to be decoded beyond which it is closed with an error event; "
+                        "from 2 s behind, it decodes greedily and less often to catch up and sends lag events (default: 10)")
+    p.add_argument("--policy", default="alignatt", choices=["alignatt", "local-agreement"], dest="stream_policy",
+                   help="when live-stream words become final: alignatt commits a word once Whisper's attention has moved past "
+                        "it (one decode), local-agreement once two decodes agree on it (later); a stream may ask with "
+                        "?policy= (default: alignatt)")
     p.add_argument("--shutdown-timeout", type=float, default=300.0, help="seconds a graceful shutdown waits for in-flight requests (default: 300)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="level of the JSON logs on stderr (default: info)")
@@ -72,7 +83,9 @@ def settings_from_args(args: argparse.Namespace | dict[str, Any]) -> Any:
         host=a["host"], port=a["port"], model=a["model"], extra_models=tuple(a["extra_models"]), device=a["device"],
         dtype=None if a["dtype"] == "auto" else a["dtype"], compute_type=a.get("compute_type", "default"), model_dir=a["model_dir"], api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
         max_upload_mb=a["max_upload_mb"], workers=a["workers"], max_queue=a["max_queue"], beam_size=a["beam_size"],
-        best_of=a["best_of"], vad_filter=a.get("vad_filter", False), shutdown_timeout=a["shutdown_timeout"], log_level=a["log_level"],
+        best_of=a["best_of"], vad_filter=a.get("vad_filter", False), max_streams=a.get("max_streams", 4),
+        stream_idle_timeout=a.get("stream_idle_timeout", 30.0), max_stream_lag=a.get("max_stream_lag", 10.0),
+        stream_policy=a.get("stream_policy", "alignatt"), shutdown_timeout=a["shutdown_timeout"], log_level=a["log_level"],
     )
 
 

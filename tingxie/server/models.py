@@ -16,6 +16,7 @@ from .settings import DEFAULT_MODEL_ALIASES, ServerSettings
 log = logging.getLogger("tingxie.server")
 
 Loader = Callable[[str], Any]
+STREAM_SUFFIX = " (live streams)"  # the registry's key of a model loaded apart for streams
 
 
 def default_loader(settings: ServerSettings) -> Loader:
@@ -29,12 +30,26 @@ def default_loader(settings: ServerSettings) -> Loader:
     return load
 
 
+def default_stream_loader(settings: ServerSettings) -> Loader:
+    """Load by name for live streams: the fast engine, int8 on a CPU, whatever compute type files are transcribed with
+    (a float32 stream with 5 beams runs at about real time on 2 cores, so its backlog grows)."""
+
+    def load(name: str) -> Any:
+        from ..api import load_model
+
+        return load_model(name, device=settings.device, dtype=settings.dtype, cache_dir=settings.model_dir, compute_type="auto")
+
+    return load
+
+
 class ModelRegistry:
     """Name -> loaded model. Loads run one at a time on their own thread, so they never wait behind transcriptions."""
 
-    def __init__(self, settings: ServerSettings, loader: Loader | None = None) -> None:
+    def __init__(self, settings: ServerSettings, loader: Loader | None = None, stream_loader: Loader | None = None) -> None:
         self.settings = settings
         self._loader = loader or default_loader(settings)
+        # a given loader (tests share one model) also serves streams; the server's own loads int8 for them
+        self._stream_loader = stream_loader or (None if loader is not None or settings.compute_type in ("auto", "int8") else default_stream_loader(settings))
         self._futures: dict[str, Future] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tingxie-loader")
 
@@ -64,12 +79,16 @@ class ModelRegistry:
     def _load(self, name: str) -> Any:
         started = time.perf_counter()
         try:
-            model = self._loader(name)
+            model = self._stream_loader(name[: -len(STREAM_SUFFIX)]) if name.endswith(STREAM_SUFFIX) else self._loader(name)
         except Exception:
             log.exception("model load failed", extra={"model": name})
             raise
         log.info("model loaded", extra={"model": name, "seconds": round(time.perf_counter() - started, 2)})
         return model
+
+    async def get_streaming(self, name: str) -> Any:
+        """The model live streams of ``name`` run: int8 on a CPU (loaded apart from the files' model where that differs)."""
+        return await self.get(name if self._stream_loader is None else name + STREAM_SUFFIX)
 
     async def get(self, name: str) -> Any:
         """The loaded model, waiting for its load if needed; a failed load is an API error (until a restart)."""

@@ -38,6 +38,12 @@ class ServerSettings:
     log_level: str = "info"
     # where uploads are spooled while they are transcribed; None uses the system temp folder
     upload_dir: str | None = None
+    # live streams (/v1/realtime): how many at once, seconds without audio before one is closed, seconds of audio
+    # waiting to be decoded beyond which one is closed (it degrades to greedy, longer steps well before), commit policy
+    max_streams: int = 4
+    stream_idle_timeout: float = 30.0
+    max_stream_lag: float = 10.0
+    stream_policy: str = "alignatt"
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -54,6 +60,15 @@ class ServerSettings:
                 raise OptionError(f"{name} must be >= 1 or None, got {value}")
         if self.compute_type not in COMPUTE_TYPES:
             raise OptionError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}")
+        if self.max_streams < 1:
+            raise OptionError(f"max_streams must be >= 1, got {self.max_streams}")
+        for name in ("stream_idle_timeout", "max_stream_lag"):
+            if not getattr(self, name) > 0:
+                raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
+        from ..streaming.options import POLICIES
+
+        if self.stream_policy not in POLICIES:
+            raise OptionError(f"stream_policy must be one of {', '.join(POLICIES)}, not {self.stream_policy!r}")
         if any(not key for key in self.api_keys):
             raise OptionError("an API key can't be empty")
 

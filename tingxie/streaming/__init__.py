@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["LocalAgreement", "StreamEvent", "StreamOptions", "StreamStats", "StreamingTranscriber", "TimedWord"]
+__all__ = ["AttentionCommit", "LocalAgreement", "StreamEvent", "StreamOptions", "StreamStats", "StreamingTranscriber", "TimedWord"]
 
 # resolved on first use, so `tingxie --help` (which imports tingxie.streaming.cli) loads no numpy or torch
 _LAZY = {
+    "AttentionCommit": "alignatt",
     "LocalAgreement": "agreement",
     "StreamEvent": "events",
     "TimedWord": "events",
@@ -26,6 +27,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .agreement import LocalAgreement
+    from .alignatt import AttentionCommit
     from .events import StreamEvent, TimedWord
     from .options import StreamOptions
     from .transcriber import StreamingTranscriber, StreamStats

@@ -50,6 +50,9 @@ def add_stream_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timestamps", choices=["on", "off"], default="on", help="start and end time in front of each final line (default: on)")
     p.add_argument("--partials", choices=["auto", "on", "off"], default="auto",
                    help="show the partial line; auto shows it only on a terminal (default: auto)")
+    p.add_argument("--policy", default="alignatt", choices=["alignatt", "local-agreement"],
+                   help="when words become final: alignatt commits a word from one decode once Whisper's attention has moved "
+                        "past it (sooner), local-agreement once two successive decodes agree on it (default: alignatt)")
     p.add_argument("--step", type=_positive(float), default=0.5, help="seconds of new audio between decodes (default: 0.5)")
     p.add_argument("--pause", type=_positive(float), default=0.5, help="seconds of silence that finalise what was said (default: 0.5)")
     p.add_argument("--vad", choices=["on", "off"], default="on", help="Silero voice activity detection to skip silence and finalise at pauses (default: on)")

@@ -70,7 +70,7 @@ def stream_command(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     from .options import StreamOptions
 
-    options = StreamOptions(language=args.language, task=args.task, step_s=args.step, pause_s=args.pause, vad=args.vad == "on",
+    options = StreamOptions(language=args.language, task=args.task, step_s=args.step, pause_s=args.pause, vad=args.vad == "on", policy=args.policy,
                             beam_size=None if args.beam_size == 1 else args.beam_size)  # 1 beam is greedy; StreamOptions rejects < 1
     import torch
 

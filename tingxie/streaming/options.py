@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from ..errors import OptionError
 
+# commit policies: attention-guided (AlignAtt) commits from one decode; local agreement waits for two decodes to agree
+POLICIES = ("alignatt", "local-agreement")
+FRAME_S = 0.02  # one encoder frame (Whisper's cross-attention resolution)
+
 
 @dataclass(frozen=True)
 class StreamOptions:
@@ -27,7 +31,11 @@ class StreamOptions:
     # 5 beams int8: 22.0-22.5% with 4, 20.5% with 6 (both files 16.1%), 18.2% on both files with 8
     context_s: float = 6.0
     min_decode_s: float = 0.3  # a buffer shorter than this is not decoded
-    commit_margin_s: float = 0.3  # a word ending closer than this to the end of the decoded audio is not committed yet
+    policy: str = "alignatt"  # see POLICIES; bench/realtime.py picked it (bench/RESULTS.md)
+    # alignatt: a word whose attention (its DTW-aligned end) lies within the last this many encoder frames is not
+    # committed yet, nor is anything after it (Papi et al. 2023's f)
+    alignatt_frames: int = 20
+    commit_margin_s: float = 0.3  # local-agreement: a word ending closer than this to the end of the decoded audio is not committed yet
     min_word_probability: float = 0.01  # words Whisper itself finds this unlikely are dropped (invented in near-silence)
     prefix_committed: bool = True  # force committed text still in the buffer as the decode's prefix (not decoded again)
     prompt_chars: int = 200  # committed text given to the decoder as the prompt
@@ -35,6 +43,11 @@ class StreamOptions:
     # beam search: bench/realtime.py (tiny.en, int8, 2 cores) streamed WER 22.6% greedy -> 17.3% with 5 beams, median
     # final latency 1.0 -> 1.1 s; None decodes greedily (the fastest)
     beam_size: int | None = 5
+
+    @property
+    def commit_horizon_s(self) -> float:
+        """How far before the end of the decoded audio a word must end to be committed."""
+        return self.alignatt_frames * FRAME_S if self.policy == "alignatt" else self.commit_margin_s
 
     def __post_init__(self) -> None:
         positive = ("step_s", "pause_s", "max_buffer_s", "hard_buffer_s", "min_decode_s")
@@ -54,6 +67,10 @@ class StreamOptions:
             raise OptionError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise OptionError(f"temperatures must be one or more values >= 0, got {self.temperatures}")
+        if self.policy not in POLICIES:
+            raise OptionError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
+        if self.alignatt_frames < 0:
+            raise OptionError(f"alignatt_frames must be >= 0, got {self.alignatt_frames}")
         if self.beam_size is not None and self.beam_size < 1:
             raise OptionError(f"beam_size must be >= 1, got {self.beam_size}")
         if not 0 <= self.min_word_probability < 1:

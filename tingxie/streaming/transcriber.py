@@ -2,8 +2,8 @@
 
 Audio goes through the VAD gate window by window (32 ms): silence is skipped (only a short pre-roll is
 kept), speech opens an utterance buffer. Every ``step_s`` of new audio the buffer is decoded with the
-committed text before it as the prompt; local agreement of consecutive hypotheses commits words
-(``final``), the rest is the ``partial``. The buffer is cut at committed segment ends (or, when it grows
+committed text before it as the prompt; the commit policy (attention-guided by default, or local agreement of
+consecutive hypotheses) commits words (``final``), the rest is the ``partial``. The buffer is cut at committed segment ends (or, when it grows
 long, at the widest pause between committed words), and a pause of ``pause_s`` finalises everything said so
 far. A cut inside an utterance keeps about ``context_s`` of committed speech: the next decodes hear what came
 before the new words, and are forced to start with its text. A pause starts the next utterance afresh.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .agreement import LocalAgreement
+from .alignatt import commit_policy
 from .events import StreamEvent, TimedWord, final, partial
 from .gate import SpeechGate
 from .options import StreamOptions
@@ -29,6 +29,8 @@ WINDOW = 512  # the VAD's window: the gate's resolution
 Decoder = Callable[[np.ndarray, str, str], "list[TimedWord] | None"]
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
 TAIL_S = 0.2  # silence kept after the last speech when an utterance is decoded for the last time
+# degraded modes when decoding falls behind real time: (greedy instead of beams, step multiplied by)
+DEGRADED = ((False, 1.0), (True, 2.0), (True, 4.0))
 
 
 @dataclass
@@ -77,7 +79,10 @@ class _Audio:
 class StreamingTranscriber:
     """One stream's state. Not thread-safe: feed it from one thread (several transcribers may share a model)."""
 
-    def __init__(self, model=None, options: StreamOptions = StreamOptions(), *, vad=None, decoder: Decoder | None = None) -> None:
+    def __init__(self, model=None, options: StreamOptions = StreamOptions(), *, vad=None, decoder: Decoder | None = None,
+                 fast_decoder: Decoder | None = None) -> None:
+        """``fast_decoder``: the greedy decoder of degraded modes (built from ``model`` when not given; with neither,
+        degraded modes only decode less often)."""
         if decoder is None:
             if model is None:
                 raise ValueError("give a model (or a decoder)")
@@ -86,7 +91,13 @@ class StreamingTranscriber:
             decoder = BufferDecoder(model, options)
         self.options = options
         self.decoder = decoder
-        self.agreement = LocalAgreement()
+        self._model = model
+        self._full_decoder = decoder
+        self._fast_decoder = fast_decoder
+        self._step_s = options.step_s
+        self.level = 0  # the degraded mode in use (an index of DEGRADED)
+        self.closed = False  # set by close(): no decode starts after it
+        self.agreement = commit_policy(options.policy)
         self.stats = StreamStats()
         self.received = 0  # samples accepted so far: the stream's clock
         self._buffer = _Audio()  # the utterance being decoded
@@ -108,8 +119,29 @@ class StreamingTranscriber:
     def in_utterance(self) -> bool:
         return self._gate is None or self._gate.in_speech
 
+    def degrade(self, level: int) -> None:
+        """Switch to degraded mode ``level`` (0: as configured; higher: greedy decodes, longer steps) to catch up
+        with real time when decoding falls behind."""
+        level = min(max(0, level), len(DEGRADED) - 1)
+        greedy, step_factor = DEGRADED[level]
+        if greedy and self._fast_decoder is None and self._model is not None and self.options.beam_size is not None:
+            from dataclasses import replace
+
+            from .decode import BufferDecoder
+
+            self._fast_decoder = BufferDecoder(self._model, replace(self.options, beam_size=None))
+        self.decoder = (self._fast_decoder or self._full_decoder) if greedy else self._full_decoder
+        self._step_s = self.options.step_s * step_factor
+        self.level = level
+
+    def close(self) -> None:
+        """Stop: no decode starts after this (one already running finishes); later calls return no events."""
+        self.closed = True
+
     def accept(self, samples: np.ndarray) -> list[StreamEvent]:
         """Take the next chunk of 16 kHz mono float32 audio; returns the events it caused (often none)."""
+        if self.closed:
+            return []
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         events: list[StreamEvent] = []
         start = self.received
@@ -127,6 +159,8 @@ class StreamingTranscriber:
 
     def finish(self) -> list[StreamEvent]:
         """The end of the stream: decode what is left and commit everything."""
+        if self.closed:
+            return []
         if self._gate is not None and self._gate.in_speech:
             self._buffer.append(self._pending)
         self._pending = np.zeros(0, dtype=np.float32)
@@ -174,9 +208,11 @@ class StreamingTranscriber:
 
     def _due(self) -> bool:
         new = (self._buffer.end - max(self._decoded_to, self._buffer.start)) / SAMPLE_RATE
-        return new >= self.options.step_s and self._buffer.length / SAMPLE_RATE >= self.options.min_decode_s
+        return new >= self._step_s and self._buffer.length / SAMPLE_RATE >= self.options.min_decode_s
 
     def _decode(self, drop_tail: int = 0) -> list[TimedWord] | None:
+        if self.closed:
+            return None
         audio = self._buffer.samples()
         audio = audio[: max(0, len(audio) - drop_tail)]
         offset = self._buffer.start / SAMPLE_RATE
@@ -193,7 +229,7 @@ class StreamingTranscriber:
         words = self._decode()
         if words is None:
             return []
-        horizon = self._buffer.end / SAMPLE_RATE - self.options.commit_margin_s
+        horizon = self._buffer.end / SAMPLE_RATE - self.options.commit_horizon_s
         committed = self.agreement.insert(words, horizon)
         events = [final(committed)] if committed else []
         events += self._trim()
