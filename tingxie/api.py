@@ -183,7 +183,12 @@ class WhisperModel:
     def transcribe(self, audio: Any, options: TranscribeOptions | None = None, *, on_progress=None, **kwargs: Any) -> TranscriptionResult:
         """Transcribe a path, bytes, file object or 16 kHz float array; keyword options as in the reference."""
         info, segments = self.iter_transcribe(audio, options, on_progress=on_progress, **kwargs)
-        return self.assemble(info, list(segments))
+        result = self.assemble(info, list(segments))
+        if options.diarize if options is not None else kwargs.get("diarize"):  # who said what (issue 21)
+            from .diarization import diarize_transcription
+
+            result = diarize_transcription(self, audio, result, options if options is not None else build_options(**kwargs))
+        return result
 
     def assemble(self, info: TranscriptionInfo, segments: list[Segment]) -> TranscriptionResult:
         """The whole result from the segments ``iter_transcribe`` produced."""

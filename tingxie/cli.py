@@ -50,6 +50,8 @@ def _add_dataclass_options(group, cls: type) -> None:
         if f.name in ("beam_size", "best_of", "patience", "length_penalty", "compression_ratio_threshold", "logprob_threshold",
                       "no_speech_threshold", "hallucination_silence_threshold"):
             kind = optional(float) if f.name not in ("beam_size", "best_of") else optional(int)
+        if f.name in ("num_speakers", "min_speakers", "max_speakers"):
+            kind = optional(int)
         if f.name == "language":
             kind = optional(str)
         extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
@@ -127,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "transcribe":
         word_only = ["highlight_words", "max_line_count", "max_line_width", "max_words_per_line"]
-        if not args.word_timestamps:
+        if not (args.word_timestamps or args.diarize):  # diarize turns word timestamps on
             for name in word_only:
                 if getattr(args, name):
                     parser.error(f"--{name} requires --word_timestamps True")
+        if args.diarize:
+            from .diarize_cli import diarize_command
+
+            return diarize_command(vars(args))
         return commands.transcribe_command(vars(args))
     if args.command == "models":
         return commands.models_command(args.model_dir)

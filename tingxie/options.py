@@ -124,6 +124,12 @@ class TranscribeOptions:
     language_per_window: bool = _opt(False, "detect the language of every 30-s window, not just the first (code-switched audio); language 'auto' turns it on")
     chinese_script: str = _opt("as-is", "script of Chinese output: simplified or traditional (OpenCC converts text, segments and words) or as-is", choices=("simplified", "traditional", "as-is"))
     chinese_prompt: bool = _opt(False, "with chinese_script simplified or traditional and no initial_prompt, prompt with a punctuated sentence in that script (adds punctuation; may cost accuracy)")
+    diarize: bool = _opt(False, "label who speaks: every segment and word gets a speaker (SPEAKER_00, SPEAKER_01, ... in order of first words), segments split where the speaker changes; turns word_timestamps on (speaker encoder: pip install --no-deps Resemblyzer==0.1.4)")
+    num_speakers: int | None = _opt(None, "with diarize, the number of speakers when known; None finds it")
+    min_speakers: int | None = _opt(None, "with diarize, at least this many speakers when the count is found")
+    max_speakers: int | None = _opt(None, "with diarize, at most this many speakers when the count is found")
+    speaker_names: str | None = _opt(None, "with diarize and speaker_references, comma-separated names of the reference voices (e.g. 'Ana,Ben'): each speaker is named after the closest reference")
+    speaker_references: str | None = _opt(None, "with diarize, comma-separated audio files of the known voices, one per name in speaker_names (a few seconds of each voice alone)")
 
     def __post_init__(self) -> None:
         if not self.temperature:
@@ -146,6 +152,34 @@ class TranscribeOptions:
         from .chinese import check_script  # OpenCC itself is imported only when text is converted
 
         check_script(self.chinese_script)
+        self._check_diarize()
+
+    def _check_diarize(self) -> None:
+        """Speaker options: counts >= 1 that agree, one name per reference file, files that exist; diarize needs words."""
+        from pathlib import Path
+
+        given = [n for n in ("num_speakers", "min_speakers", "max_speakers", "speaker_names", "speaker_references") if getattr(self, n) is not None]
+        if given and not self.diarize:
+            raise OptionError(f"{', '.join(given)} only apply with diarize=True (CLI --diarize True)")
+        for name in ("num_speakers", "min_speakers", "max_speakers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise OptionError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
+            raise OptionError("give num_speakers, or min_speakers/max_speakers, not both")
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise OptionError(f"min_speakers ({self.min_speakers}) is more than max_speakers ({self.max_speakers})")
+        names = [n.strip() for n in (self.speaker_names or "").split(",") if n.strip()]
+        files = [f.strip() for f in (self.speaker_references or "").split(",") if f.strip()]
+        if len(set(names)) != len(names):
+            raise OptionError(f"speaker_names must be different names, got {self.speaker_names!r}")
+        if len(names) != len(files):
+            raise OptionError(f"speaker_names and speaker_references must pair up: {len(names)} names, {len(files)} reference files")
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise OptionError(f"speaker reference file not found: {missing[0]}")
+        if self.diarize and not self.word_timestamps:  # speakers are assigned word by word
+            object.__setattr__(self, "word_timestamps", True)
 
     def vad_options(self) -> VadOptions:
         """The VAD settings of ``vad_filter`` (the VAD's own type; its model is loaded only when audio is filtered)."""

@@ -4,8 +4,9 @@
     >>> result = diarize_result(model, samples, result, options)  # a transcription's segments and words get speakers
 """
 
+from .apply import diarize_result, diarize_transcription
 from .encoder import SpeakerModelUnavailableError, load_encoder
 from .pipeline import Diarization, DiarizeSettings, diarize_samples
 from .timeline import SpeakerTurn
 
-__all__ = ["Diarization", "DiarizeSettings", "SpeakerModelUnavailableError", "SpeakerTurn", "diarize_samples", "load_encoder"]
+__all__ = ["Diarization", "diarize_result", "diarize_transcription", "DiarizeSettings", "SpeakerModelUnavailableError", "SpeakerTurn", "diarize_samples", "load_encoder"]

@@ -1,0 +1,68 @@
+"""The one call the API, the CLI, the server and batch jobs make: a finished transcription gets its speakers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import AudioDecodeError, OptionError
+from ..results import TranscriptionResult
+from .pipeline import DiarizeSettings, diarize_samples
+from .resegment import assign_speakers
+
+if TYPE_CHECKING:
+    from ..options import TranscribeOptions
+
+
+def split_names(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """'Ana, Ben' or ('Ana', 'Ben') -> ('Ana', 'Ben')."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
+def settings_from_options(options: TranscribeOptions, references: tuple[Any, ...] | None = None) -> DiarizeSettings:
+    """The pipeline's settings from the transcription options; the reference voices decoded (paths, bytes, arrays),
+    or taken from ``references`` where the caller already holds them (the server's uploads)."""
+    from ..audio import decode_audio
+
+    sources = references if references is not None else split_names(options.speaker_references)
+    voices = []
+    for source in sources:
+        try:
+            samples = source if isinstance(source, np.ndarray) else decode_audio(source)
+        except AudioDecodeError as e:
+            raise AudioDecodeError(f"speaker reference {_name(source)} is not usable audio: {e}") from e
+        if samples.size < 16000 // 2:
+            raise OptionError(f"speaker reference {_name(source)} holds {samples.size / 16000:.2f} s of audio; give at least 1 s of that voice")
+        voices.append(samples)
+    return DiarizeSettings(num_speakers=options.num_speakers, min_speakers=options.min_speakers or 1, max_speakers=options.max_speakers,
+                           speaker_names=split_names(options.speaker_names), speaker_references=tuple(voices))
+
+
+def diarize_result(model: Any, samples: np.ndarray, result: TranscriptionResult, options: TranscribeOptions, *,
+                   progress: bool = False, references: tuple[Any, ...] | None = None) -> TranscriptionResult:
+    """``result`` (transcribed from ``samples``, with word timestamps) with a speaker on every segment and word, its
+    segments split where the speaker changes. No speech in the audio leaves the result as it is."""
+    if not result.segments:
+        return result
+    diarization = diarize_samples(samples, settings_from_options(options, references), progress=progress)
+    tokenizer = model.tokenizer(result.language) if model is not None else None
+    return assign_speakers(result, diarization, tokenizer)[0]
+
+
+def diarize_transcription(model: Any, audio: Any, result: TranscriptionResult, options: TranscribeOptions, *,
+                          progress: bool = False) -> TranscriptionResult:
+    """``diarize_result`` for any audio the API takes (a path, bytes, a file object or 16 kHz samples)."""
+    from ..audio import decode_audio
+
+    if not result.segments:
+        return result
+    samples = audio if isinstance(audio, np.ndarray) else decode_audio(audio)
+    return diarize_result(model, samples, result, options, progress=progress)
+
+
+def _name(source: Any) -> str:
+    return repr(str(source)) if isinstance(source, str) else "(uploaded audio)"
