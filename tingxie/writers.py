@@ -81,6 +81,7 @@ class _Cue:
     start: float
     end: float
     text: str
+    speaker: str | None = None  # from diarization
 
 
 def _first_word_start(segments: list[dict]) -> float:
@@ -112,6 +113,7 @@ def _word_groups(segments: list[dict], options: SubtitleOptions) -> Iterator[lis
                 fits = line_len + len(text) <= width
                 # each run of max_words_per_line words (or each segment) opens a new cue
                 run_break = keep_segments and index_in_run == 0 and bool(current)
+                run_break = run_break or (bool(current) and word.get("speaker") != current[-1].get("speaker"))  # one voice a cue
                 if line_len > 0 and fits and not long_pause and not run_break:
                     line_len += len(text)
                 else:
@@ -163,24 +165,30 @@ def _cues(result: dict, options: SubtitleOptions) -> Iterator[_Cue]:
     segments = result.get("segments") or []
     if segments and "words" in segments[0]:
         for group in _word_groups(segments, options):
+            speaker = group[0].get("speaker")
             if options.highlight_words:
-                yield from _highlighted(group)
+                yield from (_Cue(c.start, c.end, c.text, speaker) for c in _highlighted(group))
             else:
-                yield _Cue(group[0]["start"], group[-1]["end"], "".join(w["word"] for w in group))
+                yield _Cue(group[0]["start"], group[-1]["end"], "".join(w["word"] for w in group), speaker)
     else:
         for segment in segments:
             # "-->" would end the cue's timing line early in a subtitle reader
-            yield _Cue(segment["start"], segment["end"], segment["text"].strip().replace("-->", "->"))
+            yield _Cue(segment["start"], segment["end"], segment["text"].strip().replace("-->", "->"), segment.get("speaker"))
+
+
+def _speaker_prefix(speaker: str | None, template: str) -> str:
+    return template.format(speaker) if speaker is not None else ""
 
 
 def _render_txt(result: dict, options: SubtitleOptions) -> str:
-    return "".join(segment["text"].strip() + "\n" for segment in result.get("segments") or [])
+    return "".join(_speaker_prefix(segment.get("speaker"), "{}: ") + segment["text"].strip() + "\n" for segment in result.get("segments") or [])
 
 
 def _render_vtt(result: dict, options: SubtitleOptions) -> str:
     parts = ["WEBVTT\n\n"]
     for cue in _cues(result, options):
-        parts.append(f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n{cue.text}\n\n")
+        # WebVTT's voice tag names the speaker of a diarized cue
+        parts.append(f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n{_speaker_prefix(cue.speaker, '<v {}>')}{cue.text}\n\n")
     return "".join(parts)
 
 
@@ -189,16 +197,19 @@ def _render_srt(result: dict, options: SubtitleOptions) -> str:
     for number, cue in enumerate(_cues(result, options), start=1):
         start = format_timestamp(cue.start, always_include_hours=True, decimal_marker=",")
         end = format_timestamp(cue.end, always_include_hours=True, decimal_marker=",")
-        parts.append(f"{number}\n{start} --> {end}\n{cue.text}\n\n")
+        parts.append(f"{number}\n{start} --> {end}\n{_speaker_prefix(cue.speaker, '[{}] ')}{cue.text}\n\n")
     return "".join(parts)
 
 
 def _render_tsv(result: dict, options: SubtitleOptions) -> str:
     # integer milliseconds: no locale can turn the decimal point into a comma
-    lines = ["start\tend\ttext\n"]
-    for segment in result.get("segments") or []:
+    segments = result.get("segments") or []
+    diarized = any("speaker" in segment for segment in segments)  # a speaker column only for a diarized result
+    lines = ["start\tend\tspeaker\ttext\n" if diarized else "start\tend\ttext\n"]
+    for segment in segments:
         text = segment["text"].strip().replace("\t", " ")
-        lines.append(f"{round(1000 * segment['start'])}\t{round(1000 * segment['end'])}\t{text}\n")
+        speaker = f"{segment.get('speaker') or ''}\t" if diarized else ""
+        lines.append(f"{round(1000 * segment['start'])}\t{round(1000 * segment['end'])}\t{speaker}{text}\n")
     return "".join(lines)
 
 
