@@ -1,0 +1,151 @@
+"""Speaker diarization on real speech with the real weights: tiny.en as users load it, the GE2E encoder from the
+Resemblyzer package, two distinct voices from ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, require_shared
+
+SR = 16000
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def tingxie(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tingxie", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+@pytest.fixture(scope="module")
+def voices() -> dict[str, np.ndarray]:
+    require_shared()
+    from tingxie.audio import decode_audio
+
+    return {"jfk": decode_audio(str(DATA / "en" / "jfk.flac")), "mit": decode_audio(str(DATA / "en" / "mit_license_read.flac"))}
+
+
+@pytest.fixture(scope="module")
+def conversation(voices) -> np.ndarray:
+    """JFK (11 s), the MIT-license reader (first 14 s), JFK's first 6 s again, with 0.6-s pauses."""
+    pause = np.zeros(int(0.6 * SR), np.float32)
+    return np.concatenate([voices["jfk"], pause, voices["mit"][: 14 * SR], pause, voices["jfk"][: 6 * SR]])
+
+
+@pytest.fixture(scope="module")
+def diarized(tiny_en_default, conversation):
+    return tiny_en_default.transcribe(conversation, diarize=True)
+
+
+def speakers_of(result, *words: str) -> set[str]:
+    """The speakers of the transcribed words that match these (lower case, without punctuation)."""
+    wanted = set(words)
+    return {w.speaker for w in result.words if w.word.strip(" .,").lower() in wanted}
+
+
+def test_two_voices_get_two_labels_and_the_right_words(diarized):
+    assert {s.speaker for s in diarized.segments} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all(w.speaker is not None for w in diarized.words)
+    jfk, mit = speakers_of(diarized, "americans", "country"), speakers_of(diarized, "permission", "software", "granted")
+    assert jfk == {"SPEAKER_00"} and mit == {"SPEAKER_01"}  # numbered in order of first words
+    # segments never mix voices, and the JFK words at the end are labelled as his first ones
+    for segment in diarized.segments:
+        assert {w.speaker for w in segment.words} == {segment.speaker}
+    assert diarized.segments[-1].speaker == "SPEAKER_00" and diarized.segments[-1].start > 25
+
+
+def test_the_json_carries_speakers_on_segments_and_words(diarized):
+    d = diarized.to_dict()
+    assert all("speaker" in s and all("speaker" in w for w in s["words"]) for s in d["segments"])
+    assert [s["id"] for s in d["segments"]] == list(range(len(d["segments"])))
+
+
+def test_a_known_count_and_known_voices(tiny_en_default, conversation, voices, tmp_path):
+    one = tiny_en_default.transcribe(conversation, diarize=True, num_speakers=1)
+    assert {s.speaker for s in one.segments} == {"SPEAKER_00"}
+    ana = write_wav(tmp_path / "ana.wav", voices["mit"][16 * SR : 26 * SR])  # other sentences than those in the conversation
+    ben = write_wav(tmp_path / "ben.wav", voices["jfk"][5 * SR :])
+    named = tiny_en_default.transcribe(conversation, diarize=True, speaker_names="Ana,Ben", speaker_references=f"{ana},{ben}")
+    assert speakers_of(named, "americans", "country") == {"Ben"} and speakers_of(named, "permission", "software") == {"Ana"}
+
+
+def test_one_voice_gets_one_label(tiny_en_default, voices):
+    result = tiny_en_default.transcribe(voices["mit"], diarize=True)
+    assert result.text.strip() and {s.speaker for s in result.segments} == {"SPEAKER_00"}
+
+
+def test_silence_has_no_speakers(tiny_en_default):
+    require_shared()
+    result = tiny_en_default.transcribe(str(DATA / "misc" / "silence.wav"), diarize=True)
+    assert result.segments == [] and result.text == ""
+
+
+def test_the_pipeline_alone_finds_the_turns(conversation):
+    from tingxie.diarization import diarize_samples
+
+    diarization = diarize_samples(conversation)
+    assert diarization.speakers == ("SPEAKER_00", "SPEAKER_01")
+    # the MIT reader speaks from 11.6 to 25.6 s: the turns there are hers
+    mid = [t.speaker for t in diarization.turns if 12.5 < (t.start + t.end) / 2 < 25]
+    assert mid and set(mid) == {"SPEAKER_01"}
+
+
+def test_cli_writes_speakers_in_every_format(conversation, tmp_path):
+    audio = write_wav(tmp_path / "talk.wav", conversation)
+    run = tingxie("transcribe", str(audio), "--diarize", "True", "--output_format", "all", "--output_dir", str(tmp_path), "--verbose", "False",
+                  "--progress", "False", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    txt = (tmp_path / "talk.txt").read_text().splitlines()
+    assert txt[0].startswith("SPEAKER_00: ") and any(line.startswith("SPEAKER_01: ") for line in txt)
+    vtt = (tmp_path / "talk.vtt").read_text()
+    assert "<v SPEAKER_00>" in vtt and "<v SPEAKER_01>" in vtt
+    assert "[SPEAKER_01] " in (tmp_path / "talk.srt").read_text()
+    tsv = (tmp_path / "talk.tsv").read_text().splitlines()
+    assert tsv[0] == "start\tend\tspeaker\ttext" and tsv[1].split("\t")[2] == "SPEAKER_00"
+    data = json.loads((tmp_path / "talk.json").read_text())
+    assert {s["speaker"] for s in data["segments"]} == {"SPEAKER_00", "SPEAKER_01"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_speakers", "0"], "num_speakers must be a whole number >= 1, got 0"),
+    (["--min_speakers", "3", "--max_speakers", "2"], "min_speakers (3) is more than max_speakers (2)"),
+    (["--speaker_names", "Ana,Ben", "--speaker_references", "{ref}"], "speaker_names and speaker_references must pair up"),
+    (["--speaker_names", "Ana", "--speaker_references", "{ref}"], "speaker reference '{ref}' is not usable audio"),
+])
+def test_cli_bad_speaker_options_get_one_line(tmp_path, args, message):
+    require_shared()
+    ref = tmp_path / "ana.txt"
+    ref.write_text("this is not audio\n")
+    args = [a.replace("{ref}", str(ref)) for a in args]
+    run = tingxie("transcribe", str(DATA / "en" / "jfk.flac"), "--diarize", "True", *args, "--output_dir", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 2
+    assert message.replace("{ref}", str(ref)) in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_cli_speaker_options_need_diarize(tmp_path):
+    require_shared()
+    run = tingxie("transcribe", str(DATA / "en" / "jfk.flac"), "--num_speakers", "2", "--output_dir", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 2 and "only apply with diarize=True" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cli_silence_is_the_usual_empty_output(tmp_path):
+    require_shared()
+    run = tingxie("transcribe", str(DATA / "misc" / "silence.wav"), "--diarize", "True", "--output_format", "txt", "--output_dir", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 1 and "no speech detected" in run.stderr and "Traceback" not in run.stderr
+    assert (tmp_path / "silence.txt").read_text() == ""
