@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the format is detected (WEIGHT_FILES) without PyTorch; loading needs it
+    import torch
 
 from ..errors import CheckpointError
 from .canonical import check_state_dict, dims_from_state_dict
@@ -96,6 +98,8 @@ def _weights_file(path: Path) -> Path:
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         if path.name.endswith(".safetensors"):
             from safetensors.torch import load_file
