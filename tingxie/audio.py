@@ -11,7 +11,7 @@ import io
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -54,7 +54,9 @@ class AudioTooLongError(AudioDecodeError):
         self.limit_seconds = limit_seconds
 
 
-def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None) -> np.ndarray:
+def decode_audio(
+    source: AudioSource, sampling_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None, interrupt: Callable[[], None] | None = None
+) -> np.ndarray:
     """Decode ``source`` to a mono float32 waveform in [-1, 1] at ``sampling_rate`` Hz.
 
     ``source`` may be a path (str or PathLike), the bytes of a file, a binary file object, or a NumPy array.
@@ -69,7 +71,8 @@ def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE, *, max_s
 
     ``max_seconds`` bounds the decoded length: a file whose container declares more is refused before any
     decoding, and decoding stops as soon as the output passes the limit (a header that lies is caught there),
-    so memory never grows past the limit's worth of samples.
+    so memory never grows past the limit's worth of samples. ``interrupt`` is called after every packet; an
+    exception it raises stops the decoding (a server cancels the work of a client that left).
 
     A file that decodes to zero samples gives an empty array; whether that is an error is the caller's call.
 
@@ -92,7 +95,7 @@ def decode_audio(source: AudioSource, sampling_rate: int = SAMPLE_RATE, *, max_s
         if max_seconds is not None:
             expected = min(expected, _limit_samples(max_seconds, sampling_rate) + 1)
         buffer = _GrowingBuffer(expected)
-        for chunk in _s16_chunks(container, stream, name, sampling_rate, max_seconds):
+        for chunk in _s16_chunks(container, stream, name, sampling_rate, max_seconds, interrupt):
             buffer.append_s16(chunk)
     return buffer.finish()
 
@@ -246,7 +249,9 @@ def _check_declared_duration(container: Any, stream: Any, name: str, max_seconds
         )
 
 
-def _s16_chunks(container: Any, stream: Any, name: str, sampling_rate: int, max_seconds: float | None) -> Iterator[np.ndarray]:
+def _s16_chunks(
+    container: Any, stream: Any, name: str, sampling_rate: int, max_seconds: float | None, interrupt: Callable[[], None] | None = None
+) -> Iterator[np.ndarray]:
     """The first audio stream as int16 mono arrays at ``sampling_rate``, one per resampled frame; stops at the limit."""
     import av
 
@@ -267,6 +272,8 @@ def _s16_chunks(container: Any, stream: Any, name: str, sampling_rate: int, max_
 
     try:
         for packet in container.demux(stream):
+            if interrupt is not None:
+                interrupt()
             try:
                 frames = packet.decode()
             except av.InvalidDataError as e:

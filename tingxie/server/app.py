@@ -20,6 +20,7 @@ from .. import __version__
 from .auth import require_api_key
 from .errors import install_error_handlers
 from .jobs import JobQueue
+from .limits import ReadTimeoutMiddleware
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
 from .models import Loader, ModelRegistry
 from .schemas import ErrorResponse, TranscriptionJson, TranscriptionVerbose
@@ -51,11 +52,15 @@ def create_app(settings: ServerSettings | None = None, *, loader: Loader | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.models.start_loading(settings.model)  # in the background: /health says 503 until it is ready
         log.info("server starting", extra={"model": settings.model, "workers": settings.workers, "max_queue": settings.max_queue,
-                                           "auth": settings.auth_required, "max_upload_mb": settings.max_upload_mb})
+                                           "auth": settings.auth_required, "max_upload_mb": settings.max_upload_mb,
+                                           "max_audio_seconds": settings.max_audio_seconds, "max_request_seconds": settings.max_request_seconds})
         try:
             yield
         finally:
-            # uvicorn has already waited for in-flight requests; let any job still on a thread finish too
+            # uvicorn has already waited its grace period for in-flight requests: stop what still runs at its next window
+            cancelled = app.state.jobs.cancel_all()
+            if cancelled:
+                log.info("cancelled running work", extra={"jobs": cancelled})
             await asyncio.to_thread(app.state.jobs.shutdown, True)
             app.state.models.close()
             log.info("server stopped")
@@ -69,7 +74,7 @@ def create_app(settings: ServerSettings | None = None, *, loader: Loader | None 
     app.state.settings = settings
     app.state.started = time.time()
     app.state.models = ModelRegistry(settings, loader)
-    app.state.jobs = JobQueue(settings.workers, settings.max_queue)
+    app.state.jobs = JobQueue(settings.workers, settings.max_queue, settings.max_request_seconds)
 
     install_error_handlers(app)
     # /v1 asks for a key only where the server has keys, and its schema says so only then
@@ -83,6 +88,7 @@ def create_app(settings: ServerSettings | None = None, *, loader: Loader | None 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # the last added runs first: every answer, even a 413, carries a request id and is logged
     app.add_middleware(BodyLimitMiddleware, max_body=settings.max_upload_bytes + FORM_OVERHEAD, limit_text=format_size(settings.max_upload_bytes))
+    app.add_middleware(ReadTimeoutMiddleware, read_timeout=settings.read_timeout, upload_timeout=settings.upload_timeout)
     app.add_middleware(RequestContextMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -20,6 +20,10 @@ def _optional_int(value: str) -> int | None:
     return None if value.strip().lower() == "none" else int(value)
 
 
+def _optional_float(value: str) -> float | None:
+    return None if value.strip().lower() == "none" else float(value)
+
+
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``serve`` on the main parser's sub-parsers; returns the new parser."""
     p = subparsers.add_parser(
@@ -62,7 +66,25 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="when live-stream words become final: alignatt commits a word once Whisper's attention has moved past "
                         "it (one decode), local-agreement once two decodes agree on it (later); a stream may ask with "
                         "?policy= (default: alignatt)")
-    p.add_argument("--shutdown-timeout", type=float, default=300.0, help="seconds a graceful shutdown waits for in-flight requests (default: 300)")
+    p.add_argument("--shutdown-timeout", type=float, default=20.0,
+                   help="seconds SIGTERM or Ctrl-C lets in-flight requests finish; then their work is cancelled (default: 20)")
+    limits = p.add_argument_group("limits (see the README's 'Exposing the server safely')")
+    limits.add_argument("--max-audio-seconds", type=_optional_float, default=3 * 3600.0,
+                        help="longest audio a request may hold: refused from its declared duration before decoding, and "
+                             "decoding stops at the limit if the header lied (413); None for no limit (default: 10800, 3 h)")
+    limits.add_argument("--max-request-seconds", type=_optional_float, default=3600.0,
+                        help="wall-clock limit of one request from its admission; its work stops at the next 30-s window "
+                             "past it (504); None for no limit (default: 3600)")
+    limits.add_argument("--read-timeout", type=float, default=10.0,
+                        help="seconds a connection has to send its request head, and the longest pause in a request body (default: 10)")
+    limits.add_argument("--upload-timeout", type=float, default=300.0, help="seconds a request body has to arrive whole; then 408 (default: 300)")
+    limits.add_argument("--keep-alive-timeout", type=float, default=5.0, help="seconds an idle keep-alive connection stays open (default: 5)")
+    limits.add_argument("--max-connections", type=int, default=64,
+                        help="connections (HTTP and WebSocket) served at once; more get 503 (default: 64)")
+    limits.add_argument("--max-header-bytes", type=int, default=16 * 1024, help="largest request head accepted; larger gets 400 (default: 16384)")
+    limits.add_argument("--allowed-origins", default="", metavar="ORIGINS",
+                        help="comma-separated origins (https://app.example) whose web pages may open the WebSockets besides "
+                             "the server's own; * for any (default: none: same origin only)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="level of the JSON logs on stderr (default: info)")
     return p
@@ -86,6 +108,11 @@ def settings_from_args(args: argparse.Namespace | dict[str, Any]) -> Any:
         best_of=a["best_of"], vad_filter=a.get("vad_filter", False), max_streams=a.get("max_streams", 4),
         stream_idle_timeout=a.get("stream_idle_timeout", 30.0), max_stream_lag=a.get("max_stream_lag", 10.0),
         stream_policy=a.get("stream_policy", "alignatt"), shutdown_timeout=a["shutdown_timeout"], log_level=a["log_level"],
+        max_audio_seconds=a.get("max_audio_seconds", 3 * 3600.0), max_request_seconds=a.get("max_request_seconds", 3600.0),
+        read_timeout=a.get("read_timeout", 10.0), upload_timeout=a.get("upload_timeout", 300.0),
+        keep_alive_timeout=a.get("keep_alive_timeout", 5.0), max_connections=a.get("max_connections", 64),
+        max_header_bytes=a.get("max_header_bytes", 16 * 1024),
+        allowed_origins=tuple(o.strip() for o in (a.get("allowed_origins") or "").split(",") if o.strip()),
     )
 
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..audio import AudioTooLongError
 from ..errors import AudioDecodeError, CheckpointError, ModelNotFoundError, OptionError, TingxieError, UnknownLanguageError
 
 log = logging.getLogger("tingxie.server")
@@ -48,6 +49,8 @@ def from_core(error: TingxieError, *, param: str | None = None) -> ApiError:
         return ApiError(404, str(error), param="model", code="model_not_found")
     if isinstance(error, CheckpointError):
         return ApiError(503, f"the model could not be loaded: {error}", type="server_error", param="model", code="model_unavailable")
+    if isinstance(error, AudioTooLongError):
+        return ApiError(413, f"{error} (this server's --max-audio-seconds)", param="file", code="audio_too_long")
     if isinstance(error, AudioDecodeError):
         return ApiError(400, str(error), param="file", code="invalid_audio")
     if isinstance(error, UnknownLanguageError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,13 +21,28 @@ from .errors import ApiError
 T = TypeVar("T")
 
 
-class JobQueue:
-    """Run blocking jobs off the event loop on ``workers`` threads, refusing more than ``workers + max_queue``."""
+class JobCancelled(Exception):
+    """Raised on a worker between windows once its request is cancelled: client gone, time limit passed, or shutdown."""
 
-    def __init__(self, workers: int, max_queue: int) -> None:
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code  # client_disconnected, request_timeout or shutting_down
+
+
+class JobQueue:
+    """Run blocking jobs off the event loop on ``workers`` threads, refusing more than ``workers + max_queue``.
+
+    Every admitted job may be cancelled (its slot's ``cancel``); the worker sees it at its next ``check``.
+    ``max_seconds`` is each request's wall-clock limit from admission (None: no limit).
+    """
+
+    def __init__(self, workers: int, max_queue: int, max_seconds: float | None = None) -> None:
         self.workers = workers
         self.capacity = workers + max_queue
         self.admitted = 0
+        self.max_seconds = max_seconds
+        self._live: set[Slot] = set()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tingxie-worker")
         # an exponential moving average of job seconds, for Retry-After; a guess until the first job ends
         self._mean_seconds = 2.0
@@ -47,16 +63,26 @@ class JobQueue:
                 type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(wait)},
             )
         self.admitted += 1
-        return Slot(self)
+        slot = Slot(self)
+        self._live.add(slot)
+        return slot
 
-    def _finished(self, seconds: float | None) -> None:
+    def cancel_all(self, reason: str = "the server is shutting down") -> int:
+        """Cancel every admitted job (each stops at its next window); returns how many there were."""
+        live = list(self._live)
+        for slot in live:
+            slot.cancel(reason, "shutting_down")
+        return len(live)
+
+    def _finished(self, slot: Slot, seconds: float | None) -> None:
+        self._live.discard(slot)
         self.admitted -= 1
         if seconds is not None:
             self._mean_seconds = 0.7 * self._mean_seconds + 0.3 * seconds
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop taking jobs; with ``wait``, return once the running and queued ones are done."""
-        self._executor.shutdown(wait=wait)
+        """Stop taking jobs and drop the queued ones; with ``wait``, return once the running ones are done."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 class Slot:
@@ -69,6 +95,23 @@ class Slot:
         self._cleanups: list[Callable[[], None]] = []
         self.queued_at = time.perf_counter()
         self.started_at: float | None = None
+        self.deadline = None if queue.max_seconds is None else self.queued_at + queue.max_seconds
+        self._cancelled: JobCancelled | None = None
+        self.cancelled = threading.Event()
+
+    def cancel(self, reason: str, code: str) -> None:
+        """Ask the job to stop (from any thread); the first reason given is the one reported."""
+        if self._cancelled is None:
+            self._cancelled = JobCancelled(reason, code)
+        self.cancelled.set()
+
+    def check(self) -> None:
+        """On the worker, between windows: raise JobCancelled once the job is cancelled or past its time limit."""
+        if self._cancelled is None and self.deadline is not None and time.perf_counter() > self.deadline:
+            limit = self._queue.max_seconds
+            self.cancel(f"the request took longer than this server's limit of {limit:g} s", "request_timeout")
+        if self._cancelled is not None:
+            raise self._cancelled
 
     def on_release(self, cleanup: Callable[[], None]) -> None:
         """Call ``cleanup`` once the job's thread is done with its inputs (or the job never ran)."""
@@ -80,6 +123,7 @@ class Slot:
 
         def timed() -> T:
             self.started_at = time.perf_counter()
+            self.check()  # cancelled while it waited in the queue: don't start
             return fn(*args)
 
         loop = asyncio.get_running_loop()
@@ -108,7 +152,7 @@ class Slot:
     def _release(self, seconds: float | None = None) -> None:
         if not self._released:
             self._released = True
-            self._queue._finished(seconds)
+            self._queue._finished(self, seconds)
 
     @property
     def queue_seconds(self) -> float:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -13,6 +15,40 @@ current_request_id: ContextVar[str | None] = ContextVar("tingxie_request_id", de
 
 # LogRecord attributes that are not user-supplied extras.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+# A query string in a logged request target ("GET /v1/realtime?api_key=... HTTP/1.1"): it may carry a key.
+_QUERY = re.compile(r"\?[^\s\"']+")
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without query strings and without any of ``secrets`` (the server's API keys)."""
+    text = _QUERY.sub("?" + REDACTED, text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactFilter(logging.Filter):
+    """Rewrite every record that passes (uvicorn's included) so no query string or API key reaches the log."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact(value, self.secrets))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,18 +68,21 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in entry:
                 entry[key] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def logging_config(level: str = "info") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for the server and uvicorn, all in JSON."""
+def logging_config(level: str = "info", secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for the server and uvicorn, all in JSON, with query strings and ``secrets`` redacted."""
     level = level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "filters": {"redact": {"()": RedactFilter, "secrets": tuple(secrets)}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr", "filters": ["redact"]},
+        },
         "loggers": {
             "tingxie.server": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},

@@ -32,14 +32,13 @@ async def practice_page() -> HTMLResponse:
 
 
 def _run_practice(model: Any, path: Any, text: str, language: str | None, response_format: str) -> tuple[Any, str | None]:
-    """On a worker thread: decode, score, and render the page when asked."""
+    """On a worker thread: decode (no further than the practice limit), score, and render the page when asked."""
     import torch
 
-    from ..audio import decode_audio
-    from ..practice import practice, render_html
+    from ..practice import decode_practice_audio, practice, render_html
 
     with torch.inference_mode():
-        samples = decode_audio(path)
+        samples = decode_practice_audio(path)
         result = practice(model, samples, text, language=language)
     return result, render_html(result, samples) if response_format == "html" else None
 

@@ -12,17 +12,22 @@ from .settings import ServerSettings
 def _config(app: Any, settings: ServerSettings, *, install_logging: bool) -> Any:
     import uvicorn
 
+    from .limits import guarded_h11_protocol
     from .logs import logging_config
 
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        log_config=logging_config(settings.log_level) if install_logging else None,
+        log_config=logging_config(settings.log_level, settings.api_keys) if install_logging else None,
         access_log=False,  # our middleware logs each request once, with its id
-        # on SIGTERM/SIGINT: stop accepting, let in-flight transcriptions finish (up to this long), then stop
+        # on SIGTERM/SIGINT: stop accepting, let in-flight transcriptions finish (up to this long), then cancel their work
         timeout_graceful_shutdown=settings.shutdown_timeout,
         server_header=False,
+        http=guarded_h11_protocol(settings.read_timeout),  # h11 with a deadline for each request head
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

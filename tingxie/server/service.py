@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from ..errors import TingxieError
 from .errors import ApiError, from_core
 from .formats import language_name, render_file, segment_dict, word_dicts
-from .jobs import Slot
+from .jobs import JobCancelled, Slot
 
 log = logging.getLogger("tingxie.server")
 
@@ -31,6 +30,8 @@ class Job:
     task: str
     granularities: tuple[str, ...] = ()
     include_formats: tuple[str, ...] = ()
+    # the longest audio this server decodes (ServerSettings.max_audio_seconds); None: no limit
+    max_audio_seconds: float | None = None
 
     def explain(self, error: TingxieError) -> ApiError:
         """The core's error as an API error, naming the client's file rather than our temporary copy."""
@@ -40,19 +41,85 @@ class Job:
 
 
 def _inference(fn: Callable[[], Any]) -> Any:
-    import torch
+    import sys
 
+    torch = sys.modules.get("torch")
+    if torch is None:  # an ONNX Runtime model: nothing records graphs
+        return fn()
     # grad mode is per thread: make sure no worker ever records a graph
     with torch.inference_mode():
         return fn()
 
 
-async def transcribe(slot: Slot, job: Job) -> Any:
-    """The whole result, computed on a worker thread."""
+def cancelled_error(error: JobCancelled) -> ApiError:
+    """The answer to a job stopped before its end (the client that left never reads it; the log does)."""
+    status = {"client_disconnected": 499, "request_timeout": 504, "shutting_down": 503}.get(error.code, 503)
+    return ApiError(status, error.reason, type="server_error" if status >= 500 else "invalid_request_error", code=error.code)
+
+
+def decode_job_audio(slot: Slot, job: Job) -> Any:
+    """On the worker: the upload's samples, within the server's duration limit and stopping when the job is cancelled."""
+    from ..api import MIN_AUDIO_SECONDS
+    from ..audio import SAMPLE_RATE, decode_audio
+    from ..errors import AudioDecodeError
+
+    samples = decode_audio(job.audio, max_seconds=job.max_audio_seconds, interrupt=slot.check)
+    # the core's own checks, said here because the core sees only the array and could not name the file
+    if samples.size == 0:
+        raise AudioDecodeError(f"{job.audio} contains no audio samples")
+    if samples.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+        raise AudioDecodeError(f"{job.audio} is only {samples.size / SAMPLE_RATE:.2f} s long; at least {MIN_AUDIO_SECONDS} s of audio is needed")
+    return samples
+
+
+def iter_job(slot: Slot, job: Job, on_progress: Callable[[int, int], None] | None = None) -> tuple[Any, Any]:
+    """On the worker: ``iter_transcribe`` of the job's audio, checking for cancellation after every window."""
+
+    def progress(done: int, total: int) -> None:
+        slot.check()  # raising here stops the long-form loop between windows
+        if on_progress is not None:
+            on_progress(done, total)
+
+    info, segments = job.model.iter_transcribe(decode_job_audio(slot, job), job.options, on_progress=progress)
+
+    def checked() -> Any:
+        for segment in segments:
+            slot.check()
+            yield segment
+
+    return info, checked()
+
+
+async def until_disconnected(receive: Callable[[], Any], slot: Slot) -> None:
+    """Wait (after the body is read) for the client to hang up, then cancel its job; cancelled once the answer is ready."""
+    while True:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            slot.cancel("the client disconnected before the answer was ready", "client_disconnected")
+            return
+
+
+async def transcribe(slot: Slot, job: Job, receive: Callable[[], Any] | None = None) -> Any:
+    """The whole result, computed on a worker thread; cancelled when the client leaves (given ``receive``)."""
+
+    def work() -> Any:
+        info, segments = iter_job(slot, job)
+        return job.model.assemble(info, list(segments))
+
+    watcher = asyncio.create_task(until_disconnected(receive, slot)) if receive is not None else None
     try:
-        result = await slot.submit(_inference, lambda: job.model.transcribe(job.audio, job.options))
+        result = await slot.submit(_inference, work)
+    except JobCancelled as e:
+        log.info("transcription cancelled", extra={"reason": e.code, "model": job.model_name})
+        raise cancelled_error(e) from e
     except TingxieError as e:
         raise job.explain(e) from e
+    except asyncio.CancelledError:  # the request itself was cancelled (shutdown past its grace): stop the work too
+        slot.cancel("the request was cancelled", "shutting_down")
+        raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     log.info(
         "transcribed",
         extra={"model": job.model_name, "audio_seconds": round(result.duration, 2), "queue_seconds": round(slot.queue_seconds, 3),
@@ -77,7 +144,6 @@ async def stream(slot: Slot, job: Job) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     started: asyncio.Future = loop.create_future()
-    cancelled = threading.Event()
 
     def emit(kind: str, payload: Any) -> None:
         loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
@@ -95,9 +161,7 @@ async def stream(slot: Slot, job: Job) -> AsyncIterator[bytes]:
 
     def work() -> None:
         try:
-            info, segments = job.model.iter_transcribe(
-                job.audio, job.options, on_progress=lambda done, total: emit("progress", done / max(total, 1))
-            )
+            info, segments = iter_job(slot, job, on_progress=lambda done, total: emit("progress", done / max(total, 1)))
         except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
             settle(error=e)
             return
@@ -105,28 +169,37 @@ async def stream(slot: Slot, job: Job) -> AsyncIterator[bytes]:
         collected = []
         try:
             for segment in segments:
-                if cancelled.is_set():  # the client went away: stop decoding, free the worker
-                    log.info("stream cancelled", extra={"segments": len(collected)})
-                    return
                 collected.append(segment)
                 emit("segment", segment)
             emit("done", job.model.assemble(info, collected))
+        except JobCancelled as e:
+            log.info("stream cancelled", extra={"reason": e.code, "segments": len(collected)})
+            emit("error", e)
         except BaseException as e:  # noqa: BLE001 - reported in the stream
             emit("error", e)
 
     future = slot.submit(_inference, work)
-    await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        slot.cancel("the request was cancelled", "shutting_down")
+        raise
     if not started.done():
-        future.result()  # the worker failed outside the job itself: raise that
+        try:
+            future.result()  # the worker failed outside the job itself: raise that
+        except JobCancelled as e:
+            raise cancelled_error(e) from e
         raise ApiError(500, "the transcription stopped before it started", type="server_error")
     try:
         info = started.result()
+    except JobCancelled as e:
+        raise cancelled_error(e) from e
     except TingxieError as e:
         raise job.explain(e) from e
-    return _events(job, info, events, cancelled)
+    return _events(job, info, events, slot)
 
 
-async def _events(job: Job, info: Any, events: asyncio.Queue, cancelled: threading.Event) -> AsyncIterator[bytes]:
+async def _events(job: Job, info: Any, events: asyncio.Queue, slot: Slot) -> AsyncIterator[bytes]:
     words = "word" in job.granularities
     progress = 0.0
     try:
@@ -146,13 +219,18 @@ async def _events(job: Job, info: Any, events: asyncio.Queue, cancelled: threadi
                 yield sse("[DONE]")
                 return
             else:
-                error = job.explain(payload) if isinstance(payload, TingxieError) else ApiError(500, "the transcription failed", type="server_error")
-                if not isinstance(payload, TingxieError):
+                if isinstance(payload, JobCancelled):
+                    error = cancelled_error(payload)
+                elif isinstance(payload, TingxieError):
+                    error = job.explain(payload)
+                else:
+                    error = ApiError(500, "the transcription failed", type="server_error")
                     log.error("stream failed", exc_info=payload)
                 yield sse({"type": "error", **error.body()})
                 return
     finally:
-        cancelled.set()
+        # the client went away (or the stream ended): stop decoding, free the worker
+        slot.cancel("the client disconnected before the stream ended", "client_disconnected")
 
 
 def _done_event(job: Job, result: Any) -> dict[str, Any]:

@@ -33,8 +33,24 @@ class ServerSettings:
     best_of: int | None = 5
     # transcribe only the speech the Silero VAD finds (TranscribeOptions.vad_filter), for every request
     vad_filter: bool = False
-    # seconds a graceful shutdown waits for in-flight requests before giving up on them
-    shutdown_timeout: float = 300.0
+    # seconds a graceful shutdown (SIGTERM, Ctrl-C) lets in-flight requests finish before cancelling their work
+    shutdown_timeout: float = 20.0
+    # the longest audio a request may hold, checked from its declared duration and while decoding; None: no limit
+    max_audio_seconds: float | None = 3 * 3600.0
+    # each request's wall-clock limit from admission (queue wait included); its work stops at the next window past it
+    max_request_seconds: float | None = 3600.0
+    # a connection's request head must arrive within this, and a request body may pause no longer
+    read_timeout: float = 10.0
+    # a request body must have arrived whole within this
+    upload_timeout: float = 300.0
+    # an idle keep-alive connection is closed after this (uvicorn's timeout_keep_alive)
+    keep_alive_timeout: float = 5.0
+    # connections and tasks at once; beyond, uvicorn answers 503 (its limit_concurrency)
+    max_connections: int = 64
+    # the largest request head h11 buffers (its max_incomplete_event_size); larger gets 400
+    max_header_bytes: int = 16 * 1024
+    # origins besides the server's own whose pages may open its WebSockets; "*" lets every page in
+    allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
     # where uploads are spooled while they are transcribed; None uses the system temp folder
     upload_dir: str | None = None
@@ -71,6 +87,15 @@ class ServerSettings:
             raise OptionError(f"stream_policy must be one of {', '.join(POLICIES)}, not {self.stream_policy!r}")
         if any(not key for key in self.api_keys):
             raise OptionError("an API key can't be empty")
+        for name in ("max_audio_seconds", "max_request_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise OptionError(f"{name} must be > 0 or None, got {value}")
+        for name in ("shutdown_timeout", "read_timeout", "upload_timeout", "keep_alive_timeout"):
+            if not getattr(self, name) > 0:
+                raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_connections < 1 or self.max_header_bytes < 1024:
+            raise OptionError(f"max_connections must be >= 1 and max_header_bytes >= 1024, got {self.max_connections} and {self.max_header_bytes}")
 
     @property
     def max_upload_bytes(self) -> int:
