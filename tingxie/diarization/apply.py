@@ -23,9 +23,10 @@ def split_names(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, .
     return tuple(str(v).strip() for v in items if str(v).strip())
 
 
-def settings_from_options(options: TranscribeOptions, references: tuple[Any, ...] | None = None) -> DiarizeSettings:
+def settings_from_options(options: TranscribeOptions, references: tuple[Any, ...] | None = None,
+                          names: tuple[str, ...] | None = None) -> DiarizeSettings:
     """The pipeline's settings from the transcription options; the reference voices decoded (paths, bytes, arrays),
-    or taken from ``references`` where the caller already holds them (the server's uploads)."""
+    or taken from ``references`` and ``names`` where the caller holds them apart (the server's uploads)."""
     from ..audio import decode_audio
 
     sources = references if references is not None else split_names(options.speaker_references)
@@ -39,16 +40,16 @@ def settings_from_options(options: TranscribeOptions, references: tuple[Any, ...
             raise OptionError(f"speaker reference {_name(source)} holds {samples.size / 16000:.2f} s of audio; give at least 1 s of that voice")
         voices.append(samples)
     return DiarizeSettings(num_speakers=options.num_speakers, min_speakers=options.min_speakers or 1, max_speakers=options.max_speakers,
-                           speaker_names=split_names(options.speaker_names), speaker_references=tuple(voices))
+                           speaker_names=names if names is not None else split_names(options.speaker_names), speaker_references=tuple(voices))
 
 
 def diarize_result(model: Any, samples: np.ndarray, result: TranscriptionResult, options: TranscribeOptions, *,
-                   progress: bool = False, references: tuple[Any, ...] | None = None) -> TranscriptionResult:
+                   progress: bool = False, references: tuple[Any, ...] | None = None, names: tuple[str, ...] | None = None) -> TranscriptionResult:
     """``result`` (transcribed from ``samples``, with word timestamps) with a speaker on every segment and word, its
     segments split where the speaker changes. No speech in the audio leaves the result as it is."""
     if not result.segments:
         return result
-    diarization = diarize_samples(samples, settings_from_options(options, references), progress=progress)
+    diarization = diarize_samples(samples, settings_from_options(options, references, names), progress=progress)
     tokenizer = model.tokenizer(result.language) if model is not None else None
     return assign_speakers(result, diarization, tokenizer)[0]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 # what the page can download, rendered by the same writers as the CLI's output files
 DOWNLOAD_FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 
@@ -49,6 +49,31 @@ def verbose_json(result: Any, task: str, granularities: tuple[str, ...]) -> dict
     return body
 
 
+def diarized_json(result: Any) -> dict[str, Any]:
+    """OpenAI's diarizing shape: ``{"task", "duration", "text", "segments": [{"type", "id", "start", "end", "text",
+    "speaker"}], "usage"}``; unnamed voices are A, B, ... as the hosted model labels them, known ones keep their names."""
+    letters: dict[str, str] = {}
+
+    def label(speaker: str | None) -> str:
+        if speaker is None or not speaker.startswith("SPEAKER_"):
+            return speaker or "A"
+        return letters.setdefault(speaker, _letters(len(letters)))
+
+    segments = [{"type": "transcript.text.segment", "id": f"seg_{s.id}", "start": s.start, "end": s.end, "text": s.text.strip(),
+                 "speaker": label(s.speaker)} for s in result.segments]
+    return {"task": "transcribe", "duration": result.duration, "text": result.text.strip(), "segments": segments, "usage": usage(result.duration)}
+
+
+def _letters(index: int) -> str:
+    """A, B, ... Z, AA, AB, ..."""
+    out = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        out = chr(ord("A") + rest) + out
+    return out
+
+
 def render_file(result: Any, fmt: str) -> str:
     """The text of an output file, exactly as ``tingxie transcribe -f FMT`` writes it."""
     from ..writers import SubtitleOptions, render
@@ -62,6 +87,8 @@ def render_response(result: Any, response_format: str, task: str, granularities:
         return JSONResponse({"text": result.text.strip(), "usage": usage(result.duration)})
     if response_format == "verbose_json":
         return JSONResponse(verbose_json(result, task, granularities))
+    if response_format == "diarized_json":
+        return JSONResponse(diarized_json(result))
     if response_format == "text":
         return PlainTextResponse(result.text.strip() + "\n")
     # text/plain for srt and vtt too, as the hosted API answers

@@ -61,6 +61,42 @@ class TranscriptionVerbose(BaseModel):
     usage: Usage
 
 
+class DiarizedSegmentOut(BaseModel):
+    type: Literal["transcript.text.segment"]
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str = Field(description="A, B, ... in order of first words, or the matching known_speaker_names[] entry")
+
+
+class TranscriptionDiarized(BaseModel):
+    """``response_format=diarized_json``"""
+
+    task: Literal["transcribe"]
+    duration: float
+    text: str
+    segments: list[DiarizedSegmentOut]
+    usage: Usage
+
+
+def inline_schema(model: type[BaseModel]) -> dict:
+    """A model's JSON schema with its nested models written in place (for a response documented without a $ref)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
 class ModelOut(BaseModel):
     id: str
     object: Literal["model"]
