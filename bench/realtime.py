@@ -1,8 +1,20 @@
 """Real-time streaming: final-word latency, real-time factor and WER of `tingxie.streaming` on the shared long-form speech.
 
-    python bench/realtime.py                          # tiny.en, real_concat + declaration_tts, simulated clock
+    python bench/realtime.py --ws                     # what users see: `tingxie serve`, real_concat at real-time pace over
+                                                      # /v1/realtime, 1, 2 and 4 streams at once, both commit policies
+    python bench/realtime.py                          # in process: tiny.en, real_concat + declaration_tts, simulated clock
     python bench/realtime.py --clock real             # the same, sleeping so audio arrives at wall-clock speed
     python bench/realtime.py --files jfk --step 0.5   # other recordings (manifest ids), other settings
+    python bench/realtime.py --set policy=local-agreement   # any StreamOptions field
+
+``--ws`` starts `tingxie serve --model tiny.en` with its defaults (add options with --serve-args, or point --url at a
+running server), sends 100-ms PCM16 frames on each stream's schedule (frame k leaves when its last sample has been
+spoken) and reads every event as it arrives. A final's latency is its arrival minus the audio time its text ends (its
+last word's end in the offline pass, matched by text; else the final's own end); first partial: the first partial's
+arrival minus the end of the first word. WER of the finals against the reference and against the offline pass of the
+same engine (int8 on a CPU, 5 beams, in this process before the streams start); the server's CPU seconds per second
+of audio per stream; the largest backlog its lag events reported in each half of the run (a second half above the
+first: the backlog grows); the highest degraded level; the server's peak RSS (VmHWM, over the runs so far).
 
 The audio is replayed as a microphone would deliver it: chunks of ``--chunk`` seconds, each available only
 once its last sample has been "spoken". With ``--clock simulated`` (the default) the clock advances by
@@ -108,6 +120,174 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+# ------------------------------------------------------------------------------------------ over the WebSocket
+
+
+def start_server(model: str, port: int, extra: list[str]):
+    """``tingxie serve`` in its own process on 127.0.0.1:port (its defaults, as a user starts it); waits for /health."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    command = [sys.executable, "-m", "tingxie", "serve", "--model", model, "--port", str(port), "--log-level", "warning", *extra]
+    process = subprocess.Popen(command, cwd=REPO)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"tingxie serve exited with status {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("tingxie serve never became healthy")
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds used so far, peak RSS in MiB) of a process, from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return cpu, int(status["VmHWM"].split()[0]) / 1024
+
+
+async def ws_stream(url: str, audio, frame_s: float, start_at: float) -> list[tuple[float, dict]]:
+    """Send ``audio`` as PCM16 frames at real-time pace from ``start_at`` (monotonic), then the end message; returns
+    [(arrival in seconds of audio time, i.e. since the first frame was due, message)]."""
+    import asyncio
+    import json
+
+    import numpy as np
+    import websockets
+
+    pcm = (np.clip(audio, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    frame = int(frame_s * 16000) * 2
+    received: list[tuple[float, dict]] = []
+    async with websockets.connect(url, max_size=None) as ws:
+
+        async def send() -> None:
+            for k, i in enumerate(range(0, len(pcm), frame)):
+                # each frame leaves once its last sample has been spoken: a microphone's pace, without drift
+                await asyncio.sleep(max(0.0, start_at + (k + 1) * frame_s - time.monotonic()))
+                await ws.send(pcm[i : i + frame])
+            await ws.send(json.dumps({"type": "end"}))
+
+        sender = asyncio.create_task(send())
+        async for raw in ws:
+            message = json.loads(raw)
+            received.append((time.monotonic() - start_at, message))
+            if message["type"] in ("done", "error"):
+                break
+        sender.cancel()
+    return received
+
+
+def ws_metrics(messages: list[tuple[float, dict]], offline, duration: float) -> dict:
+    """One stream's figures: first-partial latency, final latencies, text, backlog."""
+    finals = [(t, m) for t, m in messages if m["type"] == "final"]
+    words = [(t, w) for t, m in finals for w in m["words"]]
+    offline_words = list(offline.words)
+    matcher = difflib.SequenceMatcher(a=[normalise(w["word"]) for _, w in words], b=[normalise(w.word) for w in offline_words], autojunk=False)
+    offline_end = {}
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            offline_end[block.a + k] = offline_words[block.b + k].end
+    # a final's latency: its arrival minus the audio time its text ends (its last word's offline end where matched)
+    latencies, k = [], 0
+    for t, m in finals:
+        k += len(m["words"])
+        latencies.append(t - offline_end.get(k - 1, m["end"]))
+    partials = [t for t, m in messages if m["type"] == "partial" and m["text"]]
+    first_word_end = offline_words[0].end if offline_words else 0.0
+    lags = [(t, m["backlog_s"]) for t, m in messages if m["type"] == "lag"]
+    half = duration / 2
+    return {
+        "first_partial": (partials[0] - first_word_end) if partials else float("nan"),
+        "latencies": latencies,
+        "text": " ".join(m["text"] for _, m in finals),
+        "end": messages[-1][1]["type"] if messages else "none",
+        "last_final_after_end": (finals[-1][0] - duration) if finals else float("nan"),
+        "backlog_first_half": max([b for t, b in lags if t < half], default=0.0),
+        "backlog_second_half": max([b for t, b in lags if t >= half], default=0.0),
+        "levels": max([m["level"] for _, m in messages if m["type"] == "lag"], default=0),
+    }
+
+
+def ws_main(args) -> int:
+    """Real-time pace over the WebSocket against ``tingxie serve``: 1, 2, 4 streams at once, both policies."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    from tingxie import load_model
+    from tingxie.audio import decode_audio
+
+    rows = manifest()
+    row = rows[args.files[0]]
+    audio = decode_audio(DATA / row["path"])
+    if args.seconds:
+        audio = audio[: int(args.seconds * 16000)]
+    duration = len(audio) / 16000
+    reference = row["reference"] if not args.seconds else None
+    # the offline pass of the same engine the server streams with (int8 on a CPU), 5 beams as a stream's decodes
+    started = time.perf_counter()
+    offline = load_model(args.model, device="cpu", compute_type="auto").transcribe(audio, language="en", word_timestamps=True, beam_size=5)
+    print(f"{args.files[0]} ({duration:.1f} s); offline pass (int8, 5 beams) {time.perf_counter() - started:.1f} s"
+          + (f", WER vs reference {wer(reference, offline.text):.1%}" if reference else ""))
+    server = None
+    url = args.url
+    if url is None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = start_server(args.model, port, args.serve_args.split())
+        url = f"ws://127.0.0.1:{port}"
+    print(f"server {url} ({'started here: tingxie serve --model ' + args.model + ' ' + args.serve_args if server else 'given'}); "
+          f"frames of {args.chunk} s at real-time pace")
+    print(f"\n{'policy':16} {'streams':>7} {'1st partial':>11} {'final median':>12} {'p90':>6} {'max':>6} {'WER ref':>8} {'vs offline':>10}"
+          f" {'CPU RTF':>7} {'backlog 1st/2nd half':>20} {'level':>5} {'peak RSS':>9}")
+    try:
+        for policy in args.policies:
+            for n in args.streams:
+                cpu0 = proc_stats(server.pid)[0] if server else 0.0
+                query = urlencode({"model": args.model, "language": "en", "policy": policy})
+
+                async def run_all() -> list:
+                    start_at = time.monotonic() + 0.5
+                    return await asyncio.gather(*(ws_stream(f"{url}/v1/realtime?{query}", audio, args.chunk, start_at) for _ in range(n)))
+
+                results = [ws_metrics(messages, offline, duration) for messages in asyncio.run(run_all())]
+                cpu, rss = proc_stats(server.pid) if server else (float("nan"), float("nan"))
+                latencies = [x for r in results for x in r["latencies"]]
+                medians = [statistics.median(r["latencies"]) if r["latencies"] else float("nan") for r in results]
+                wer_ref = statistics.mean(wer(reference, r["text"]) for r in results) if reference else float("nan")
+                wer_off = statistics.mean(wer(offline.text, r["text"]) for r in results)
+                print(f"{policy:16} {n:>7} {statistics.median(r['first_partial'] for r in results):>10.2f}s"
+                      f" {statistics.median(latencies) if latencies else float('nan'):>11.2f}s {percentile(latencies, 0.9):>5.2f}s {max(latencies, default=float('nan')):>5.2f}s"
+                      f" {wer_ref:>8.1%} {wer_off:>10.1%} {(cpu - cpu0) / (n * duration):>7.2f}"
+                      f" {max(r['backlog_first_half'] for r in results):>9.1f}/{max(r['backlog_second_half'] for r in results):<4.1f}s"
+                      f" {max(r['levels'] for r in results):>9} {rss:>7.0f}MiB")
+                if n > 1:
+                    print(f"{'':16} {'':>7} per stream: final median {', '.join(f'{m:.2f}' for m in medians)} s;"
+                          f" ends {', '.join(r['end'] for r in results)}")
+                elif results[0]["end"] != "done":
+                    print(f"{'':16} {'':>7} the stream ended with {results[0]['end']}")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+    print(f"\nWER ref: the finals against the manifest's reference; vs offline: against the offline pass of the same engine"
+          f" (offline WER vs reference {wer(reference, offline.text):.1%}); CPU RTF: the server's CPU seconds per second of audio per stream"
+          if reference else "")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), help=f"manifest ids (default: {' '.join(DEFAULT_FILES)})")
@@ -123,7 +303,19 @@ def main() -> int:
     parser.add_argument("--compute_type", default="auto", choices=["auto", "default", "int8"],
                         help="the stream's model, as `tingxie stream --compute_type`; the offline pass is always float32 (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's choice, as `tingxie stream` (default: 0)")
+    parser.add_argument("--ws", action="store_true",
+                        help="real-time pace over the WebSocket against `tingxie serve` (started here unless --url), the first of --files "
+                             "(default: the in-process replay)")
+    parser.add_argument("--url", default=None, help="with --ws, a running server, e.g. ws://127.0.0.1:8000 (default: start one)")
+    parser.add_argument("--serve-args", dest="serve_args", default="", help="with --ws, more `tingxie serve` options for the server started here (default: none)")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4], help="with --ws, streams at once, one run each (default: 1 2 4)")
+    parser.add_argument("--policies", nargs="+", default=["alignatt", "local-agreement"], help="with --ws, the commit policies (default: both)")
+    parser.add_argument("--seconds", type=float, default=None, help="with --ws, stream only the first this many seconds (no reference WER then) (default: all)")
     args = parser.parse_args()
+    if args.ws:
+        if args.files == list(DEFAULT_FILES):
+            args.files = ["real_concat"]  # 84 s: short enough to run both policies at 1, 2 and 4 streams on a shared machine
+        return ws_main(args)
 
     import dataclasses
 

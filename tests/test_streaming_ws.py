@@ -177,3 +177,97 @@ def test_with_api_keys_a_stream_needs_one_in_the_query(tiny_en):
             assert receive_all(ws, timeout=30) == [{"type": "done"}]
     finally:
         keyed.stop()
+
+
+def closing_error(ws) -> tuple[dict, int]:
+    """The error event a stream gets, and the close code that follows it."""
+    from websockets.exceptions import ConnectionClosed
+
+    while True:
+        reply = json.loads(ws.recv(timeout=60))
+        if reply["type"] == "error":
+            break
+        assert reply["type"] in ("partial", "final", "lag")
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=30)
+    return reply, closed.value.rcvd.code
+
+
+def test_beyond_max_streams_a_stream_is_refused_and_an_idle_one_is_closed(tiny_en):
+    limited = start_in_process(tiny_en, max_streams=1, stream_idle_timeout=1.0)
+    try:
+        with websockets_sync.connect(ws_url(limited, language="en")) as first:
+            first.send(pcm16(np.zeros(1600, dtype=np.float32)))
+            with websockets_sync.connect(ws_url(limited, language="en")) as second:
+                reply, code = closing_error(second)
+            assert "maximum of 1 live streams" in reply["message"] and "--max-streams" in reply["message"] and code == 1013
+            # the first stream then sends nothing: closed after the idle timeout, and its place is free again
+            reply, code = closing_error(first)
+            assert "no audio for 1 s" in reply["message"] and code == 1008
+        with websockets_sync.connect(ws_url(limited, language="en")) as again:
+            again.send(json.dumps({"type": "end"}))
+            assert receive_all(again, timeout=30) == [{"type": "done"}]
+    finally:
+        limited.stop()
+
+
+def test_a_burst_the_decoder_cannot_keep_up_with_gets_lag_events_a_degraded_mode_and_then_catches_up(server):
+    """4 s of jfk in one burst (more than any decoder takes at once), then the rest and 5 s of silence at real-time
+    pace: the server says it lags, decodes greedily until it has caught up, says so (a lag of 0) and finishes the text."""
+    audio = np.concatenate([load("jfk"), np.zeros(5 * 16000, dtype=np.float32)])
+
+    def send(ws) -> None:
+        burst = 4 * 16000
+        ws.send(pcm16(audio[:burst]))
+        for i in range(burst, len(audio), 1600):
+            time.sleep(0.1)
+            ws.send(pcm16(audio[i : i + 1600]))
+        ws.send(json.dumps({"type": "end"}))
+
+    with websockets_sync.connect(ws_url(server, language="en"), max_size=None) as ws:
+        sender = threading.Thread(target=send, args=(ws,))
+        sender.start()
+        messages = receive_all(ws)
+        sender.join()
+    lags = [m for m in messages if m["type"] == "lag"]
+    assert messages[-1] == {"type": "done"}
+    assert lags and lags[0]["backlog_s"] > 2.0 and lags[0]["level"] >= 1
+    assert lags[-1]["backlog_s"] == 0.0  # caught up before the end
+    assert "your country" in words_of(messages)
+
+
+def test_a_backlog_beyond_max_stream_lag_closes_the_stream(tiny_en):
+    strict = start_in_process(tiny_en, max_stream_lag=3.0)
+    try:
+        with websockets_sync.connect(ws_url(strict, language="en"), max_size=None) as ws:
+            audio = np.concatenate([load("jfk")] * 2)
+            for i in range(0, len(audio), 1600):  # 22 s in a burst: far ahead of any decoder
+                ws.send(pcm16(audio[i : i + 1600]))
+            reply, code = closing_error(ws)
+        assert "behind real time" in reply["message"] and "--max-stream-lag 3" in reply["message"] and code == 1013
+    finally:
+        strict.stop()
+
+
+def test_streams_load_int8_on_a_cpu_whatever_the_files_compute_type(monkeypatch):
+    import asyncio
+
+    import tingxie.api
+    from tingxie.server.models import ModelRegistry
+    from tingxie.server.settings import ServerSettings
+
+    calls = []
+    monkeypatch.setattr(tingxie.api, "load_model", lambda name, **kwargs: calls.append((name, kwargs["compute_type"])) or (name, kwargs["compute_type"]))
+    registry = ModelRegistry(ServerSettings(device="cpu"))  # files: the reference's float32
+    try:
+        assert asyncio.run(registry.get("tiny.en")) == ("tiny.en", "default")
+        assert asyncio.run(registry.get_streaming("tiny.en")) == ("tiny.en", "auto")  # auto: int8 on a CPU
+        assert asyncio.run(registry.get_streaming("tiny.en")) == ("tiny.en", "auto") and len(calls) == 2  # loaded once
+    finally:
+        registry.close()
+    shared = ModelRegistry(ServerSettings(device="cpu", compute_type="int8"))  # files already int8: one model for both
+    try:
+        assert asyncio.run(shared.get_streaming("tiny.en")) is asyncio.run(shared.get("tiny.en"))
+    finally:
+        shared.close()

@@ -1,0 +1,101 @@
+"""The attention-guided commit policy (AlignAtt) and the transcriber's degraded modes and close, on scripted
+hypotheses (no model), as test_streaming.py tests local agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_streaming import SCRIPT, SR, ScriptedDecoder, run_scripted, text, words
+
+from tingxie.errors import OptionError
+from tingxie.streaming.agreement import LocalAgreement
+from tingxie.streaming.alignatt import AttentionCommit, commit_policy
+from tingxie.streaming.events import TimedWord
+from tingxie.streaming.options import StreamOptions
+from tingxie.streaming.transcriber import StreamingTranscriber
+
+
+def test_alignatt_commits_from_one_decode_up_to_the_first_word_attending_to_the_buffer_end():
+    policy = AttentionCommit()
+    hypothesis = words("and so my fellow", step=0.5)  # ends 0.5, 1.0, 1.5, 2.0
+    committed = policy.insert(hypothesis, horizon=1.6)
+    assert text(committed) == "and so my" and text(policy.pending) == "fellow"  # no second decode needed
+    # a word aligned to the last frames holds back everything after it, even a word timed earlier by a bad alignment
+    odd = [*words("fellow", start=1.5, step=0.5), TimedWord(" Americans", 1.9, 3.0), TimedWord(" ask", 2.0, 2.4)]
+    assert text(policy.insert(odd, horizon=2.8)) == "fellow"
+    assert text(policy.pending) == "Americans ask"
+    # the words already committed are recognised in the next hypothesis and not committed twice
+    assert text(policy.insert(words("and so my fellow Americans ask not", step=0.5), horizon=3.3)) == "Americans ask"
+    assert text(policy.history) == "and so my fellow Americans ask" and text(policy.pending) == "not"
+
+
+def test_local_agreement_still_waits_for_two_decodes():
+    policy = LocalAgreement()
+    assert policy.insert(words("and so my fellow", step=0.5), horizon=1.6) == []
+    assert text(policy.insert(words("and so my fellow Americans", step=0.5), horizon=2.1)) == "and so my fellow"
+
+
+def test_policy_by_name_and_options():
+    assert type(commit_policy("alignatt")) is AttentionCommit and type(commit_policy("local-agreement")) is LocalAgreement
+    assert StreamOptions().policy == "alignatt"
+    assert StreamOptions(alignatt_frames=10).commit_horizon_s == pytest.approx(0.2)
+    assert StreamOptions(policy="local-agreement", commit_margin_s=0.3).commit_horizon_s == pytest.approx(0.3)
+    with pytest.raises(OptionError, match="policy must be one of alignatt, local-agreement"):
+        StreamOptions(policy="wait-k")
+    with pytest.raises(OptionError, match="alignatt_frames"):
+        StreamOptions(alignatt_frames=-1)
+
+
+def test_alignatt_stream_commits_every_word_once_and_sooner_than_local_agreement():
+    """The scripted speaker says a word every 0.4 s; the word being said is garbled (its end is the buffer's end)."""
+    for policy in ("alignatt", "local-agreement"):
+        _, _, events = run_scripted(SCRIPT, StreamOptions(vad=False, step_s=0.5, policy=policy), seconds=6.0)
+        committed = [w for e in events if e.type == "final" for w in e.words]
+        assert " ".join(w.word.strip() for w in committed) == SCRIPT  # nothing lost, nothing doubled, nothing garbled
+    streams = {}
+    for policy in ("alignatt", "local-agreement"):
+        decoder = ScriptedDecoder(SCRIPT)
+        streams[policy] = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, policy=policy, alignatt_frames=5), decoder=decoder)
+        decoder.transcriber = streams[policy]
+    chunk = np.zeros(int(0.5 * SR), dtype=np.float32)
+    # 0.5 s heard: "we" (0-0.4 s) ends before the last 5 frames, so alignatt makes it final from this one decode
+    assert [e.text for e in streams["alignatt"].accept(chunk) if e.type == "final"] == ["we"]
+    assert not any(e.type == "final" for e in streams["local-agreement"].accept(chunk))
+    assert [e.text for e in streams["local-agreement"].accept(chunk) if e.type == "final"] == ["we"]  # one step later
+
+
+def test_degraded_modes_decode_greedily_and_less_often_then_recover():
+    full, fast = ScriptedDecoder(SCRIPT), ScriptedDecoder(SCRIPT)
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5), decoder=full, fast_decoder=fast)
+    full.transcriber = fast.transcriber = stream
+    chunk = np.zeros(1600, dtype=np.float32)
+    for _ in range(10):  # 1 s: two decodes at full quality
+        stream.accept(chunk)
+    assert (len(full.calls), len(fast.calls)) == (2, 0)
+    stream.degrade(1)  # greedy, a decode every 1 s
+    for _ in range(20):
+        stream.accept(chunk)
+    assert (len(full.calls), len(fast.calls)) == (2, 2) and stream.level == 1
+    stream.degrade(5)  # clamped to the last level: every 2 s
+    for _ in range(20):
+        stream.accept(chunk)
+    assert len(fast.calls) == 3 and stream.level == 2
+    stream.degrade(0)
+    for _ in range(5):
+        stream.accept(chunk)
+    assert len(full.calls) == 3 and stream.level == 0
+    events = stream.finish()
+    committed = [w.word.strip() for e in events if e.type == "final" for w in e.words]
+    assert committed  # the rest is final at the end
+
+
+def test_a_closed_transcriber_decodes_nothing_more():
+    decoder = ScriptedDecoder(SCRIPT)
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5), decoder=decoder)
+    decoder.transcriber = stream
+    stream.accept(np.zeros(8000, dtype=np.float32))
+    calls = len(decoder.calls)
+    assert calls == 1
+    stream.close()
+    assert stream.accept(np.zeros(16000, dtype=np.float32)) == [] and stream.finish() == []
+    assert len(decoder.calls) == calls
