@@ -1,10 +1,11 @@
 // The transcription page: upload or record audio, stream the transcript from /v1/audio/*, seek by timestamp, download.
 import { $, show, clock, authHeaders, errorMessage, initPage, loadModelsAndLanguages, recordButton } from "./common.js";
+import { resetSpeakers, speakerChip, showSpeakerNames, renderDownloads } from "./speakers.js";
 
 const els = {
   form: $("form"), drop: $("drop"), file: $("file"), fileName: $("file-name"),
   record: $("record"), recordTime: $("record-time"),
-  model: $("model"), task: $("task"), language: $("language"), words: $("words"),
+  model: $("model"), task: $("task"), language: $("language"), words: $("words"), speakers: $("speakers"), speakerNames: $("speaker-names"),
   keyRow: $("key-row"), apiKey: $("api-key"),
   submit: $("submit"), cancel: $("cancel"),
   progressRow: $("progress-row"), progress: $("progress"), status: $("status"), error: $("error"),
@@ -89,7 +90,8 @@ function addSegment(segment) {
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = segment.text.trim();
-  item.append(stamp, text);
+  if (segment.speaker !== undefined) item.append(stamp, speakerChip(segment), text);
+  else item.append(stamp, text);
   els.transcript.append(item);
 }
 
@@ -100,6 +102,14 @@ els.player.addEventListener("timeupdate", () => {
     item.classList.toggle("playing", t >= Number(item.dataset.start) && t < Number(item.dataset.end));
   }
 });
+
+// the download links' object URLs, made again on every rename
+function freeDownloads() {
+  for (const link of els.downloads.querySelectorAll("a[href]")) {
+    URL.revokeObjectURL(link.href);
+    state.urls = state.urls.filter((url) => url !== link.href);
+  }
+}
 
 function setDownloads(formats) {
   const base = state.audioName.replace(/\.[^.]+$/, "") || "transcript";
@@ -141,6 +151,7 @@ function transcribe() {
   state.segments = [];
   els.transcript.replaceChildren();
   els.meta.textContent = "";
+  resetSpeakers(els.speakerNames);
   setDownloads(null);
   els.player.src = objectUrl(state.audio);
   show(els.result, true);
@@ -150,8 +161,10 @@ function transcribe() {
   data.append("file", state.audio, state.audioName);
   data.append("model", els.model.value);
   if (els.language.value) data.append("language", els.language.value);
-  data.append("response_format", "verbose_json");
-  data.append("stream", "true");
+  // who said what: one diarized answer (not streamed), downloads rendered on the page with the names the user gives
+  const diarize = els.speakers.checked && task === "transcribe";
+  data.append("response_format", diarize ? "diarized_json" : "verbose_json");
+  data.append("stream", diarize ? "false" : "true");
   if (els.words.checked) data.append("timestamp_granularities[]", "word");
   data.append("timestamp_granularities[]", "segment");
   DOWNLOADS.forEach((fmt) => data.append("include_formats[]", fmt));
@@ -188,7 +201,15 @@ function transcribe() {
   xhr.upload.addEventListener("load", () => setStatus("Waiting for the model…", null));
   xhr.addEventListener("progress", () => { if (xhr.status === 200) parse(xhr.responseText, false); });
   xhr.addEventListener("load", () => {
-    if (xhr.status === 200) {
+    if (xhr.status === 200 && diarize) {
+      const result = JSON.parse(xhr.responseText);
+      result.segments.forEach(addSegment);
+      setStatus("Done in " + ((performance.now() - started) / 1000).toFixed(1) + " s", 1);
+      els.meta.textContent = clock(result.duration) + " of audio" + (result.segments.length ? "" : " · no speech found");
+      const refresh = () => { freeDownloads(); setDownloads(renderDownloads(result)); };
+      showSpeakerNames(els.speakerNames, els.transcript, refresh);
+      refresh();
+    } else if (xhr.status === 200) {
       parse(xhr.responseText, true);
     } else {
       failed = true;
