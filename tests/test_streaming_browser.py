@@ -53,3 +53,38 @@ def test_live_captions_from_the_fake_microphone(browser, server):
     assert page.locator("#start").is_enabled()
     assert not errors, errors
     page.close()
+
+
+FAKE_SOCKET = """
+window.WebSocket = class {
+  static OPEN = 1;
+  constructor(url) {
+    this.url = url; this.readyState = 1; this.sent = 0; window.__socket = this;
+    setTimeout(() => this.onopen && this.onopen(), 0);
+  }
+  send() { this.sent += 1; }
+  close() {}
+  emit(message) { this.onmessage({ data: JSON.stringify(message) }); }
+};
+"""
+
+
+def test_the_page_shows_how_far_behind_the_server_is_until_it_catches_up(browser, server):
+    """The server's lag events (replayed here by a stand-in WebSocket) show as 'Behind by N s', and go once it has caught up."""
+    page = browser.new_page()
+    page.add_init_script(FAKE_SOCKET)
+    page.goto(server.url + "/live")
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    page.select_option("#policy", "local-agreement")
+    page.click("#start")
+    page.wait_for_function("window.__socket && document.querySelector('#status').textContent === 'Listening'", timeout=30_000)
+    assert "policy=local-agreement" in page.evaluate("window.__socket.url")
+    assert page.locator("#lag").is_hidden()
+    page.evaluate("window.__socket.emit({type: 'lag', backlog_s: 3.24, level: 1})")
+    assert page.locator("#lag").is_visible()
+    assert page.locator("#lag").inner_text() == "Behind by 3.2 s — catching up with faster, less accurate decoding"
+    page.evaluate("window.__socket.emit({type: 'final', text: 'hello', start: 0.1, end: 0.5, words: []})")
+    page.evaluate("window.__socket.emit({type: 'lag', backlog_s: 0, level: 1})")
+    assert page.locator("#lag").is_hidden()
+    assert page.locator("#finals").inner_text().strip() == "hello"
+    page.close()

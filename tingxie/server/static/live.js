@@ -1,4 +1,5 @@
-// Live captions: microphone -> AudioWorklet (PCM16) -> WebSocket /v1/realtime -> partial (grey) and final (black) text.
+// Live captions: microphone -> AudioWorklet (PCM16) -> WebSocket /v1/realtime -> partial (grey) and final (black) text;
+// lag events (the server is behind real time) show how far behind it is until it has caught up.
 import { $, apiKey, getJson, renderNav, setApiKey, show } from "/static/common.js";
 
 const TARGET_RATE = 16000;  // the server's own rate: asking the AudioContext for it spares a resampling step
@@ -17,6 +18,16 @@ function setRunning(running) {
   $("stop").disabled = !running;
   $("model").disabled = running;
   $("language").disabled = running;
+  $("policy").disabled = running;
+  if (!running) showLag(0, 0);
+}
+
+function showLag(backlog, level) {
+  const behind = backlog > 0;
+  $("lag").textContent = behind
+    ? `Behind by ${backlog.toFixed(1)} s` + (level > 0 ? " — catching up with faster, less accurate decoding" : "")
+    : "";
+  show($("lag"), behind);
 }
 
 function addFinal(message) {
@@ -36,6 +47,8 @@ function onMessage(event) {
     $("partial").textContent = message.text;
   } else if (message.type === "final") {
     addFinal(message);
+  } else if (message.type === "lag") {
+    showLag(message.backlog_s, message.level);
   } else if (message.type === "done") {
     setStatus("Done");
   } else if (message.type === "error") {
@@ -47,6 +60,7 @@ function socketUrl(rate) {
   const params = new URLSearchParams({ sample_rate: String(rate) });
   if ($("model").value) params.set("model", $("model").value);
   if ($("language").value) params.set("language", $("language").value);
+  if ($("policy").value) params.set("policy", $("policy").value);
   if (apiKey()) params.set("api_key", apiKey());  // browsers can't set headers on a WebSocket
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/v1/realtime?${params}`;
