@@ -26,6 +26,11 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
 
 
+def auto_bool(value: str) -> bool | None:
+    """True, False, or None for 'auto' (decided at run time)."""
+    return None if value.strip().lower() == "auto" else str2bool(value)
+
+
 def optional(kind):
     def parse(value: str):
         return None if value.strip().lower() == "none" else kind(value)
@@ -93,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--output_dir", "-o", default=".", help="folder for the output files (default: .)")
     o.add_argument("--output_format", "-f", default="all", choices=["txt", "vtt", "srt", "tsv", "json", "all"], help="output format; all writes every one (default: all)")
     o.add_argument("--verbose", type=str2bool, default=True, help="print each segment as it is decoded (default: True)")
-    o.add_argument("--progress", type=str2bool, default=True, help="show a progress bar per file on stderr (default: True)")
+    o.add_argument("--progress", type=auto_bool, default=None, metavar="{True,False,auto}",
+                   help="show a progress bar per file on stderr; auto shows it only when stderr is a terminal, so logs and pipes get none (default: auto)")
+    o.add_argument("--quiet", "-q", action="store_true", help="print nothing but warnings and errors: no segment lines, progress bars or one-time notes; the output files are written as usual (default: off)")
     o.add_argument("--highlight_words", type=str2bool, default=False, help="(requires --word_timestamps True) underline each word as it is spoken in srt and vtt (default: False)")
     o.add_argument("--max_line_width", type=optional(int), default=None, help="(requires --word_timestamps True) maximum characters in a subtitle line (default: None)")
     o.add_argument("--max_line_count", type=optional(int), default=None, help="(requires --word_timestamps True) maximum lines in a subtitle cue (default: None)")
@@ -127,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     from . import commands
 
+    _show_notes(not getattr(args, "quiet", False))
     if args.command == "transcribe":
+        if args.quiet:
+            args.verbose, args.progress = False, False
+        del args.quiet
         word_only = ["highlight_words", "max_line_count", "max_line_width", "max_words_per_line"]
         if not (args.word_timestamps or args.diarize):  # diarize turns word timestamps on
             for name in word_only:
@@ -146,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
         return commands.demo_command(args.model)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _show_notes(show: bool) -> None:
+    """The library's one-time notes (``logging.getLogger("tingxie")``, e.g. a model prepared for ONNX Runtime) go to
+    stderr as ``tingxie: ...`` lines, unless --quiet."""
+    import logging
+
+    logger = logging.getLogger("tingxie")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tingxie: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if show else logging.WARNING)
 
 
 def entry() -> None:

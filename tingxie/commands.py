@@ -36,10 +36,15 @@ def _format_timestamp(seconds: float) -> str:
     return (f"{h:02d}:" if h else "") + f"{m:02d}:{s:02d}.{ms:03d}"
 
 
-def _progress_bar(enabled: bool, name: str):
+def _progress_bar(enabled: bool | None, name: str):
+    """A bar on stderr where enabled (None: only on a terminal); shown after half a second, so a short file never
+    flashes one. Lines printed through its ``write`` clear it first and redraw it after: never mixed with it."""
     from tqdm import tqdm
 
-    return tqdm(total=0, unit="s", desc=name, disable=not enabled, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+    from .terminal import progress_enabled
+
+    return tqdm(total=0, unit="s", desc=name, disable=not progress_enabled(enabled, sys.stderr), file=sys.stderr, leave=False,
+                delay=0.5, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
 
 
 def transcribe_command(args: dict[str, Any]) -> int:
@@ -142,7 +147,7 @@ def _prefetched(future: Future, path: str) -> Any:
     return samples if samples.size >= MIN_AUDIO_SECONDS * SAMPLE_RATE else path
 
 
-def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool, batch_size: int = 0, audio: Any = None):
+def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool | None, batch_size: int = 0, audio: Any = None):
     audio = path if audio is None else audio
     bar = _progress_bar(progress, Path(path).name)
     try:
@@ -187,23 +192,49 @@ def languages_command() -> int:
     return 0
 
 
+# The demo's recording: LibriSpeech dev-clean 2412-153948-0000 (CC BY 4.0; see tingxie/assets/ATTRIBUTION) and what its
+# reader says, as LibriSpeech transcribed it
+SAMPLE_FILE = "librispeech_2412-153948-0000.flac"
+SAMPLE_TITLE = "LibriSpeech dev-clean 2412-153948-0000, read by a LibriVox volunteer (CC BY 4.0)"
+SAMPLE_TEXT = ("IF THE READER WILL EXCUSE ME I WILL SAY NOTHING OF MY ANTECEDENTS NOR OF THE CIRCUMSTANCES WHICH LED ME TO "
+               "LEAVE MY NATIVE COUNTRY THE NARRATIVE WOULD BE TEDIOUS TO HIM AND PAINFUL TO MYSELF")
+
+
 def sample_path() -> Path:
-    """The short English sample shipped with the package (synthesised with espeak-ng)."""
+    """The recording shipped with the package for ``tingxie demo``: 11.7 s of human speech, two sentences."""
     from importlib.resources import files
 
-    return Path(str(files("tingxie") / "assets" / "sample.flac"))
+    return Path(str(files("tingxie") / "assets" / SAMPLE_FILE))
 
 
 def demo_command(model_name: str) -> int:
-    from .api import load_model
+    """Transcribe the bundled recording with the default engine; print its segments, the timings and how the text
+    compares with what was said."""
+    import time
 
+    from .api import load_model
+    from .normalizers import english_normalize
+    from .terminal import BOLD, DIM, styled
+
+    out = sys.stdout
     try:
-        model = load_model(model_name, device="auto")
-        result = model.transcribe(str(sample_path()), temperature=0.0, word_timestamps=True)
+        started = time.perf_counter()
+        model = load_model(model_name)
+        loaded = time.perf_counter()
+        result = model.transcribe(str(sample_path()), temperature=0.0)
+        done = time.perf_counter()
     except TingxieError as e:
         print(f"tingxie: error: {e}", file=sys.stderr)
         return 2
-    print(f"{sample_path().name} ({result.duration:.1f} s, model {model_name}, {model.description}):")
+    print(f"{SAMPLE_TITLE}, {result.duration:.1f} s", file=out)
+    print(styled(f"model {model_name} on {model.description}", DIM, out), file=out)
     for s in result.segments:
-        print(f"[{_format_timestamp(s.start)} --> {_format_timestamp(s.end)}] {s.text.strip()}")
+        print(f"{styled(f'[{_format_timestamp(s.start)} --> {_format_timestamp(s.end)}]', DIM, out)} {styled(s.text.strip(), BOLD, out)}", file=out)
+    seconds = done - loaded
+    print(f"{result.duration:.1f} s of speech transcribed in {seconds:.2f} s: real-time factor {seconds / result.duration:.3f}, "
+          f"{result.duration / seconds:.0f}x faster than real time (model loaded in {loaded - started:.2f} s)", file=out)
+    if english_normalize(result.text) == english_normalize(SAMPLE_TEXT):
+        print("word for word what the reader said (LibriSpeech's transcript)", file=out)
+    else:
+        print(f"LibriSpeech's transcript: {SAMPLE_TEXT.capitalize()}", file=out)
     return 0

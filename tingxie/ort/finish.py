@@ -6,9 +6,9 @@ and the atomic rename into the cache.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +17,6 @@ def quantize_graphs(out_dir: Path, names: list[str]) -> None:
 
     Tried and not kept: the decoder's weights as 8-bit MatMulNBits blocks (a one-token product 3x faster alone, no
     faster in a whole transcription, and the 10-minute bench file's WER 15.2 -> 18.9 % greedy)."""
-    import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -88,7 +87,7 @@ def bind_model(name_or_path: str | Path, target: Path, compute_type: str, versio
     graphs = shipped_graphs(checkpoint.dims, version)
     if graphs is None:
         return False
-    print(f"tingxie: preparing {name_or_path} for ONNX Runtime ({compute_type}) once, into {target}", file=sys.stderr)
+    logging.getLogger("tingxie").info(f"preparing {name_or_path} for ONNX Runtime ({compute_type}) once, into {target}")
     meta = {"version": version, "dims": vars(checkpoint.dims), "alignment_heads": checkpoint.alignment_heads,
             "name": str(name_or_path), "source": str(checkpoint.source)}
     write_model_folder(target, lambda work: bind_weights(graphs, checkpoint.state, work), compute_type, meta)
