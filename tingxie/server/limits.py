@@ -61,10 +61,14 @@ def guarded_h11_protocol(read_timeout: float) -> type:
                 return  # the head came and its request is being served (its body is the middleware's to time)
             if self.transport.is_closing():
                 return
+            pending = bool(self.conn.trailing_data[0])  # bytes of a head that has not come whole
+            if self.cycle is not None and not pending:
+                return  # idle between requests: uvicorn's keep-alive timeout closes it
             client = "%s:%d" % self.client if self.client else "?"
             log.warning("connection closed: no request head in time", extra={"client": client, "read_timeout": read_timeout})
             try:
-                self.transport.write(_TIMEOUT_ANSWER)
+                if pending:
+                    self.transport.write(_TIMEOUT_ANSWER)
             finally:
                 self.transport.close()
 

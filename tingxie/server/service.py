@@ -103,14 +103,17 @@ async def transcribe(slot: Slot, job: Job, receive: Callable[[], Any] | None = N
     """The whole result, computed on a worker thread; cancelled when the client leaves (given ``receive``)."""
 
     def work() -> Any:
-        info, segments = iter_job(slot, job)
-        return job.model.assemble(info, list(segments))
+        try:
+            info, segments = iter_job(slot, job)
+            return job.model.assemble(info, list(segments))
+        except JobCancelled as e:  # logged here: a request cancelled at shutdown no longer awaits its job
+            log.info("transcription cancelled", extra={"reason": e.code, "model": job.model_name})
+            raise
 
     watcher = asyncio.create_task(until_disconnected(receive, slot)) if receive is not None else None
     try:
         result = await slot.submit(_inference, work)
     except JobCancelled as e:
-        log.info("transcription cancelled", extra={"reason": e.code, "model": job.model_name})
         raise cancelled_error(e) from e
     except TingxieError as e:
         raise job.explain(e) from e
