@@ -10,7 +10,7 @@ import numpy as np
 from .features import HOP, SAMPLE_RATE, level_gain, mel_frames
 
 WINDOW_FRAMES = 160  # 1.6 s: the length the encoder was trained on
-STEP_FRAMES = 80  # 0.8 s between window starts inside a long stretch of speech
+STEP_FRAMES = 120  # 1.2 s between window starts in a long stretch of speech (0.8 s: same DER on the bench, 1/3 more windows)
 
 
 @dataclass(frozen=True)
