@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
 from tingxie.decoding.decoder import decode
 from tingxie.model import Whisper
+from tingxie.torch_engine import TorchEngine, TorchFeatures
 from tingxie.options import DecodingOptions
 from tingxie.tokenizer import get_tokenizer
 from tingxie.weights.checkpoint import ModelDimensions
@@ -19,21 +21,20 @@ DIMS = ModelDimensions(n_mels=80, n_audio_ctx=8, n_audio_state=32, n_audio_head=
 
 
 @pytest.fixture(scope="module")
-def model() -> Whisper:
+def model() -> TorchEngine:
     torch.manual_seed(0)
     m = Whisper(DIMS)
     with torch.no_grad():
         m.decoder.positional_embedding.normal_(0, 1.0)  # positions vary the output, so beams diverge
         # make the end of text reachable so beams finish at different lengths
         m.decoder.token_embedding.weight[50256].mul_(6.0)
-    return m.eval()
+    return TorchEngine(m.eval())
 
 
 @pytest.fixture(scope="module")
-def features(model) -> torch.Tensor:
+def features(model) -> TorchFeatures:
     torch.manual_seed(1)
-    with torch.no_grad():
-        return model.embed_audio(torch.randn(3, 80, 2 * DIMS.n_audio_ctx))
+    return model.encode(torch.randn(3, 80, 2 * DIMS.n_audio_ctx).numpy())
 
 
 @dataclass
@@ -41,26 +42,27 @@ class HistoryCache:
     """Stands in for the KV cache: remembers whole sequences, so each step is an eager forward pass."""
 
     features: torch.Tensor
-    history: torch.Tensor
+    history: np.ndarray
 
-    def reorder(self, source_indices: torch.Tensor) -> None:
+    def reorder(self, source_indices: np.ndarray) -> None:
         self.history = self.history[source_indices]
 
 
-class EagerModel:
-    """The model's interface, decoding without any cached state."""
+class EagerModel(TorchEngine):
+    """The engine interface, decoding without any cached state."""
 
-    def __init__(self, model: Whisper):
-        self.model = model
-        self.dims, self.device, self.dtype, self.is_multilingual = model.dims, model.device, model.dtype, model.is_multilingual
+    def __init__(self, engine: TorchEngine):
+        super().__init__(engine.module)
 
-    def new_cache(self, features: torch.Tensor, repeat: int = 1) -> HistoryCache:
-        feats = features.repeat_interleave(repeat, dim=0)
-        return HistoryCache(feats, torch.zeros(feats.shape[0], 0, dtype=torch.long))
+    def new_cache(self, features: TorchFeatures, repeat: int = 1) -> HistoryCache:
+        feats = features.tensor.repeat_interleave(repeat, dim=0)
+        return HistoryCache(feats, np.zeros((feats.shape[0], 0), np.int64))
 
-    def decode(self, tokens: torch.Tensor, cache: HistoryCache) -> torch.Tensor:
-        cache.history = torch.cat([cache.history, tokens], dim=1)
-        return self.model.logits(cache.history, cache.features)[:, -tokens.shape[1] :]
+    @torch.inference_mode()
+    def decode(self, tokens: np.ndarray, cache: HistoryCache, select=None, rows=None) -> np.ndarray:
+        cache.history = np.concatenate([cache.history, tokens], axis=1)
+        logits = self.module.logits(torch.from_numpy(cache.history), cache.features)[:, -tokens.shape[1] :]
+        return (logits if select is None else logits[:, list(select)]).float().numpy()
 
 
 OPTIONS = {
@@ -75,7 +77,7 @@ OPTIONS = {
 
 def run(model, features, options) -> list[tuple[list[int], float]]:
     tokenizer = get_tokenizer(False)
-    results = decode(model, features, tokenizer, options, generator=torch.Generator().manual_seed(7))
+    results = decode(model, features, tokenizer, options, generator=np.random.default_rng(7))
     return [(r.tokens, r.sum_logprob) for r in results]
 
 
@@ -91,7 +93,7 @@ def test_cached_decoder_equals_eager(model, features, name):
 @pytest.mark.parametrize("name", ["greedy", "beam3", "beam4_patience2"])
 def test_batch_equals_each_window_alone(model, features, name):
     batched = run(model, features, OPTIONS[name])
-    alone = [run(model, features[i : i + 1], OPTIONS[name])[0] for i in range(features.shape[0])]
+    alone = [run(model, features.select(i), OPTIONS[name])[0] for i in range(features.n_audio)]
     assert [t for t, _ in batched] == [t for t, _ in alone]
     assert [s for _, s in batched] == pytest.approx([s for _, s in alone], abs=1e-3)
 

@@ -6,9 +6,10 @@ import itertools
 import math
 
 import pytest
+import numpy as np
 import torch
 
-from tingxie.decoding.decoder import compression_ratio
+from tingxie.decoding.window import compression_ratio
 from tingxie.decoding.filters import ApplyTimestampRules, BoostTokens, SuppressBlank, SuppressTokens, suppress_token_ids
 from tingxie.decoding.selectors import BeamSearchSelector, GreedySelector, MaximumLikelihoodRanker
 
@@ -19,16 +20,16 @@ V = 30
 def test_suppress_blank_only_at_first_sampled_position():
     f = SuppressBlank([3], EOT, sample_begin=2)
     logits = torch.zeros(1, V)
-    f.apply(logits, torch.tensor([[1, 2]]))
+    f.apply(logits.numpy(), torch.tensor([[1, 2]]).numpy())
     assert logits[0, 3] == -math.inf and logits[0, EOT] == -math.inf and logits[0, 4] == 0
     later = torch.zeros(1, V)
-    f.apply(later, torch.tensor([[1, 2, 5]]))
+    f.apply(later.numpy(), torch.tensor([[1, 2, 5]]).numpy())
     assert torch.all(later == 0)
 
 
 def test_suppress_tokens():
     logits = torch.zeros(2, V)
-    SuppressTokens([1, 7]).apply(logits, torch.zeros(2, 1, dtype=torch.long))
+    SuppressTokens([1, 7]).apply(logits.numpy(), torch.zeros(2, 1, dtype=torch.long).numpy())
     assert torch.all(logits[:, [1, 7]] == -math.inf) and logits[:, [0, 2]].eq(0).all()
 
 
@@ -49,25 +50,25 @@ def allowed(logits: torch.Tensor) -> set[int]:
 
 def test_first_token_is_a_timestamp_within_max_initial():
     logits = torch.zeros(1, V)
-    rules(max_initial=3).apply(logits, torch.tensor([[0]]))
+    rules(max_initial=3).apply(logits.numpy(), torch.tensor([[0]]).numpy())
     assert allowed(logits) == {20, 21, 22, 23}
 
 
 def test_after_lone_timestamp_only_timestamps_or_end():
     logits = torch.zeros(1, V)
     logits[0, EOT] = 5.0  # keep the end likely so the forcing rule does not fire
-    rules().apply(logits, torch.tensor([[0, 20, 5, 25]]))
+    rules().apply(logits.numpy(), torch.tensor([[0, 20, 5, 25]]).numpy())
     # text forbidden, timestamps before 25 forbidden; 25 itself closes the segment's pair
     assert allowed(logits) == {EOT, 11, 12, 13, 14, 15, 16, 17, 18} | set(range(25, 30))
 
 
 def test_after_timestamp_pair_text_must_follow_and_time_never_goes_back():
     logits = torch.zeros(1, V)
-    rules().apply(logits, torch.tensor([[0, 20, 5, 24, 24]]))
+    rules().apply(logits.numpy(), torch.tensor([[0, 20, 5, 24, 24]]).numpy())
     assert all(t not in allowed(logits) for t in range(TS, V))
     logits = torch.zeros(1, V)
     logits[0, 0] = 5.0  # a likely text token, so the forcing rule does not fire
-    rules().apply(logits, torch.tensor([[0, 20, 5, 24, 24, 6]]))
+    rules().apply(logits.numpy(), torch.tensor([[0, 20, 5, 24, 24, 6]]).numpy())
     assert allowed(logits) >= {0, 1, 25} and not ({20, 21, 22, 23, 24} & allowed(logits))
 
 
@@ -75,33 +76,32 @@ def test_timestamp_forced_when_timestamps_together_outweigh_any_text():
     logits = torch.full((1, V), -10.0)
     logits[0, 3] = 1.0  # best single text token
     logits[0, TS + 2 : TS + 8] = 0.5  # six timestamps, together more likely
-    rules().apply(logits, torch.tensor([[0, 20, 5]]))
+    rules().apply(logits.numpy(), torch.tensor([[0, 20, 5]]).numpy())
     assert all(logits[0, t] == -math.inf for t in range(TS))
 
 
 def test_boost_tokens():
     logits = torch.zeros(1, V)
-    BoostTokens({4: 2.0}).apply(logits, torch.zeros(1, 1, dtype=torch.long))
+    BoostTokens({4: 2.0}).apply(logits.numpy(), torch.zeros(1, 1, dtype=torch.long).numpy())
     assert logits[0, 4] == 2.0 and logits[0, 5] == 0
 
 
 def test_greedy_selector_pads_finished_with_eot_and_sums_logprobs():
     sel = GreedySelector(0.0, EOT)
-    tokens = torch.tensor([[1, 2], [1, EOT]])
+    tokens = np.array([[1, 2], [1, EOT]])
     logits = torch.zeros(2, V)
     logits[:, 7] = 5.0
-    sums = torch.zeros(2)
-    tokens, done, _ = sel.update(tokens, logits, sums)
+    sums = np.zeros(2, np.float32)
+    tokens, done, _ = sel.update(tokens, logits.numpy(), sums)
     assert tokens[:, -1].tolist() == [7, EOT] and not done
     assert sums[0] == pytest.approx(torch.log_softmax(logits[0], -1)[7].item()) and sums[1] == 0
 
 
 def test_sampling_selector_follows_temperature():
-    gen = torch.Generator().manual_seed(0)
-    sel = GreedySelector(1.0, EOT, gen)
+    sel = GreedySelector(1.0, EOT, np.random.default_rng(0))
     logits = torch.full((1, V), -30.0)
     logits[0, 2], logits[0, 3] = 0.0, 0.0
-    seen = {sel.update(torch.tensor([[1]]), logits.clone(), torch.zeros(1))[0][0, -1].item() for _ in range(40)}
+    seen = {sel.update(np.array([[1]]), logits.numpy().copy(), np.zeros(1, np.float32))[0][0, -1].item() for _ in range(40)}
     assert seen == {2, 3}
 
 
@@ -131,10 +131,10 @@ def exhaustive_best(start: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
 def test_beam_search_with_wide_beam_finds_the_most_likely_sequence():
     beam = 25  # topk(beam + 1) must fit the toy vocabulary of 30
     sel = BeamSearchSelector(beam_size=beam, eot=EOT, patience=2.0)
-    tokens = torch.tensor([[99]] * beam)
-    sums = torch.zeros(beam)
+    tokens = np.array([[99]] * beam)
+    sums = np.zeros(beam, np.float32)
     for _ in range(6):
-        logits = torch.stack([toy_lm(tuple(t)) for t in tokens.tolist()])
+        logits = torch.stack([toy_lm(tuple(t)) for t in tokens.tolist()]).numpy()
         tokens, done, source = sel.update(tokens, logits, sums)
         if done:
             break

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import audio_path, require_shared
 from tingxie import transcribe as loop
+from tingxie import window_step
 from tingxie.decoding.window import DecodingResult
 from tingxie.errors import OptionError
 from tingxie.options import TranscribeOptions, build_options
@@ -20,19 +21,19 @@ TS = TOKENIZER.timestamp_begin  # <|0.00|>; one step is 0.02 s, i.e. 2 mel frame
 def test_resume_at_the_lone_timestamp_when_enough_of_the_window_is_left():
     text = TOKENIZER.encode(" Hello there.")
     tokens = [TS, *text, TS + 300]  # ends on a lone <|6.00|>: mel frame 600 of the window
-    assert loop.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=500) == 1600
-    assert loop.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=2400) == 1600  # exactly 24 s left
-    assert loop.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=2401) == 4000  # too little left
-    assert loop.resume_after_early_end([TS, *text], TS, 1000, 3000, 2, 4000, min_left=500) == 4000  # no final timestamp
-    assert loop.resume_after_early_end([TS, TS], TS, 1000, 3000, 2, 4000, min_left=500) == 4000  # <|0.00|>: no progress
+    assert window_step.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=500) == 1600
+    assert window_step.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=2400) == 1600  # exactly 24 s left
+    assert window_step.resume_after_early_end(tokens, TS, 1000, 3000, 2, 4000, min_left=2401) == 4000  # too little left
+    assert window_step.resume_after_early_end([TS, *text], TS, 1000, 3000, 2, 4000, min_left=500) == 4000  # no final timestamp
+    assert window_step.resume_after_early_end([TS, TS], TS, 1000, 3000, 2, 4000, min_left=500) == 4000  # <|0.00|>: no progress
 
 
 def test_early_end_frames_combines_the_option_and_language_per_window():
-    assert loop.early_end_frames(TranscribeOptions(), language_per_window=False) == 500
-    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=None), language_per_window=False) is None
-    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=None), language_per_window=True) == 100
-    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=12.5), language_per_window=True) == 100
-    assert loop.early_end_frames(TranscribeOptions(early_end_threshold=0.5), language_per_window=True) == 50
+    assert window_step.early_end_frames(TranscribeOptions(), language_per_window=False) == 500
+    assert window_step.early_end_frames(TranscribeOptions(early_end_threshold=None), language_per_window=False) is None
+    assert window_step.early_end_frames(TranscribeOptions(early_end_threshold=None), language_per_window=True) == 100
+    assert window_step.early_end_frames(TranscribeOptions(early_end_threshold=12.5), language_per_window=True) == 100
+    assert window_step.early_end_frames(TranscribeOptions(early_end_threshold=0.5), language_per_window=True) == 50
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, 30.5])
@@ -46,10 +47,11 @@ class _Dims:
 
 
 class _Model:
-    """Only what the long-form loop reads of a model; decoding itself is scripted below."""
+    """Only what the long-form loop reads of an engine; decoding itself is scripted below."""
 
     dims = _Dims()
     is_multilingual = False
+    num_languages = 0
 
 
 @pytest.mark.parametrize("threshold, seeks", [(5.0, [0, 600, 3600]), (None, [0, 3000])])
@@ -84,7 +86,7 @@ def test_speech_after_an_early_end_is_transcribed_on_real_audio():
     require_shared()
     first, second = load_audio(str(audio_path("real_concat"))), load_audio(str(audio_path("declaration_tts")))
     audio = np.concatenate([first, np.zeros(int(1.2 * 16000), np.float32), second[: 40 * 16000]])
-    model = load_model("tiny.en", backend="onnx", compute_type="int8")
+    model = load_model("tiny.en")  # the default: ONNX Runtime int8 on a CPU
     text = " ".join(model.transcribe(audio).text.lower().replace(",", " ").split())
     assert "course of human events" in text and "necessary for one people" in text, text
     assert "ask what you can do for your country" in text  # and the speech before the join is still there

@@ -152,15 +152,15 @@ def test_cli_default_path_spells_comfyui_with_hotwords(shared, tmp_path):
 
 def test_real_tiny_en_boost_alone_changes_the_spelling(tiny_en, shared):
     """The logit boost without the prompt: 'comfy UI'-like spellings become the hotword's."""
-    from tingxie.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
+    from tingxie.audio import N_FRAMES, decode_audio, pad_or_trim
     from conftest import audio_path
 
-    mel = pad_or_trim(log_mel_spectrogram(str(audio_path("comfyui_hotword")), tiny_en.dims.n_mels), N_FRAMES)[None]
+    mel = pad_or_trim(tiny_en.engine.log_mel(decode_audio(str(audio_path("comfyui_hotword")))), N_FRAMES)[None]
     tokenizer = tiny_en.tokenizer("en")
     options = DecodingOptions(language="en")
-    plain = decode(tiny_en.module, mel, tokenizer, options)[0].text
+    plain = decode(tiny_en.engine, mel, tokenizer, options)[0].text
     filt = hotword_filter(tokenizer, "ComfyUI", 6.0, len(tokenizer.sot_sequence))  # alone it needs more than the default 2.0
-    boosted_text = decode(tiny_en.module, mel, tokenizer, options, extra_filters=[filt])[0].text
+    boosted_text = decode(tiny_en.engine, mel, tokenizer, options, extra_filters=[filt])[0].text
     assert "ComfyUI" not in plain and "ComfyUI" in boosted_text, (plain, boosted_text)
 
 

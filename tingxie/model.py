@@ -77,9 +77,10 @@ class KVCache:
     def reorder(self, source_indices) -> None:
         """Sequence b continues sequence ``source_indices[b]`` (beam search); cross K/V are per audio and stay."""
         n = self.length
-        source_indices = torch.as_tensor(source_indices, device=self.self_k.device)
-        self.self_k[:, :, :, :n] = self.self_k[:, source_indices, :, :n]
-        self.self_v[:, :, :, :n] = self.self_v[:, source_indices, :, :n]
+        with torch.inference_mode():  # the engine made the cache in inference mode; the decoding loop calls this outside it
+            source_indices = torch.as_tensor(source_indices, device=self.self_k.device)
+            self.self_k[:, :, :, :n] = self.self_k[:, source_indices, :, :n]
+            self.self_v[:, :, :, :n] = self.self_v[:, source_indices, :, :n]
 
     def rewind(self, length: int) -> None:
         self.length = length
