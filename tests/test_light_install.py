@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -111,7 +110,6 @@ def test_transcription_with_word_timestamps_hotwords_and_vad_never_imports_torch
         assert "ask not what your country can do for you" in result["text"].lower(), (model, result["text"])
         words = [w for s in result["segments"] for w in s["words"]]
         assert len(words) >= 20 and all(0 <= w["start"] <= w["end"] <= 11.1 for w in words), model
-        assert any("Kennedy" in json.dumps(s) or True for s in result["segments"])  # noqa: the hotword is allowed, not required
 
 
 def test_a_model_without_shipped_graphs_names_the_torch_extra_when_torch_is_missing():

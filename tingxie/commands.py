@@ -36,15 +36,36 @@ def _format_timestamp(seconds: float) -> str:
     return (f"{h:02d}:" if h else "") + f"{m:02d}:{s:02d}.{ms:03d}"
 
 
-def _progress_bar(enabled: bool | None, name: str):
-    """A bar on stderr where enabled (None: only on a terminal); shown after half a second, so a short file never
-    flashes one. Lines printed through its ``write`` clear it first and redraw it after: never mixed with it."""
-    from tqdm import tqdm
+class _ProgressBar:
+    """A bar on stderr for one file, made at the first progress report (when the audio's length is known) and drawn
+    after half a second, so a short file never flashes one; where not enabled (None: only on a terminal) nothing is
+    drawn. Segment lines go through ``print_line``: the bar is cleared before each and drawn again after it."""
 
-    from .terminal import progress_enabled
+    def __init__(self, enabled: bool | None, name: str):
+        from .terminal import progress_enabled
 
-    return tqdm(total=0, unit="s", desc=name, disable=not progress_enabled(enabled, sys.stderr), file=sys.stderr, leave=False,
-                delay=0.5, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+        self.enabled, self.name, self.bar = progress_enabled(enabled, sys.stderr), name, None
+
+    def report(self, done: float, total: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="s", desc=self.name, file=sys.stderr, leave=False, delay=0.5,
+                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def print_line(self, line: str) -> None:
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line, file=sys.stdout)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def transcribe_command(args: dict[str, Any]) -> int:
@@ -149,12 +170,10 @@ def _prefetched(future: Future, path: str) -> Any:
 
 def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool | None, batch_size: int = 0, audio: Any = None):
     audio = path if audio is None else audio
-    bar = _progress_bar(progress, Path(path).name)
+    bar = _ProgressBar(progress, Path(path).name)
     try:
         def on_progress(done: int, total: int) -> None:
-            bar.total = total / 100
-            bar.n = done / 100
-            bar.refresh()
+            bar.report(done / 100, total / 100)
 
         if batch_size > 0:
             from .batched import iter_transcribe_batched
@@ -167,7 +186,7 @@ def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool,
             segments.append(segment)
             if verbose:
                 line = f"[{_format_timestamp(segment.start)} --> {_format_timestamp(segment.end)}] {segment.text}"
-                bar.write(line, file=sys.stdout)
+                bar.print_line(line)
     finally:
         bar.close()
     return model.assemble(info, segments)
