@@ -74,6 +74,9 @@ class ModelRegistry:
         if future is None:
             future = self._executor.submit(self._load, name)
             self._futures[name] = future
+            if name == self.default and self._stream_loader is not None:
+                # the live streams' model too, after it: a first stream that waited for its load would start seconds behind
+                self.start_loading(name + STREAM_SUFFIX)
         return future
 
     def _load(self, name: str) -> Any:
