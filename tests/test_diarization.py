@@ -149,3 +149,45 @@ def test_cli_silence_is_the_usual_empty_output(tmp_path):
     run = tingxie("transcribe", str(DATA / "misc" / "silence.wav"), "--diarize", "True", "--output_format", "txt", "--output_dir", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 1 and "no speech detected" in run.stderr and "Traceback" not in run.stderr
     assert (tmp_path / "silence.txt").read_text() == ""
+
+
+def test_missing_speaker_weights_name_the_install(monkeypatch):
+    import importlib.util
+
+    from tingxie.diarization import encoder
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(encoder.importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a))
+    with pytest.raises(encoder.SpeakerModelUnavailableError, match=r"pip install --no-deps Resemblyzer==0\.1\.4"):
+        encoder.weights_path()
+
+
+def test_the_weights_file_is_read_without_torch_and_refuses_other_objects(tmp_path):
+    import pickle
+
+    from tingxie.diarization.checkpoint import LEGACY_MAGIC, load_legacy_torch
+    from tingxie.diarization.encoder import load_state, weights_path
+    from tingxie.errors import CheckpointError
+
+    state = load_state(weights_path())
+    assert state["lstm.weight_ih_l0"].shape == (1024, 40) and state["linear.weight"].shape == (256, 256)
+    bad = tmp_path / "bad.pt"
+    with bad.open("wb") as f:
+        for part in (LEGACY_MAGIC, 1001, {}):
+            pickle.dump(part, f)
+        f.write(b"cos\nsystem\n(S'echo no'\ntR.")  # a pickle that would call os.system
+    with pytest.raises(CheckpointError, match="not allowed"):
+        load_legacy_torch(bad)
+
+
+def test_clustering_keeps_a_count_that_was_asked_for():
+    from tingxie.diarization.clustering import cluster_embeddings
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 256))
+    points = np.concatenate([c + 0.05 * rng.normal(size=(10, 256)) for c in centres])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    assert len(set(cluster_embeddings(points).tolist())) == 3
+    assert len(set(cluster_embeddings(points, num_speakers=2).tolist())) == 2
+    assert len(set(cluster_embeddings(points, max_speakers=2).tolist())) == 2
+    assert cluster_embeddings(points[:1]).tolist() == [0] and cluster_embeddings(points[:0]).tolist() == []
