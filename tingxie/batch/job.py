@@ -18,10 +18,11 @@ from typing import Any
 
 from ..errors import TingxieError
 from ..options import TranscribeOptions, build_options
+from ..weights.cache import is_disk_error
 from ..writers import FORMATS, SubtitleOptions, write_result
 from .inputs import BatchItem, probe_duration, walk_input
 from .pool import Completion, WorkerPool
-from .state import STATE_FILE_NAME, FileRecord, JobState
+from .state import STATE_FILE_NAME, FileRecord, JobState, write_error
 from .work import WorkSpec
 
 DEFAULT_RETRIES = 2
@@ -121,7 +122,10 @@ class _Progress:
 def _remove_stale_temp_files(output_dir: Path) -> None:
     for entry in output_dir.iterdir():
         if _STALE_TEMP.match(entry.name) and entry.is_file():
-            entry.unlink(missing_ok=True)
+            try:
+                entry.unlink(missing_ok=True)
+            except OSError:
+                pass  # tidying only: a read-only folder fails later, with its own message
 
 
 def _name_collisions(items: list[BatchItem]) -> dict[str, str]:
@@ -151,7 +155,10 @@ def run_items(
         raise OptionError(f"retries must be >= 0, got {retries}")
     subtitle = subtitle or SubtitleOptions()
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error("the output folder", out, e) from e
     state_path = Path(state_file) if state_file else out / STATE_FILE_NAME
     key = spec.fingerprint(output_format, subtitle)
     started = time.monotonic()
@@ -183,7 +190,11 @@ def run_items(
             if c.ok:
                 try:
                     written = write_result(c.payload["result"], item.path, out, output_format, subtitle)
-                except (OSError, TingxieError) as e:
+                except OSError as e:
+                    if is_disk_error(e):  # every file would fail the same way: stop the job, its state says what is done
+                        raise write_error(f"the outputs of {item.path} into", out, e) from e
+                    c = Completion(c.task, reason=f"cannot write the outputs: {e}", permanent=True)
+                except TingxieError as e:
                     c = Completion(c.task, reason=f"cannot write the outputs: {e}", permanent=True)
                 else:
                     duration = float(c.payload.get("duration") or 0.0)

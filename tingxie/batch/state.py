@@ -16,12 +16,23 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..errors import TingxieError
+from ..weights.cache import describe_write_error
 
 STATE_FILE_NAME = ".tingxie_batch.jsonl"
+RERUN_HINT = "the files done so far are recorded; free some space or choose a writable --output_dir and run the same command again"
 
 
 class JobLockedError(TingxieError):
     """Another batch job holds the state file."""
+
+
+class BatchWriteError(TingxieError):
+    """The job's outputs or state could not be written (full or read-only disk); the message names the path."""
+
+
+def write_error(what: str, path: Path | str, error: OSError) -> BatchWriteError:
+    """One line for a failed write: what, where and why, and how to go on."""
+    return BatchWriteError(f"cannot write {what} {path}: {describe_write_error(error)}; {RERUN_HINT}")
 
 
 @dataclass(frozen=True)
@@ -45,8 +56,12 @@ class JobState:
         self._file = None
 
     def __enter__(self) -> Self:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a+b")  # held open (and locked) for the job, closed in __exit__
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # unbuffered, so a failed write is seen at once and never retried by close (held open, and locked, for the job)
+            self._file = open(self.path, "a+b", buffering=0)
+        except OSError as e:
+            raise write_error("the job state file", self.path, e) from e
         self._lock()
         self._load()
         return self
@@ -105,6 +120,10 @@ class JobState:
         self._append_bytes((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
 
     def _append_bytes(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            view = memoryview(data)
+            while view:  # a raw file may take part of it (a nearly full disk): a torn line is skipped on reading
+                view = view[self._file.write(view) :]
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise write_error("the job state file", self.path, e) from e
