@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _NOT_OPTIONS = {
     "command", "audio", "model", "model_dir", "device", "dtype", "fp16", "threads", "backend", "compute_type", "batch_size", "output_dir", "output_format",
-    "verbose", "progress", "highlight_words", "max_line_width", "max_line_count", "max_words_per_line",
+    "verbose", "progress", "quiet", "highlight_words", "max_line_width", "max_line_count", "max_words_per_line",
     "temperature", "temperature_increment_on_fallback",
 }
 

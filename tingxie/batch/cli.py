@@ -106,7 +106,8 @@ def batch_command(args: argparse.Namespace, transcribe_keys: frozenset[str]) -> 
             dtype="float32" if not a["fp16"] and a["dtype"] == "auto" else a["dtype"], model_dir=a["model_dir"],
             threads=a["threads"], workers=a["workers"], ray=a["ray"], ray_cpus_per_worker=a["ray_cpus_per_worker"],
             ray_gpus_per_worker=a["ray_gpus_per_worker"], retries=a["retries"], options=options, subtitle=subtitle,
-            state_file=a["state_file"], progress=a["progress"], verbose=a["verbose"],
+            state_file=a["state_file"], progress=a["progress"], verbose=a["verbose"], backend=a.get("backend", "auto"),
+            compute_type=a.get("compute_type") or "auto",
         )
     except TingxieError as e:
         print(f"tingxie batch: error: {e}", file=sys.stderr)

@@ -270,7 +270,7 @@ def run(
     device: str = "auto", dtype: str = "auto", model_dir: str | None = None, threads: int = 0, workers: int | None = None,
     ray: str | None = None, ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0, retries: int = DEFAULT_RETRIES,
     options: TranscribeOptions | None = None, subtitle: SubtitleOptions | None = None, state_file: str | os.PathLike | None = None,
-    progress: bool = True, verbose: bool = False, **transcribe_options: Any,
+    progress: bool = True, verbose: bool = False, backend: str = "auto", compute_type: str = "auto", **transcribe_options: Any,
 ) -> BatchSummary:
     """Transcribe every file of ``input`` (a folder, a glob pattern or a manifest) into ``output_dir``.
 
@@ -295,7 +295,8 @@ def run(
 
         raise OptionError(f"workers must be >= 1, got {workers}")
     items = walk_input(input)
-    spec = WorkSpec(model=str(model), device=device, dtype=dtype, model_dir=model_dir, threads=threads, options=options)
+    spec = WorkSpec(model=str(model), device=device, dtype=dtype, model_dir=model_dir, threads=threads, backend=backend,
+                    compute_type=compute_type, options=options)
     if ray:
         from .ray_pool import RayPool
 

@@ -30,13 +30,16 @@ class WorkSpec:
     device: str = "auto"
     dtype: str = "auto"
     model_dir: str | None = None
-    threads: int = 0  # torch CPU threads per worker; 0 lets the pool decide
+    threads: int = 0  # CPU threads per worker; 0 lets the pool decide
+    backend: str = "auto"  # as load_model's: ONNX Runtime on a CPU, PyTorch on a GPU
+    compute_type: str = "auto"  # as load_model's: int8 on a CPU; float32 is the reference switch
     options: TranscribeOptions = field(default_factory=TranscribeOptions)
 
     def fingerprint(self, *extra: Any) -> str:
         """Stable hash of what decides the outputs: the model and the options (and ``extra``, such as the
         formats) that differ from their defaults, so a release that adds an option redoes nothing."""
-        blob = json.dumps([self.model, self.dtype, _changed(self.options), *[_changed(e) for e in extra]], sort_keys=True, default=str)
+        blob = json.dumps([self.model, self.dtype, *([self.compute_type] if self.compute_type != "auto" else []), _changed(self.options),
+                           *[_changed(e) for e in extra]], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -58,7 +61,9 @@ def _changed(value: Any) -> Any:
 
 def worker_device(device: str, slot: int | None) -> str:
     """Spread local workers over the GPUs: worker ``slot`` gets ``cuda:<slot mod count>`` for 'auto'/'cuda'."""
-    if slot is None or device not in ("auto", "cuda"):
+    from ..api import gpu_visible
+
+    if slot is None or device not in ("auto", "cuda") or not gpu_visible():
         return device
     import torch
 
@@ -71,13 +76,16 @@ class Transcriber:
     """Holds one loaded model; calling it transcribes one file (a path or its bytes)."""
 
     def __init__(self, spec: WorkSpec, slot: int | None = None):
-        import torch
+        from ..api import choose_backend, load_model
 
-        from ..api import load_model
+        device = worker_device(spec.device, slot)
+        backend = choose_backend(spec.backend, device, spec.dtype)
+        if backend == "torch" and spec.threads > 0:
+            import torch
 
-        if spec.threads > 0:
             torch.set_num_threads(spec.threads)
-        self.model = load_model(spec.model, device=worker_device(spec.device, slot), dtype=spec.dtype, cache_dir=spec.model_dir)
+        self.model = load_model(spec.model, device=device, dtype=spec.dtype, cache_dir=spec.model_dir, backend=backend,
+                                compute_type=spec.compute_type, threads=spec.threads if backend == "onnx" else 0)
         options = spec.options
         language = options.decoding.language
         if not self.model.is_multilingual and language not in (None, "en", "English", "english"):

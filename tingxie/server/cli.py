@@ -40,10 +40,10 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=None, help="cache folder for downloaded models (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, mps or auto (default: auto)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="precision (default: auto)")
-    p.add_argument("--compute-type", default="default", choices=COMPUTE_TYPES, dest="compute_type",
-                   help="default computes in --dtype and answers with the reference's outputs; int8 runs the linear layers with int8 "
-                        "weights on the CPU (decodes ~1.5x faster: what keeps a live-captions stream with 5 beams in real time on a "
-                        "2-core CPU; the text differs from the reference's in places); auto is int8 on a CPU (default: default)")
+    p.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES, dest="compute_type",
+                   help="auto runs the fast engine (ONNX Runtime with int8 weights on a CPU, PyTorch on a GPU) for files and live "
+                        "captions; float32 answers with the reference's outputs; int8 forces int8; default computes in --dtype "
+                        "(default: auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's choice (default: 0)")
     p.add_argument("--api-key", action="append", default=[], metavar="KEY", dest="api_keys",
                    help=f"require 'Authorization: Bearer KEY' on /v1 (repeatable; also ${API_KEYS_ENV}, comma-separated)")
@@ -103,7 +103,7 @@ def settings_from_args(args: argparse.Namespace | dict[str, Any]) -> Any:
     env_keys = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
     return ServerSettings(
         host=a["host"], port=a["port"], model=a["model"], extra_models=tuple(a["extra_models"]), device=a["device"],
-        dtype=None if a["dtype"] == "auto" else a["dtype"], compute_type=a.get("compute_type", "default"), model_dir=a["model_dir"], api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
+        dtype=None if a["dtype"] == "auto" else a["dtype"], compute_type=a.get("compute_type", "auto"), model_dir=a["model_dir"], api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
         max_upload_mb=a["max_upload_mb"], workers=a["workers"], max_queue=a["max_queue"], beam_size=a["beam_size"],
         best_of=a["best_of"], vad_filter=a.get("vad_filter", False), max_streams=a.get("max_streams", 4),
         stream_idle_timeout=a.get("stream_idle_timeout", 30.0), max_stream_lag=a.get("max_stream_lag", 10.0),

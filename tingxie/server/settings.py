@@ -20,9 +20,9 @@ class ServerSettings:
     model: str = "tiny.en"
     # further models a request may name; each is loaded on first use and then kept
     extra_models: tuple[str, ...] = ()
-    device: str = "cpu"
+    device: str = "auto"
     dtype: str | None = None
-    compute_type: str = "default"  # as load_model's: default (the reference's outputs), int8 (CPU) or auto
+    compute_type: str = "auto"  # as load_model's: auto (int8 on a CPU: the fast engine), float32 (the reference's outputs)
     model_dir: str | None = None
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_upload_mb: float = 25.0
