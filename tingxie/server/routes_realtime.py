@@ -11,7 +11,7 @@ and ``{"type": "error", "message"}`` (then it closes): a bad parameter or messag
 reached, no audio for ``--stream-idle-timeout`` seconds, or a backlog beyond ``--max-stream-lag`` seconds.
 
 Each connection has its own transcriber. Three tasks serve it: one reads frames, one decodes on a worker
-thread (never on the event loop) taking all the audio that arrived meanwhile, one sends; so a client that
+thread (never on the event loop) taking all the audio that arrived meanwhile (streams take turns), one sends; so a client that
 reads slowly holds up only its own sender, and a disconnect cancels all three and stops the transcriber (a
 decode already on its thread finishes; none starts after it).
 """
@@ -44,6 +44,7 @@ LAG_S = 2.0
 CAUGHT_UP_S = 0.3  # backlog under which a take counts as caught up
 CAUGHT_UP_TAKES = 10  # caught-up takes in a row before the quality goes back up one level
 LAG_EVENT_EVERY_S = 1.0  # lag events while lagging, at most this often
+DECODES_AT_ONCE = 1  # streams' decodes running at once (see decode_turns)
 
 
 @public.get("/live", response_class=HTMLResponse, include_in_schema=False)
@@ -124,7 +125,8 @@ async def _open_and_run(websocket: WebSocket, state: Any, streams: set, slot: ob
         await _send_error_and_close(websocket, e)
         return
     log.info("realtime stream opened", extra={"model": name, "language": language, "sample_rate": rate, "policy": policy})
-    session = RealtimeSession(websocket, transcriber, rate, idle_timeout=settings.stream_idle_timeout, max_lag=settings.max_stream_lag)
+    session = RealtimeSession(websocket, transcriber, rate, idle_timeout=settings.stream_idle_timeout, max_lag=settings.max_stream_lag,
+                              turns=decode_turns(websocket.app))
     streams.discard(slot)  # the session takes its place
     streams.add(session)
     try:
@@ -141,6 +143,15 @@ def active_streams(app: Any) -> set:
     return streams
 
 
+def decode_turns(app: Any) -> asyncio.Semaphore:
+    """The app's streams decode one at a time: each decode already uses every core, and side by side their threads
+    only took the cores from each other (ONNX Runtime's spin between kernels)."""
+    turns = getattr(app.state, "realtime_decode_turns", None)
+    if turns is None:
+        turns = app.state.realtime_decode_turns = asyncio.Semaphore(DECODES_AT_ONCE)
+    return turns
+
+
 async def _send_error_and_close(websocket: WebSocket, error: StreamRequestError) -> None:
     try:
         await websocket.send_json({"type": "error", "message": error.message})
@@ -153,7 +164,7 @@ class RealtimeSession:
     """One connection: receive audio, decode off the event loop, send events."""
 
     def __init__(self, websocket: WebSocket, transcriber: Any, sample_rate: int, *, idle_timeout: float | None = None,
-                 max_lag: float | None = None) -> None:
+                 max_lag: float | None = None, turns: asyncio.Semaphore | None = None) -> None:
         from ..streaming.audio_in import Resampler
 
         self.websocket = websocket
@@ -161,6 +172,7 @@ class RealtimeSession:
         self.resample = Resampler(sample_rate)
         self.idle_timeout = idle_timeout
         self.max_lag = max_lag
+        self.turns = turns or asyncio.Semaphore(1)  # decodes take turns with the other streams' (FIFO: round robin)
         self._audio: list[np.ndarray] = []  # arrived, not yet decoded
         self._caught_up_takes = 0
         self._lag_sent_at = 0.0  # monotonic time of the last lag event
@@ -247,15 +259,19 @@ class RealtimeSession:
                 if self._closing is not None:
                     return  # an error ends the stream: nothing more to decode
                 if self._audio:
-                    audio = np.concatenate(self._audio)
-                    self._audio = []
-                    if self._pace(len(audio) / SAMPLE_RATE):
-                        return
-                    self._publish(await asyncio.to_thread(self.transcriber.accept, audio))
+                    async with self.turns:  # the audio is taken once it is this stream's turn: all that arrived meanwhile
+                        audio = np.concatenate(self._audio)
+                        self._audio = []
+                        if self._pace(len(audio) / SAMPLE_RATE):
+                            return
+                        events = await asyncio.to_thread(self.transcriber.accept, audio)
+                    self._publish(events)
                     if self._audio:
                         self._wake.set()  # more arrived while decoding
                 if self._ended and not self._audio:
-                    self._publish(await asyncio.to_thread(self.transcriber.finish))
+                    async with self.turns:
+                        events = await asyncio.to_thread(self.transcriber.finish)
+                    self._publish(events)
                     self._finish_with({"type": "done"}, status.WS_1000_NORMAL_CLOSURE)
                     return
         except asyncio.CancelledError:
