@@ -57,6 +57,19 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis))
 
 
+def cer_zh(reference: str, hypothesis: str) -> float:
+    """Character error rate of Chinese text: both in Simplified script (Whisper often writes Traditional), no
+    punctuation or spaces."""
+    import jiwer
+
+    from tingxie.chinese import convert
+
+    def chars(text: str) -> str:
+        return "".join(ch for ch in convert(text, "simplified") if ch.isalnum())
+
+    return jiwer.cer(chars(reference), chars(hypothesis))
+
+
 def manifest() -> dict[str, dict[str, str]]:
     with (DATA / "manifest.tsv").open(newline="", encoding="utf-8") as f:
         return {row["id"]: row for row in csv.DictReader(f, delimiter="\t")}
@@ -303,6 +316,9 @@ def main() -> int:
     parser.add_argument("--compute_type", default="auto", choices=["auto", "default", "int8"],
                         help="the stream's model, as `tingxie stream --compute_type`; the offline pass is always float32 (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's choice, as `tingxie stream` (default: 0)")
+    parser.add_argument("--offline", choices=["float32", "same"], default="float32",
+                        help="the offline pass: the float32 model's, or the stream's own model's (default: float32)")
+    parser.add_argument("--language", default="en", help="the files' language; zh scores CER in Simplified script instead of WER (default: en)")
     parser.add_argument("--ws", action="store_true",
                         help="real-time pace over the WebSocket against `tingxie serve` (started here unless --url), the first of --files "
                              "(default: the in-process replay)")
@@ -329,7 +345,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu", compute_type=args.compute_type)
     # the offline transcript (word ends for latency, WER baseline) is the reference-identical float32 pass
-    offline_model = model if args.compute_type == "default" else load_model(args.model, device="cpu")
+    offline_model = model if args.compute_type == "default" or args.offline == "same" else load_model(args.model, device="cpu")
     overrides = {"step_s": args.step, "pause_s": args.pause, "max_buffer_s": args.max_buffer}
     defaults = StreamOptions()
     for setting in args.settings:
@@ -343,10 +359,11 @@ def main() -> int:
             overrides[name] = value.lower() in ("1", "true", "yes")
         else:
             overrides[name] = type(current)(value) if current is not None else int(value)
-    options = dataclasses.replace(StreamOptions(language="en"), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
+    options = dataclasses.replace(StreamOptions(language=args.language), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
     rows = manifest()
     print(f"model {args.model} (compute_type {args.compute_type}), torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, {options}")
 
+    score, metric = (cer_zh, "CER") if args.language == "zh" else (wer, "WER")
     all_vs_offline, all_own, total_audio, total_decode = [], [], 0.0, 0.0
     ref_all, stream_all, offline_all = [], [], []
     for file_id in args.files:
@@ -354,7 +371,7 @@ def main() -> int:
         audio = decode_audio(DATA / row["path"])
         duration = len(audio) / 16000
         started = time.perf_counter()
-        offline = offline_model.transcribe(audio, language="en", word_timestamps=True)
+        offline = offline_model.transcribe(audio, language=args.language, word_timestamps=True)
         offline_seconds = time.perf_counter() - started
         emitted, stats, end = replay(model, audio, options, args.chunk, args.clock)
         text = " ".join(e.text for _, e in emitted if e.type == "final")
@@ -371,16 +388,16 @@ def main() -> int:
               f" vs the stream's own word ends: median {statistics.median(own):.2f} s, p90 {percentile(own, 0.9):.2f} s")
         print(f"  real-time factor {stats.decode_seconds / duration:.2f} (decoding {stats.decode_seconds:.1f} s; offline transcribe {offline_seconds:.1f} s);"
               f" last final {end - duration:.2f} s after the audio ended")
-        print(f"  WER stream vs reference {wer(row['reference'], text):.1%}, offline vs reference {wer(row['reference'], offline.text):.1%},"
-              f" stream vs offline {wer(offline.text, text):.1%}")
+        print(f"  {metric} stream vs reference {score(row['reference'], text):.1%}, offline vs reference {score(row['reference'], offline.text):.1%},"
+              f" stream vs offline {score(offline.text, text):.1%}")
 
     print("\nALL FILES")
     print(f"  final latency: median {statistics.median(all_vs_offline):.2f} s, p90 {percentile(all_vs_offline, 0.9):.2f} s (vs offline word ends);"
           f" median {statistics.median(all_own):.2f} s, p90 {percentile(all_own, 0.9):.2f} s (vs the stream's own)")
     print(f"  real-time factor {total_decode / total_audio:.2f} ({'keeps up' if total_decode < total_audio else 'FALLS BEHIND'})")
     ref, stream, off = " ".join(ref_all), " ".join(stream_all), " ".join(offline_all)
-    print(f"  WER vs reference: stream {wer(ref, stream):.1%}, offline {wer(ref, off):.1%} (difference {100 * (wer(ref, stream) - wer(ref, off)):+.1f} points);"
-          f" stream vs offline {wer(off, stream):.1%}")
+    print(f"  {metric} vs reference: stream {score(ref, stream):.1%}, offline {score(ref, off):.1%} (difference {100 * (score(ref, stream) - score(ref, off)):+.1f} points);"
+          f" stream vs offline {score(off, stream):.1%}")
     return 0
 
 
