@@ -301,6 +301,20 @@ def test_connections_past_the_limit_get_503(small_limits):
     assert httpx.get(f"{small_limits.url}/health", timeout=30).status_code == 200
 
 
+def test_websockets_from_other_sites_are_refused(small_limits):
+    """A page on another origin can't drive the local server; its own page and non-browser clients can."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = small_limits.url.replace("http://", "ws://") + "/v1/realtime?language=en"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin="https://evil.example", open_timeout=30)
+    assert refused.value.response.status_code == 403
+    for origin in (small_limits.url, None):  # the server's own page, then a client that is not a browser
+        with connect(url, origin=origin, open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+
+
 # ------------------------------------------------------------------------------------------------ parts
 
 

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse
 
 from ..errors import TingxieError
 from .errors import ApiError
+from .origins import websocket_origin_problem
 from .routes_meta import static_page
 
 log = logging.getLogger("tingxie.server")
@@ -93,6 +94,10 @@ def new_transcriber(model: Any, language: str | None, policy: str = "alignatt") 
 
 @router.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
+    if (problem := websocket_origin_problem(websocket)) is not None:  # another site's page (origins.py): no handshake (403)
+        log.warning("websocket refused", extra={"reason": problem})
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+        return
     await websocket.accept()
     state = websocket.app.state
     settings = state.settings
