@@ -191,3 +191,15 @@ def test_clustering_keeps_a_count_that_was_asked_for():
     assert len(set(cluster_embeddings(points, num_speakers=2).tolist())) == 2
     assert len(set(cluster_embeddings(points, max_speakers=2).tolist())) == 2
     assert cluster_embeddings(points[:1]).tolist() == [0] and cluster_embeddings(points[:0]).tolist() == []
+
+
+def test_batch_passes_diarize_through(conversation, tmp_path):
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    write_wav(folder / "talk.wav", conversation)
+    run = tingxie("batch", str(folder), "--diarize", "True", "--output_dir", str(tmp_path / "out"), "--output_format", "json", "--workers", "1",
+                  "--progress", "False", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    data = json.loads((tmp_path / "out" / "talk.json").read_text())
+    assert {s["speaker"] for s in data["segments"]} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all("speaker" in w for s in data["segments"] for w in s["words"])

@@ -35,7 +35,8 @@ def diarize_command(args: dict[str, Any]) -> int:
         try:
             samples = decode_audio(path)
             result = commands._transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, samples)
-            result = diarize_result(model, samples, result, options, progress=args["progress"], references=references)
+            progress = args["progress"] if args["progress"] is not None else sys.stderr.isatty()  # None: auto, on a terminal
+            result = diarize_result(model, samples, result, options, progress=progress, references=references)
             write_result(result.to_dict(), path, Path(args["output_dir"]), args["output_format"], subtitle)
             if not result.text.strip():
                 failures.append((path, "no speech detected (the outputs were written, empty)"))
