@@ -203,3 +203,14 @@ def test_batch_passes_diarize_through(conversation, tmp_path):
     data = json.loads((tmp_path / "out" / "talk.json").read_text())
     assert {s["speaker"] for s in data["segments"]} == {"SPEAKER_00", "SPEAKER_01"}
     assert all("speaker" in w for s in data["segments"] for w in s["words"])
+
+
+def test_missing_diarize_packages_name_the_extra(monkeypatch):
+    import importlib.util
+
+    from tingxie.diarization import encoder
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(encoder.importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(encoder.SpeakerModelUnavailableError, match=r"needs scipy: pip install 'tingxie-asr\[diarize\]'"):
+        encoder.check_packages()

@@ -35,6 +35,13 @@ class SpeakerModelUnavailableError(TingxieError):
     """The speaker encoder's weights (the Resemblyzer package) are not installed."""
 
 
+def check_packages() -> None:
+    """The diarize extra's packages (SciPy clusters, onnx writes the encoder's graph), said in one line when missing."""
+    missing = [name for name in ("scipy", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SpeakerModelUnavailableError(f"speaker diarization needs {' and '.join(missing)}: pip install 'tingxie-asr[diarize]'")
+
+
 def weights_path() -> Path:
     """Where the installed Resemblyzer package keeps its trained weights (found without importing the package)."""
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
@@ -130,6 +137,7 @@ class SpeakerEncoder:
 @lru_cache(maxsize=2)
 def load_encoder(cache_dir: str | None = None, threads: int = 0) -> SpeakerEncoder:
     """The encoder, exported into the cache the first time (once per process after that)."""
+    check_packages()
     folder = export_folder(cache_dir)
     if (folder / "encoder.onnx").is_file():
         try:
