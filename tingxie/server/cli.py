@@ -61,7 +61,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="seconds a live stream may send nothing (no audio, no end) before it is closed with an error event (default: 30)")
     p.add_argument("--max-stream-lag", type=float, default=10.0, dest="max_stream_lag",
                    help="seconds of a live stream's audio waiting to be decoded beyond which it is closed with an error event; "
-                        "from 2 s behind, it decodes greedily and less often to catch up and sends lag events (default: 10)")
+                        "from 2 s behind, it decodes less often, then greedily, to catch up and sends lag events (default: 10)")
     p.add_argument("--policy", default="alignatt", choices=["alignatt", "local-agreement"], dest="stream_policy",
                    help="when live-stream words become final: alignatt commits a word once Whisper's attention has moved past "
                         "it (one decode), local-agreement once two decodes agree on it (later); a stream may ask with "

@@ -6,7 +6,7 @@ the text message ``{"type": "end"}``. The server sends JSON text messages: ``{"t
 ``{"type": "final", "text", "start", "end", "words": [{"word", "start", "end", "probability"}]}`` (seconds from
 the first sample of the stream), ``{"type": "done"}`` once the end has been processed (then it closes), and
 ``{"type": "lag", "backlog_s", "level"}`` while decoding is behind real time (``backlog_s`` seconds of audio waiting;
-``level`` 0 is full quality, higher levels decode greedily and less often to catch up; a lag of 0 says it caught up),
+``level`` 0 is full quality, higher levels decode less often, then greedily, to catch up; a lag of 0 says it caught up),
 and ``{"type": "error", "message"}`` (then it closes): a bad parameter or message, the server's ``--max-streams``
 reached, no audio for ``--stream-idle-timeout`` seconds, or a backlog beyond ``--max-stream-lag`` seconds.
 

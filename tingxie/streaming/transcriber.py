@@ -29,8 +29,9 @@ WINDOW = 512  # the VAD's window: the gate's resolution
 Decoder = Callable[[np.ndarray, str, str], "list[TimedWord] | None"]
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
 TAIL_S = 0.2  # silence kept after the last speech when an utterance is decoded for the last time
-# degraded modes when decoding falls behind real time: (greedy instead of beams, step multiplied by)
-DEGRADED = ((False, 1.0), (True, 2.0), (True, 4.0))
+# degraded modes when decoding falls behind real time: (greedy instead of beams, step multiplied by). Longer steps
+# first: a decode's cost is mostly its 30-s encoder window, which beams do not change, and greedy costs WER
+DEGRADED = ((False, 1.0), (False, 2.0), (True, 4.0))
 
 
 @dataclass
@@ -120,8 +121,8 @@ class StreamingTranscriber:
         return self._gate is None or self._gate.in_speech
 
     def degrade(self, level: int) -> None:
-        """Switch to degraded mode ``level`` (0: as configured; higher: greedy decodes, longer steps) to catch up
-        with real time when decoding falls behind."""
+        """Switch to degraded mode ``level`` (0: as configured; 1: steps twice as long; 2: greedy decodes, steps four
+        times as long) to catch up with real time when decoding falls behind."""
         level = min(max(0, level), len(DEGRADED) - 1)
         greedy, step_factor = DEGRADED[level]
         if greedy and self._fast_decoder is None and self._model is not None and self.options.beam_size is not None:
