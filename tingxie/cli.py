@@ -10,6 +10,7 @@ from dataclasses import MISSING
 from typing import Any
 
 from .options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions, option_fields
+from .writers import FORMATS, OUTPUT_FORMATS
 
 # Where the CLI's default differs from the API's, as in the reference CLI (beam search and best-of 5).
 CLI_DEFAULTS = {"beam_size": 5, "best_of": 5}
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('tingxie').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("transcribe", help="transcribe or translate audio files", description="Transcribe audio files and write txt/vtt/srt/tsv/json.")
+    t = sub.add_parser("transcribe", help="transcribe or translate audio files", description=f"Transcribe audio files and write {'/'.join(OUTPUT_FORMATS)}.")
     t.add_argument("audio", nargs="+", help="audio or video files (any format ffmpeg decodes)")
     m = t.add_argument_group("model")
     m.add_argument("--model", default="tiny.en", help="model name (tiny.en, base, small, ... large-v3-turbo) or path to a checkpoint (default: tiny.en, embedded)")
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch_size", type=int, default=0, help="> 0 transcribes by voice-activity chunks of <= 30 s, this many decoded as one batch (skips long pauses; on speech-dense audio about as fast as sequential on a 2-core CPU; no prompt from the previous chunk); 0 slides the reference's 30-s window (default: 0)")
     o = t.add_argument_group("output")
     o.add_argument("--output_dir", "-o", default=".", help="folder for the output files (default: .)")
-    o.add_argument("--output_format", "-f", default="all", choices=["txt", "vtt", "srt", "tsv", "json", "all"], help="output format; all writes every one (default: all)")
+    o.add_argument("--output_format", "-f", default="all", choices=FORMATS, help="output format; all writes every one (default: all)")
     o.add_argument("--verbose", type=str2bool, default=True, help="print each segment as it is decoded (default: True)")
     o.add_argument("--progress", type=auto_bool, default=None, metavar="{True,False,auto}",
                    help="show a progress bar per file on stderr; auto shows it only when stderr is a terminal, so logs and pipes get none (default: auto)")

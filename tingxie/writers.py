@@ -18,9 +18,6 @@ from typing import Any
 
 from .errors import OptionError
 
-FORMATS = ("txt", "vtt", "srt", "tsv", "json", "all")
-# the order 'all' writes them in, as the reference does
-_SINGLE_FORMATS = ("txt", "vtt", "srt", "tsv", "json")
 
 # without a limit the reference uses this many characters / words per line, i.e. effectively none
 _NO_LIMIT = 1000
@@ -225,6 +222,8 @@ def _render_json(result: dict, options: SubtitleOptions) -> str:
     return text
 
 
+# The one registry of output files: the CLI's --output_format, batch jobs, the server's downloads and the page read it.
+# In the order 'all' writes them, as the reference does.
 _RENDERERS: dict[str, Callable[[dict, SubtitleOptions], str]] = {
     "txt": _render_txt,
     "vtt": _render_vtt,
@@ -232,6 +231,8 @@ _RENDERERS: dict[str, Callable[[dict, SubtitleOptions], str]] = {
     "tsv": _render_tsv,
     "json": _render_json,
 }
+OUTPUT_FORMATS: tuple[str, ...] = tuple(_RENDERERS)
+FORMATS: tuple[str, ...] = (*OUTPUT_FORMATS, "all")  # what --output_format takes
 
 
 def _as_dict(result: Any) -> dict:
@@ -244,7 +245,7 @@ def render(result: dict, fmt: str, options: SubtitleOptions = SubtitleOptions())
     renderer = _RENDERERS.get(fmt)
     if renderer is None:
         hint = " ('all' names several files: use write_result)" if fmt == "all" else ""
-        raise OptionError(f"unknown output format {fmt!r}{hint}; expected one of {', '.join(_SINGLE_FORMATS)}")
+        raise OptionError(f"unknown output format {fmt!r}{hint}; expected one of {', '.join(OUTPUT_FORMATS)}")
     return renderer(_as_dict(result), options)
 
 
@@ -297,7 +298,7 @@ def write_result(
     stem = Path(audio_path).stem
     if not stem:
         raise OptionError(f"cannot name output files after {str(audio_path)!r}")
-    formats = _SINGLE_FORMATS if fmt == "all" else (fmt,)
+    formats = OUTPUT_FORMATS if fmt == "all" else (fmt,)
     result = _as_dict(result)
     rendered = [(f, render(result, f, options)) for f in formats]
     out = Path(output_dir)

@@ -7,9 +7,12 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
-# what the page can download, rendered by the same writers as the CLI's output files
-DOWNLOAD_FORMATS = ("txt", "srt", "vtt", "tsv", "json")
+from ..writers import OUTPUT_FORMATS
+
+# the OpenAI API's shapes; its subtitle formats are the writers' (the same text as the CLI's files)
+RESPONSE_FORMATS = ("json", "text", "verbose_json", "diarized_json", *(f for f in OUTPUT_FORMATS if f in ("srt", "vtt")))
+# what the page can download: every output file the writers make
+DOWNLOAD_FORMATS = OUTPUT_FORMATS
 
 
 def language_name(code: str) -> str:

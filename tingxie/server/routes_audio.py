@@ -11,15 +11,15 @@ from fastapi.responses import StreamingResponse
 from ..errors import TingxieError
 from . import service
 from .errors import ApiError, from_core
-from .formats import render_response
+from .formats import DOWNLOAD_FORMATS, RESPONSE_FORMATS, render_response
 from .schemas import ERROR_RESPONSES, TranscriptionDiarized, inline_schema
 from .uploads import display_name, save_upload
 
 router = APIRouter(tags=["audio"])
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
+ResponseFormat = Literal[RESPONSE_FORMATS]  # type: ignore[valid-type]  # the registry's tuple as the schema's enum
 Granularity = Literal["word", "segment"]
-DownloadFormat = Literal["txt", "srt", "vtt", "tsv", "json"]
+DownloadFormat = Literal[DOWNLOAD_FORMATS]  # type: ignore[valid-type]
 # the CLI's fallback step: temperature T means T, T+0.2, ... up to 1.0 ("0 increases it automatically")
 TEMPERATURE_INCREMENT = 0.2
 
