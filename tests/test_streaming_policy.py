@@ -100,3 +100,27 @@ def test_a_closed_transcriber_decodes_nothing_more():
     stream.close()
     assert stream.accept(np.zeros(16000, dtype=np.float32)) == [] and stream.finish() == []
     assert len(decoder.calls) == calls
+
+
+def test_serve_and_stream_help_give_the_live_options_and_their_defaults(capsys):
+    from tingxie.cli import build_parser
+    from tingxie.server.cli import settings_from_args
+
+    for command, expected in (
+        ("serve", ("--max-streams", "(default: 4)", "--stream-idle-timeout", "(default: 30)", "--max-stream-lag", "(default: 10)",
+                   "--policy {alignatt,local-agreement}", "(default: alignatt)")),
+        ("stream", ("--policy {alignatt,local-agreement}", "(default: alignatt)")),
+    ):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        for text_ in expected:
+            assert text_ in help_text, (command, text_)
+    args = build_parser().parse_args(["serve", "--max-streams", "2", "--stream-idle-timeout", "5", "--max-stream-lag", "20", "--policy", "local-agreement"])
+    settings = settings_from_args(args)
+    assert (settings.max_streams, settings.stream_idle_timeout, settings.max_stream_lag, settings.stream_policy) == (2, 5.0, 20.0, "local-agreement")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--policy", "wait-k"])
+    assert "invalid choice: 'wait-k'" in capsys.readouterr().err
+    with pytest.raises(OptionError, match="max_streams must be >= 1"):
+        settings_from_args(build_parser().parse_args(["serve", "--max-streams", "0"]))
