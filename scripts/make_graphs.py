@@ -32,7 +32,7 @@ def main() -> int:
         started = time.perf_counter()
         shutil.rmtree(target, ignore_errors=True)
         export_weight_free(OFFICIAL_MODELS[arch].dims, target)
-        size = sum(p.stat().st_size for p in target.iterdir())
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         print(f"{arch}: {size / 1024:.0f} KiB in {target} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from conftest import REPO, audio_path
 
-from tingxie.ort.graphs import BINDINGS, bind_weights, graphs_root, shipped_graphs
+from tingxie.ort.graphs import BINDINGS, graphs_root, shipped_graphs
 from tingxie.ort.runtime import EXPORT_VERSION
 from tingxie.ort.weightless import SHIPPED_ARCHITECTURES, export_weight_free
 from tingxie.weights.registry import OFFICIAL_MODELS
@@ -26,42 +26,38 @@ def test_every_shipped_architecture_has_graphs_of_this_export_version():
         meta = json.loads((graphs_root() / arch / BINDINGS).read_text(encoding="utf-8"))
         assert meta["version"] == EXPORT_VERSION, f"{arch}: graphs of export version {meta['version']}: run python scripts/make_graphs.py"
         assert shipped_graphs(OFFICIAL_MODELS[arch].dims, EXPORT_VERSION) == graphs_root() / arch
-        assert meta["graphs"]["decoder.onnx"], f"{arch}: the decoder binds no weights"
+        assert all(meta["variants"][variant]["decoder.onnx"] for variant in ("default", "int8")), f"{arch}: the decoder binds no weights"
 
 
 def test_shipped_graphs_equal_a_fresh_export(tmp_path):
     """Any change to the exported graphs fails here until the shipped ones are made again (scripts/make_graphs.py)."""
     export_weight_free(OFFICIAL_MODELS["tiny.en"].dims, tmp_path)
     shipped = graphs_root() / "tiny.en"
-    fresh = sorted(p.name for p in tmp_path.iterdir())
-    assert fresh == sorted(p.name for p in shipped.iterdir())
+    fresh = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert fresh == sorted(str(p.relative_to(shipped)) for p in shipped.rglob("*") if p.is_file())
     for name in fresh:
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), f"{name} differs from a fresh export: run python scripts/make_graphs.py"
 
 
-def test_bound_graphs_equal_the_export_of_the_real_checkpoint(tmp_path):
-    import torch
+def test_the_int8_model_bound_without_torch_computes_exactly_what_the_exported_one_does(tmp_path):
+    """The int8 folder made from the shipped graphs and the embedded checkpoint's arrays against the one exported
+    through PyTorch and quantized by the exporter: the same encoder output and decoder logits, bit for bit."""
+    from tingxie.audio import log_mel_spectrogram_numpy, pad_or_trim, decode_audio
+    from tingxie.ort.export import export_model
+    from tingxie.ort.finish import bind_model
+    from tingxie.ort.runtime import OrtWhisper
 
-    from tingxie.model import build_model
-    from tingxie.ort.export import export_graphs
-    from tingxie.weights import load_checkpoint
-    from tingxie.weights.arrays import load_array_checkpoint
-
-    arrays = load_array_checkpoint("tiny.en")
-    checkpoint = load_checkpoint("tiny.en", convert_to=torch.float32)
-    assert arrays.dims == checkpoint.dims and arrays.alignment_heads == [tuple(h) for h in checkpoint.alignment_heads]
-    bound, exported = tmp_path / "bound", tmp_path / "exported"
-    bound.mkdir()
-    exported.mkdir()
-    weighted = bind_weights(graphs_root() / "tiny.en", arrays.state, bound)
-    assert "decoder.onnx" in weighted and "encoder0.onnx" in weighted
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_graphs(build_model(checkpoint, device="cpu", dtype=torch.float32), exported)
-    names = sorted(p.name for p in exported.glob("*.onnx"))
-    assert names == sorted(p.name for p in bound.glob("*.onnx"))
-    for name in names:
-        assert (bound / name).read_bytes() == (exported / name).read_bytes(), name
+    assert bind_model("tiny.en", tmp_path / "bound", "int8", EXPORT_VERSION)
+    export_model("tiny.en", tmp_path / "exported", "int8")
+    bound, exported = OrtWhisper(tmp_path / "bound", threads=1), OrtWhisper(tmp_path / "exported", threads=1)
+    assert bound.dims == exported.dims and bound.alignment_heads == exported.alignment_heads
+    mel = pad_or_trim(log_mel_spectrogram_numpy(decode_audio(str(audio_path("jfk"))), bound.dims.n_mels), 3000)[None]
+    features = [model.embed_audio(mel) for model in (bound, exported)]
+    for a, b in zip(features[0].cross_kt + features[0].cross_v, features[1].cross_kt + features[1].cross_v):
+        assert np.array_equal(a, b)
+    tokens = np.array([[50257, 50362, 400, 370]], dtype=np.int64)  # <|startoftranscript|><|notimestamps|> And so
+    logits = [model.decode(tokens, model.new_cache(f)) for model, f in zip((bound, exported), features)]
+    assert np.array_equal(logits[0], logits[1])
 
 
 def test_torch_zip_files_read_without_torch_equal_torch_load(tmp_path):

@@ -48,18 +48,14 @@ def weights_file(graph_name: str) -> str:
     return graph_name.removesuffix(".onnx") + ".data"
 
 
-def write_model_folder(target: Path, make_graphs, compute_type: str, meta: dict) -> None:
-    """Build the folder ``target`` atomically: ``make_graphs(work)`` writes the float32 graphs into a temporary folder
-    beside it and returns the names of those holding weights, which are quantized (int8) and optimized there; then
-    ``meta.json`` (``meta`` + the compute type) is written and the folder renamed into place."""
+def write_model_folder(target: Path, prepare, meta: dict) -> None:
+    """Build the folder ``target`` atomically: ``prepare(work)`` writes the finished graphs into a temporary folder
+    beside it, then ``meta.json`` is written and the folder renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        graphs = make_graphs(work)
-        if compute_type == "int8":
-            quantize_graphs(work, graphs)
-        optimize_graphs(work, graphs)
-        (work / "meta.json").write_text(json.dumps({**meta, "compute_type": compute_type}), encoding="utf-8")
+        prepare(work)
+        (work / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         try:
             os.replace(work, target)
         except OSError:  # another process made it first
@@ -71,10 +67,11 @@ def write_model_folder(target: Path, make_graphs, compute_type: str, meta: dict)
 
 def bind_model(name_or_path: str | Path, target: Path, compute_type: str, version: int, *, cache_dir: str | os.PathLike | None = None,
                download: bool = True) -> bool:
-    """Make ``target`` from the package's weight-free graphs and the checkpoint's arrays, without PyTorch; False
-    where the package has no graphs for this model's dimensions (the caller exports it through PyTorch then)."""
+    """Make ``target`` from the package's weight-free graphs (float32 or already quantized to int8) and the
+    checkpoint's arrays, with ONNX Runtime alone (no PyTorch, no onnx package); False where the package has no
+    graphs for this model's dimensions (the caller exports it through PyTorch then)."""
     from ..weights.arrays import load_array_checkpoint
-    from .graphs import bind_weights, shipped_graphs
+    from .graphs import bind_graphs, shipped_graphs
 
     checkpoint = load_array_checkpoint(name_or_path, cache_dir=cache_dir, download=download)
     graphs = shipped_graphs(checkpoint.dims, version)
@@ -82,6 +79,6 @@ def bind_model(name_or_path: str | Path, target: Path, compute_type: str, versio
         return False
     logging.getLogger("tingxie").info(f"preparing {name_or_path} for ONNX Runtime ({compute_type}) once, into {target}")
     meta = {"version": version, "dims": vars(checkpoint.dims), "alignment_heads": checkpoint.alignment_heads,
-            "name": str(name_or_path), "source": str(checkpoint.source)}
-    write_model_folder(target, lambda work: bind_weights(graphs, checkpoint.state, work), compute_type, meta)
+            "compute_type": compute_type, "name": str(name_or_path), "source": str(checkpoint.source)}
+    write_model_folder(target, lambda work: bind_graphs(graphs, compute_type, checkpoint.state, work, weights_file), meta)
     return True

@@ -5,6 +5,7 @@ fresh export."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..weights.checkpoint import ModelDimensions
+from .finish import quantize_graphs
 from .graphs import strip_weights
 
 # the architectures whose graphs ship in the package: each official model up to small (larger ones are exported
@@ -42,5 +44,17 @@ def export_weight_free(dims: ModelDimensions, out_dir: Path) -> None:
     model.eval()
     with tempfile.TemporaryDirectory(prefix="tingxie-graphs-") as work, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape checks that are constant for a given model
-        export_graphs(model, Path(work))
-        strip_weights(Path(work), state, dims, EXPORT_VERSION, out_dir)
+        exported, int8 = Path(work) / "default", Path(work) / "int8"
+        exported.mkdir()
+        export_graphs(model, exported)
+        shutil.copytree(exported, int8)
+        quantize_graphs(int8, [path.name for path in sorted(int8.glob("*.onnx")) if _has_weights(path)])
+        strip_weights(exported, int8, state, dims, EXPORT_VERSION, out_dir)
+
+
+def _has_weights(graph: Path) -> bool:
+    """Whether a graph holds float weights (the exporter quantizes exactly those; the encoder's attention has none)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    return any(init.data_type == onnx.TensorProto.FLOAT and np.prod(init.dims) > 16 for init in model.graph.initializer)
