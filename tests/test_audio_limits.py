@@ -25,21 +25,21 @@ def one_hz_wav(path: Path, samples: int = 100_000) -> Path:
     return path
 
 
-def lying_flac(path: Path, seconds: int = 60, declared_samples: int = 16000) -> Path:
+def lying_flac(path: Path, seconds: int = 60, declared_samples: int = 16000, rate: int = 16000) -> Path:
     """A FLAC of ``seconds`` of noise whose STREAMINFO declares only ``declared_samples`` samples (1 s)."""
-    pcm = (np.random.default_rng(0).standard_normal((1, 16000 * seconds)) * 1000).astype(np.int16)
+    pcm = (np.random.default_rng(0).standard_normal((1, rate * seconds)) * 1000).astype(np.int16)
     buf = io.BytesIO()
     with av.open(buf, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=16000)
+        stream = container.add_stream("flac", rate=rate)
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = 16000
+        frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
     data = bytearray(buf.getvalue())
     assert data[:4] == b"fLaC"
     fields = int.from_bytes(data[18:26], "big")  # rate (20 bits), channels (3), bits (5), total samples (36)
-    assert fields & ((1 << 36) - 1) == 16000 * seconds
+    assert fields & ((1 << 36) - 1) == rate * seconds
     data[18:26] = ((fields >> 36 << 36) | declared_samples).to_bytes(8, "big")
     path.write_bytes(bytes(data))
     return path
@@ -108,3 +108,26 @@ def test_the_stream_decoder_reports_bad_input_as_decode_errors(tmp_path: Path) -
 
 def test_durations_read_as_people_say_them() -> None:
     assert [format_duration(s) for s in (30, 600, 10800, 5400)] == ["30 s", "10 min", "3 h", "1.5 h"]
+
+
+@pytest.mark.parametrize("name", ["comfyui_hotword", "jfk"])  # mp3 (planar float, 44.1 kHz stereo) and flac
+def test_long_frames_are_resampled_in_pieces_with_the_same_samples(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A frame longer than MAX_FRAME_SECONDS (hours, at 1 Hz) is cut before resampling; the output does not change."""
+    import tingxie.audio as audio
+
+    whole = decode_audio(audio_path(name))
+    monkeypatch.setattr(audio, "MAX_FRAME_SECONDS", 0.01)  # every frame of these files is cut in several
+    assert np.array_equal(decode_audio(audio_path(name)), whole)
+
+
+def test_a_one_hz_bomb_overshoots_the_limit_by_at_most_one_piece(tmp_path: Path) -> None:
+    """A 1-Hz FLAC's frames last hours; they are resampled 30 s at a time, so decoding stops within a minute of the limit."""
+    import tingxie.audio as audio
+
+    liar = lying_flac(tmp_path / "liar.flac", seconds=20_000, declared_samples=1, rate=1)  # says 1 s, holds 5.6 h
+    pieces = []
+    with pytest.raises(AudioTooLongError, match="longer than the limit of 2 min"):
+        with audio._audio_stream(str(liar), "liar") as (container, stream):
+            for piece in audio._s16_chunks(container, stream, "liar", 16000, 120):
+                pieces.append(piece.size)
+    assert max(pieces) <= 2 * 30 * 16000 and sum(pieces) <= 120 * 16000  # the resampler may hold back part of a piece

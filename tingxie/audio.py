@@ -281,14 +281,37 @@ def _s16_chunks(
                 first_error = first_error or e
                 continue
             for frame in frames:
-                for out in resampler.resample(frame):
-                    yield counted(out)
+                for piece in _bounded_frames(frame):
+                    for out in resampler.resample(piece):
+                        yield counted(out)
         for out in resampler.resample(None):  # flush what the resampler still holds
             yield counted(out)
     except av.FFmpegError as e:
         raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(e)}") from e
     if total == 0 and first_error is not None:
         raise AudioDecodeError(f"{name} could not be decoded as audio: {_reason(first_error)}")
+
+
+# Longest stretch of audio resampled in one call: a 1-Hz file's frame holds hours, whose output in one piece would
+# overshoot the limit by that much and hold the interpreter while it is made.
+MAX_FRAME_SECONDS = 30.0
+
+
+def _bounded_frames(frame: Any) -> Iterator[Any]:
+    """``frame`` itself, or, when it lasts over MAX_FRAME_SECONDS, its samples cut into frames that don't."""
+    import av
+
+    if frame.samples <= MAX_FRAME_SECONDS * frame.sample_rate:
+        yield frame
+        return
+    data = frame.to_ndarray()
+    planar = frame.format.is_planar
+    step = max(1, int(MAX_FRAME_SECONDS * frame.sample_rate))
+    for start in range(0, frame.samples, step):
+        part = data[:, start : start + step] if planar else data[:, start * len(frame.layout.channels) : (start + step) * len(frame.layout.channels)]
+        piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format=frame.format.name, layout=frame.layout.name)
+        piece.sample_rate = frame.sample_rate
+        yield piece
 
 
 def _reason(error: Exception) -> str:

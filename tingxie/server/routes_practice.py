@@ -33,13 +33,14 @@ async def practice_page() -> HTMLResponse:
 
 def _run_practice(model: Any, path: Any, text: str, language: str | None, response_format: str) -> tuple[Any, str | None]:
     """On a worker thread: decode (no further than the practice limit), score, and render the page when asked."""
-    import torch
-
     from ..practice import decode_practice_audio, practice, render_html
+    from .service import _inference
 
-    with torch.inference_mode():
+    def work() -> Any:
         samples = decode_practice_audio(path)
-        result = practice(model, samples, text, language=language)
+        return samples, practice(model, samples, text, language=language)
+
+    samples, result = _inference(work)  # the ONNX Runtime engine needs no torch: importing it would stall the event loop
     return result, render_html(result, samples) if response_format == "html" else None
 
 
