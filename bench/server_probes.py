@@ -8,7 +8,6 @@ the times, which tests never assert.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
@@ -20,8 +19,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_server_security import flac_bytes, lying_flac_bomb, one_hz_wav_bomb, peak_rss_mb, ten_hour_silent_flac  # noqa: E402
-from test_server_support import ServerProcess  # noqa: E402
+from test_server_security import (
+    flac_bytes,
+    lying_flac_bomb,
+    one_hz_wav_bomb,
+    peak_rss_mb,
+    ten_hour_silent_flac,
+)
+from test_server_support import ServerProcess
 
 
 def timed_with_health(server: ServerProcess, send) -> tuple[httpx.Response, float, float, int]:
@@ -48,7 +53,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tingxie-probes-"))
     server = ServerProcess("--beam-size", "None", "--best-of", "None", tmpdir=tmp)
     server.wait_healthy()
-    post = lambda data, name, route="/v1/audio/transcriptions", **fields: httpx.post(  # noqa: E731
+    post = lambda data, name, route="/v1/audio/transcriptions", **fields: httpx.post(
         f"{server.url}{route}", files={"file": (name, data)}, data=fields, timeout=600)
     probes = [
         ("1-Hz WAV, 27.8 h declared", lambda: post(one_hz_wav_bomb(), "bomb.wav")),

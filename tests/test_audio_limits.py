@@ -9,8 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import audio_path
+
 from tingxie.audio import AudioTooLongError, decode_audio, format_duration, iter_audio
 from tingxie.errors import AudioDecodeError
 
@@ -113,7 +113,7 @@ def test_durations_read_as_people_say_them() -> None:
 @pytest.mark.parametrize("name", ["comfyui_hotword", "jfk"])  # mp3 (planar float, 44.1 kHz stereo) and flac
 def test_long_frames_are_resampled_in_pieces_with_the_same_samples(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """A frame longer than MAX_FRAME_SECONDS (hours, at 1 Hz) is cut before resampling; the output does not change."""
-    import tingxie.audio as audio
+    from tingxie import audio
 
     whole = decode_audio(audio_path(name))
     monkeypatch.setattr(audio, "MAX_FRAME_SECONDS", 0.01)  # every frame of these files is cut in several
@@ -122,7 +122,7 @@ def test_long_frames_are_resampled_in_pieces_with_the_same_samples(monkeypatch: 
 
 def test_a_one_hz_bomb_overshoots_the_limit_by_at_most_one_piece(tmp_path: Path) -> None:
     """A 1-Hz FLAC's frames last hours; they are resampled 30 s at a time, so decoding stops within a minute of the limit."""
-    import tingxie.audio as audio
+    from tingxie import audio
 
     liar = lying_flac(tmp_path / "liar.flac", seconds=20_000, declared_samples=1, rate=1)  # says 1 s, holds 5.6 h
     pieces = []

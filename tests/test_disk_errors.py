@@ -23,8 +23,8 @@ _PREFIXES = (["unshare", "--mount", "--propagation", "private"], ["unshare", "--
 def in_private_mounts(script: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a bash ``script`` in a mount namespace of its own (its tmpfs mounts never reach the machine)."""
     for prefix in _PREFIXES:
-        if shutil.which(prefix[0]) and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
-            return subprocess.run([*prefix, "bash", "-euc", script], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        if shutil.which(prefix[0]) and subprocess.run([*prefix, "true"], capture_output=True, check=False).returncode == 0:
+            return subprocess.run([*prefix, "bash", "-euc", script], capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
     message = "cannot make a private mount namespace (unshare as root, or unprivileged user namespaces) for a small tmpfs"
     if os.environ.get("CI"):
         pytest.fail(message)

@@ -20,7 +20,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from test_server_support import SHORT_CLIP, ServerProcess, clip, fast_settings, wait_healthy
+from test_server_support import (
+    SHORT_CLIP,
+    ServerProcess,
+    clip,
+    fast_settings,
+    wait_healthy,
+)
 
 httpx = pytest.importorskip("httpx")
 
@@ -346,10 +352,10 @@ def test_redaction() -> None:
 
 
 def test_limits_reach_uvicorn_with_their_defaults() -> None:
+    import argparse
+
     from tingxie.server.cli import add_serve_parser, settings_from_args
     from tingxie.server.runner import _config
-
-    import argparse
 
     parser = argparse.ArgumentParser()
     settings = settings_from_args(add_serve_parser(parser.add_subparsers()).parse_args([]))

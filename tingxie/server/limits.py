@@ -64,7 +64,7 @@ def guarded_h11_protocol(read_timeout: float) -> type:
             pending = bool(self.conn.trailing_data[0])  # bytes of a head that has not come whole
             if self.cycle is not None and not pending:
                 return  # idle between requests: uvicorn's keep-alive timeout closes it
-            client = "%s:%d" % self.client if self.client else "?"
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
             log.warning("connection closed: no request head in time", extra={"client": client, "read_timeout": read_timeout})
             try:
                 if pending:
@@ -104,7 +104,7 @@ class ReadTimeoutMiddleware:
             wait = min(self.read_timeout, left)
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(wait, 0.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 timed_out.append(
                     f"the request body stalled for over {self.read_timeout:g} s" if wait == self.read_timeout
                     else f"the request body took over {self.upload_timeout:g} s to arrive"
