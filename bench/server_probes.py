@@ -55,6 +55,13 @@ def main() -> None:
     server.wait_healthy()
     post = lambda data, name, route="/v1/audio/transcriptions", **fields: httpx.post(
         f"{server.url}{route}", files={"file": (name, data)}, data=fields, timeout=600)
+    idle = []
+    for _ in range(20):
+        t = time.perf_counter()
+        httpx.get(f"{server.url}/health", timeout=30)
+        idle.append(time.perf_counter() - t)
+        time.sleep(0.05)
+    print(f"{'/health on the idle server':38}: median {np.median(idle) * 1000:6.1f} ms, slowest {max(idle) * 1000:6.1f} ms of 20", flush=True)
     probes = [
         ("1-Hz WAV, 27.8 h declared", lambda: post(one_hz_wav_bomb(), "bomb.wav")),
         ("FLAC, 10 h of silence", lambda: post(ten_hour_silent_flac(), "silence.flac")),

@@ -230,9 +230,10 @@ def small_limits(tiny_en_default):
         yield server
 
 
-def test_a_lying_header_is_caught_at_the_servers_limit(small_limits):
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_a_lying_header_is_caught_at_the_servers_limit(small_limits, stream):
     liar = flac_bytes(np.zeros(16000 * 90, np.int16), 16000, declared_samples=16000)  # says 1 s, holds 90 s
-    response = post_audio(small_limits.url, liar, "liar.flac")
+    response = post_audio(small_limits.url, liar, "liar.flac", stream=stream)  # a stream too is refused before it starts
     assert response.status_code == 413, response.text
     assert "longer than the limit of 1 min (decoding stopped there)" in response.json()["error"]["message"]
     assert post_audio(small_limits.url, clip(SHORT_CLIP).read_bytes()).status_code == 200
