@@ -11,13 +11,16 @@ from ..options import TranscribeOptions
 from ..tokenizer import Tokenizer
 from .decoder import decode
 from .filters import LogitFilter
+from .repetition import drop_looped_tail, loops
 from .window import DecodingResult
 
 
 def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
-    """Too repetitive or too unlikely, unless it is simply silence."""
+    """Too repetitive (gzip's ratio, or a phrase looping: ``repetition.loops``) or too unlikely, unless it is simply silence."""
     failed = False
     if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
+        failed = True
+    if options.compression_ratio_threshold is not None and loops(result.text):  # the reference's switch turns this check off too
         failed = True
     if options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold:
         failed = True
@@ -49,4 +52,4 @@ def decode_with_fallback(
         if not needs_fallback(result, options):
             break
     assert result is not None
-    return result
+    return drop_looped_tail(result, tokenizer) if options.compression_ratio_threshold is not None else result
