@@ -80,8 +80,8 @@ _NO_TORCH = """
 import json, sys
 class NoTorch:
     def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is not installed (blocked by the test)")
+        if name in ("torch", "onnx") or name.startswith(("torch.", "onnx.")):  # neither is in the default install
+            raise ImportError(f"{name} is not installed (blocked by the test)")
 sys.meta_path.insert(0, NoTorch())
 from tingxie.cli import main
 audio, out = sys.argv[1], sys.argv[2]
@@ -89,12 +89,13 @@ for model in ("tiny.en", "base"):
     code = main(["transcribe", audio, "--model", model, "--language", "en", "--word_timestamps", "True", "--hotwords", "Kennedy",
                  "--vad_filter", "True", "--output_format", "json", "--output_dir", f"{out}/{model}", "--verbose", "False"])
     assert code == 0, code
-print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))))
+print(json.dumps(sorted(m for m in sys.modules if m in ("torch", "onnx") or m.startswith(("torch.", "onnx.")))))
 """
 
 
 def test_transcription_with_word_timestamps_hotwords_and_vad_never_imports_torch(tmp_path):
-    """The default path on a fresh cache: the embedded tiny.en and base are prepared from the shipped graphs."""
+    """The default path on a fresh cache: the embedded tiny.en and base are prepared from the shipped graphs, with
+    neither torch nor onnx importable."""
     env = {**os.environ, "TINGXIE_CACHE": str(tmp_path / "cache")}
     run = subprocess.run([sys.executable, "-c", _NO_TORCH, str(audio_path("jfk")), str(tmp_path)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900)
