@@ -92,9 +92,10 @@ def decode_audio(
     with _audio_stream(opened, name) as (container, stream):
         _check_declared_duration(container, stream, name, max_seconds)
         expected = _expected_samples(container, stream, sampling_rate)
-        if max_seconds is not None:
-            expected = min(expected, _limit_samples(max_seconds, sampling_rate) + 1)
-        buffer = _GrowingBuffer(expected)
+        limit = None if max_seconds is None else _limit_samples(max_seconds, sampling_rate)
+        if limit is not None:
+            expected = min(expected, limit)
+        buffer = _GrowingBuffer(expected, limit)
         for chunk in _s16_chunks(container, stream, name, sampling_rate, max_seconds, interrupt):
             buffer.append_s16(chunk)
     return buffer.finish()
@@ -347,16 +348,21 @@ _MAX_INITIAL_SAMPLES = 1 << 28  # about 4.6 hours at 16 kHz; longer audio grows 
 class _GrowingBuffer:
     """A float32 array grown by doubling, so a long decode needs about one copy of its output, not several."""
 
-    def __init__(self, capacity: int) -> None:
-        self._data = np.zeros(max(capacity, 1 << 16), dtype=np.float32)
+    def __init__(self, capacity: int, limit: int | None = None) -> None:
+        self._data = np.zeros(max(capacity, 1 << 16), dtype=np.float32)  # calloc: pages count only once written
+        self._limit = limit  # never grown past this: the decoder stops there
         self.size = 0
 
     def append_s16(self, chunk: np.ndarray) -> None:
         chunk = chunk.reshape(-1)
         end = self.size + chunk.size
         if end > self._data.size:
-            # ndarray.resize reallocates in place where the allocator can; no view of _data outlives a call
-            self._data.resize(max(end, 2 * self._data.size), refcheck=False)
+            capacity = max(end, 2 * self._data.size if self._limit is None else min(2 * self._data.size, self._limit))
+            # a fresh array and a copy, which NumPy makes without holding the GIL (ndarray.resize would zero the new
+            # half with it held: 0.7 s of a server's event loop for a 1-GB buffer)
+            grown = np.empty(capacity, dtype=np.float32)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
         np.multiply(chunk, np.float32(1.0 / 32768.0), out=self._data[self.size : end])  # exact: a power of two
         self.size = end
 
