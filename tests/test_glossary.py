@@ -1,13 +1,13 @@
 """Glossaries: terms with weights from --hotwords and --hotwords_file, the prompt budget and its choice of terms,
-weighted trie bonuses, the confidence gate and the take-back of a begun term; and `tingxie tune`'s search."""
+weighted trie bonuses, the second pass's choice of plausible terms; and `tingxie tune`'s search."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tingxie.decoding.glossary import Glossary, make_glossary, parse_terms, read_terms_file
-from tingxie.decoding.hotwords import HotwordBoost, hotword_prompt_tokens, hotword_tries, seen_terms
+from tingxie.decoding.glossary import Glossary, make_glossary, parse_terms, plausible_terms, read_terms_file, second_pass_glossary
+from tingxie.decoding.hotwords import HotwordBoost, hotword_filter, hotword_prompt_tokens, hotword_tries, seen_terms
 from tingxie.errors import OptionError
 from tingxie.options import build_options
 from tingxie.tokenizer import get_tokenizer
@@ -59,55 +59,48 @@ def test_cli_says_one_line_for_a_missing_glossary(tmp_path):
     assert run.returncode != 0 and "hotwords file not found" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_prompt_budget_takes_whole_terms_seen_first_then_by_weight():
+def test_prompt_budget_takes_a_short_glossary_whole_and_of_a_long_one_the_terms_seen():
     glossary = Glossary(("Kubernetes", "Grafana", "ComfyUI", "Siobhan"), (1.0, 1.0, 3.0, 1.0), prompt_budget=8)
-    previous = ids(" we deployed Grafana yesterday")
+    whole = ids(" Kubernetes, Grafana, ComfyUI, Siobhan")
+    previous = ids(" we deployed Grafana and ComfyUI yesterday")
     tokens = hotword_prompt_tokens(TOKENIZER, glossary, previous, 223)
     hot = tokens[: len(tokens) - len(previous)]
-    assert tokens[len(hot):] == previous
-    assert TOKENIZER.decode(hot) == " Grafana, ComfyUI" and len(hot) <= 8  # seen first, then the heavier term; then full
+    assert tokens[len(hot):] == previous and len(whole) > 8
+    assert TOKENIZER.decode(hot) == " ComfyUI, Grafana" and len(hot) <= 8  # seen ones only, the heavier first
+    assert hotword_prompt_tokens(TOKENIZER, glossary, ids(" hello"), 223) == ids(" hello")  # none seen: none
+    roomy = Glossary(glossary.terms, glossary.weights, prompt_budget=len(whole))
+    assert hotword_prompt_tokens(TOKENIZER, roomy, [], 223) == whole  # it fits: all of it, in the order given
     assert hotword_prompt_tokens(TOKENIZER, Glossary(glossary.terms, glossary.weights, 0), previous, 223) == previous
     # a plain string keeps every hotword (cut at the limit), as before
     assert hotword_prompt_tokens(TOKENIZER, "Kubernetes, Grafana", [], 223) == ids(" Kubernetes, Grafana")
     assert seen_terms(("ComfyUI", "UI"), "open the comfyui folder.") == frozenset({"ComfyUI"})
 
 
-def _filter(gate=None, takeback=False, weights=(1.0,)):
-    word, start = hotword_tries(TOKENIZER, ("ComfyUI",), weights)
-    return HotwordBoost(word, start, 2.0, 1, TOKENIZER.eot, gate, takeback)
-
-
-def _bonuses(f, sampled, logits=None):
-    logits = np.zeros((1, V), np.float32) if logits is None else logits
-    before = logits.copy()
+def _bonuses(f, sampled):
+    logits = np.zeros((1, V), np.float32)
     f.apply(logits, np.array([[0, *sampled]]))
-    return {int(t): float(logits[0, t] - before[0, t]) for t in np.flatnonzero(logits[0] != before[0])}
+    return {int(t): float(logits[0, t]) for t in np.flatnonzero(logits[0])}
 
 
 def test_weights_scale_the_bonuses():
     com, fy, _ = ids(" ComfyUI")
-    assert _bonuses(_filter(weights=(3.0,)), ids(" the") + [com]) == {com: 3.0, fy: 6.0}
+    word, start = hotword_tries(TOKENIZER, ("ComfyUI",), (3.0,))
+    assert _bonuses(HotwordBoost(word, start, 2.0, 1, TOKENIZER.eot), ids(" the") + [com]) == {com: 3.0, fy: 6.0}
+    glossary = make_glossary("ComfyUI:3, Grafana:0", None, 0)  # weight 0: in the glossary, never boosted
+    f = hotword_filter(TOKENIZER, glossary, 2.0, 1)
+    assert _bonuses(f, ids(" the") + [com])[fy] == 6.0 and ids(" Grafana")[0] not in _bonuses(f, ids(" the"))
 
 
-def test_take_back_makes_leaving_a_begun_term_cost_its_bonus():
-    com, fy, ui = ids(" ComfyUI")
-    f = _filter(takeback=True)
-    assert _bonuses(f, ids(" the") + [com]) == {com: 1.0, fy: 2.0 + 1.0}  # its own boost + the start bonus owed
-    assert _bonuses(f, ids(" the") + [com, fy]) == {com: 1.0, ui: 2.0 + 1.0 + 2.0}
-    assert _bonuses(f, ids(" the") + [com, fy, ui]) == {com: 1.0}  # completed: nothing owed
-
-
-def test_confidence_gate_keeps_terms_from_starting_where_the_model_is_sure():
-    com, fy, _ = ids(" ComfyUI")
-    sure = np.zeros((1, V), np.float32)
-    sure[0, ids(" the")[0]] = 30.0  # one token holds nearly all the probability
-    assert _bonuses(_filter(gate=0.9), ids(" the"), sure) == {}
-    assert _bonuses(_filter(gate=0.9), ids(" the")) == {com: 1.0}  # unsure (flat): a term may start
-    assert _bonuses(_filter(gate=0.9), ids(" the") + [com], sure) == {fy: 2.0}  # a begun term goes on regardless
+def test_second_pass_takes_only_the_terms_the_first_pass_resembles():
+    glossary = make_glossary("Kubernetes, ComfyUI:2, Grafana, Traefik", None, 0)
+    narrowed = second_pass_glossary(glossary, "Then you go into your comfyu eye folder on cooper netties.")
+    assert narrowed.terms == ("Kubernetes", "ComfyUI") and narrowed.weights == (1.0, 2.0) and narrowed.prompt_budget == 64
+    assert second_pass_glossary(glossary, "And so my fellow Americans, ask not what your country can do for you") is None
+    assert plausible_terms(("Svelte", "Jupyter", "mutex"), "we used svelt and jupiter with a mew tex") == ("Svelte", "Jupyter", "mutex")
 
 
 def test_coordinate_search_keeps_the_guard():
-    from tingxie.tune_cli import Point, coordinate_search, parse_grid
+    from tingxie.tune_cli import Point, coordinate_search, grid_search, parse_grid
 
     grid = parse_grid(["lm_weight=0,0.2,0.4", "lm_bonus=0,1"], {"lm_weight", "lm_bonus"})
     assert grid == {"lm_weight": [0.0, 0.2, 0.4], "lm_bonus": [0.0, 1.0]}
@@ -118,6 +111,8 @@ def test_coordinate_search_keeps_the_guard():
     best, points = coordinate_search(grid, measure, max_guard_increase=0.3, passes=2)
     assert best == {"lm_weight": 0.2, "lm_bonus": 1.0}
     assert len({p.settings for p in points}) == len(points)  # each point decoded once
+    best, points = grid_search(grid, measure, max_guard_increase=0.3)
+    assert best == {"lm_weight": 0.2, "lm_bonus": 1.0} and len(points) == 6
     with pytest.raises(OptionError, match="no decoding setting"):
         parse_grid(["nope=1"], {"lm_weight"})
     with pytest.raises(OptionError, match="values must be numbers"):

@@ -94,8 +94,10 @@ def test_hotwords_prompt_before_previous_text_within_the_limit():
 
 def test_initial_tokens_with_hotwords_and_not_with_a_prefix():
     sot = list(TOKENIZER.sot_sequence)
-    tokens = initial_tokens(TOKENIZER, DecodingOptions(hotwords="ComfyUI", prompt="so we"), 448, 224)
+    tokens = initial_tokens(TOKENIZER, DecodingOptions(hotwords="ComfyUI", prompt="so we", hotword_prompt_budget=16), 448, 224)
     assert tokens == [TOKENIZER.sot_prev, *ids(" ComfyUI"), *ids(" so we"), *sot]
+    # by default the glossary is boosted only, never put in the prompt
+    assert initial_tokens(TOKENIZER, DecodingOptions(hotwords="ComfyUI", prompt="so we"), 448, 224) == [TOKENIZER.sot_prev, *ids(" so we"), *sot]
     with_prefix = initial_tokens(TOKENIZER, DecodingOptions(hotwords="ComfyUI", prefix="Then"), 448, 224)
     assert with_prefix == [*sot, *ids(" Then")]
     assert initial_tokens(TOKENIZER, DecodingOptions(prompt="so we"), 448, 224) == [TOKENIZER.sot_prev, *ids(" so we"), *sot]
@@ -103,8 +105,8 @@ def test_initial_tokens_with_hotwords_and_not_with_a_prefix():
 
 def test_options_pass_through():
     options = build_options(hotwords="Kubernetes", hotword_boost=1.5, beam_size=5)
-    assert options.decoding.hotwords == "Kubernetes" and options.decoding.hotword_boost == 1.5
-    assert options.window_decoding(0.4).hotwords == "Kubernetes"
+    assert str(options.decoding.hotwords) == "Kubernetes" and options.decoding.hotword_boost == 1.5
+    assert options.window_decoding(0.4).hotwords.terms == ("Kubernetes",)
 
 
 # the random model's logits are large; a boost this strong makes sure the hotword is spelled whole
@@ -131,8 +133,8 @@ def test_real_tiny_en_spells_comfyui_only_with_hotwords(tiny_en, shared):
     audio = audio_path("comfyui_hotword")
     plain = tiny_en.transcribe(audio).text
     assert "ComfyUI" not in plain and "comfy eye" in plain  # the golden mis-spelling
-    for beam_size in (None, 5):
-        hot = tiny_en.transcribe(audio, hotwords="ComfyUI", beam_size=beam_size).text
+    for beam_size in (None, 5):  # a short glossary fits a small prompt budget whole: the prompt spells it
+        hot = tiny_en.transcribe(audio, hotwords="ComfyUI", hotword_prompt_budget=16, beam_size=beam_size).text
         assert hot.count("ComfyUI") == 2, hot
 
 
@@ -144,7 +146,8 @@ def test_cli_default_path_spells_comfyui_with_hotwords(shared, tmp_path):
     from conftest import REPO, audio_path
 
     run = subprocess.run([sys.executable, "-m", "tingxie", "transcribe", str(audio_path("comfyui_hotword")), "--hotwords", "ComfyUI",
-                          "--output_format", "txt", "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+                          "--hotword_prompt_budget", "16", "--output_format", "txt", "--output_dir", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert (tmp_path / "comfyui_hotword.txt").read_text(encoding="utf-8").count("ComfyUI") == 2
@@ -172,7 +175,7 @@ def test_server_takes_hotwords(tiny_en, shared):
     try:
         client = openai_client(server.url)
         with open(clip("comfyui_hotword"), "rb") as f:
-            with_hotwords = client.audio.transcriptions.create(model="tiny.en", file=f, extra_body={"hotwords": "ComfyUI"})
+            with_hotwords = client.audio.transcriptions.create(model="tiny.en", file=f, extra_body={"hotwords": "ComfyUI:3"})
         with open(clip("comfyui_hotword"), "rb") as f:
             without = client.audio.transcriptions.create(model="tiny.en", file=f)
     finally:

@@ -138,5 +138,5 @@ def test_beam_search_with_lm_cached_equals_eager_and_zero_weight_changes_nothing
 def test_real_tiny_en_with_lm_and_hotwords(tiny_en, shared, arpa):
     from conftest import audio_path
 
-    text = tiny_en.transcribe(audio_path("comfyui_hotword"), beam_size=5, lm=str(arpa), hotwords="ComfyUI").text
+    text = tiny_en.transcribe(audio_path("comfyui_hotword"), beam_size=5, lm=str(arpa), hotwords="ComfyUI", hotword_prompt_budget=16).text
     assert text.count("ComfyUI") == 2, text

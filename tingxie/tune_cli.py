@@ -16,7 +16,7 @@ from typing import Any
 
 from .cli import optional
 
-_OWN = {"tune", "guard", "max_guard_increase", "passes", "backend", "compute_type", "threads", "report"}
+_OWN = {"tune", "guard", "max_guard_increase", "passes", "search", "backend", "compute_type", "threads", "report"}
 
 
 def register(subparsers) -> None:
@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--guard", default=None, help="manifest of general speech whose WER must not rise (default: none)")
     p.add_argument("--max_guard_increase", type=float, default=0.3, help="most WER points the guard may lose against the baseline (default: 0.3)")
     p.add_argument("--passes", type=int, default=2, help="coordinate-search passes at most (default: 2)")
+    p.add_argument("--search", default="coordinate", choices=["coordinate", "grid"],
+                   help="coordinate: one setting at a time (few points); grid: every combination (settings that act together, "
+                   "such as an LM's weight and bonus) (default: coordinate)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="what runs the model, as tingxie transcribe (default: auto)")
     p.add_argument("--compute_type", default="auto", help="as tingxie transcribe: auto, int8, float32 or default (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 is one per core (default: 0)")
@@ -125,6 +128,19 @@ def coordinate_search(grid: dict[str, list[float]], measure, max_guard_increase:
     return best, list(seen.values())
 
 
+def grid_search(grid: dict[str, list[float]], measure, max_guard_increase: float) -> tuple[dict[str, float], list[Point]]:
+    """Every combination, the first values' one (the baseline) first; the best dev WER within the guard allowance."""
+    from itertools import product
+
+    names = list(grid)
+    points = [measure(dict(zip(names, values))) for values in product(*grid.values())]
+    baseline = points[0]
+    allowed = None if baseline.guard_wer is None else baseline.guard_wer + max_guard_increase / 100
+    fine = [p for p in points if allowed is None or p.guard_wer is None or p.guard_wer <= allowed + 1e-12]
+    best = min(fine, key=lambda p: (p.wer, p is not baseline))
+    return dict(best.settings), points
+
+
 def run(args: argparse.Namespace) -> int:
     from .errors import TingxieError
 
@@ -163,7 +179,10 @@ def _run(args: argparse.Namespace) -> int:
         print(format_point(p), file=sys.stderr, flush=True)
         return p
 
-    best, points = coordinate_search(grid, measure, args.max_guard_increase, args.passes)
+    if args.search == "grid":
+        best, points = grid_search(grid, measure, args.max_guard_increase)
+    else:
+        best, points = coordinate_search(grid, measure, args.max_guard_increase, args.passes)
     print(format_points(points, best))
     chosen = " ".join(f"--{n} {v:g}" for n, v in best.items())
     print(f"chosen: {chosen}")

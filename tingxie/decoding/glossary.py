@@ -96,3 +96,60 @@ def make_glossary(hotwords: str | Sequence[str] | Glossary | None, hotwords_file
     if prompt_budget < 0:
         raise OptionError(f"hotword_prompt_budget must be >= 0, got {prompt_budget}")
     return Glossary(tuple(merged), tuple(merged.values()), prompt_budget)
+
+
+LIMIT_DIV = 3
+_SOUNDS = (("ph", "f"), ("ck", "k"), ("qu", "kw"), ("q", "k"), ("c", "k"), ("x", "ks"), ("z", "s"), ("y", "i"), ("w", "u"),
+           ("ee", "i"), ("ea", "i"), ("oo", "u"), ("ou", "u"), ("dg", "j"), ("gh", "g"), ("h", ""))
+
+
+def sound_key(text: str) -> str:
+    """A rough spelling-to-sound key: lower-case letters and digits, a few English spellings of one sound merged,
+    doubled letters once ('Kubernetes' and 'Cooper Netties': 'kubernets', 'kupernetis')."""
+    key = "".join(c for c in text.lower() if c.isalnum())
+    for spelling, sound in _SOUNDS:
+        key = key.replace(spelling, sound)
+    return "".join(c for i, c in enumerate(key) if i == 0 or c != key[i - 1])
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance of two short strings; anything above ``limit`` is returned as limit + 1."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def plausible_terms(terms: Sequence[str], text: str, max_words: int = 3) -> tuple[str, ...]:
+    """The terms that ``text`` (a first-pass transcript) may contain, spelled as they are or mis-heard: a run of up to
+    ``max_words`` words whose sound key is within len(key) // 4 edits of the term's."""
+    words = text.split()
+    spans = {sound_key("".join(words[i : i + n])) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)}
+    spans.discard("")
+    out = []
+    for term in terms:
+        key = sound_key(term)
+        if len(key) < 4:  # too short a key to tell from ordinary words
+            continue
+        limit = len(key) // LIMIT_DIV
+        if any(edit_distance(span, key, limit) <= limit for span in spans):
+            out.append(term)
+    return tuple(out)
+
+
+def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget: int = 64) -> Glossary | None:
+    """The glossary narrowed to the terms a first pass's text plausibly contains, all of them in the prompt (within
+    ``prompt_budget`` tokens); None when it contains none (the first pass stands). A prompt of terms that are said
+    helps tiny models spell them; one of terms that are not makes them hallucinate (bench/ADAPT.md)."""
+    chosen = set(plausible_terms(glossary.terms, first_pass_text))
+    if not chosen:
+        return None
+    keep = [i for i, t in enumerate(glossary.terms) if t in chosen]
+    return Glossary(tuple(glossary.terms[i] for i in keep), tuple(glossary.weights[i] for i in keep), prompt_budget)

@@ -1,11 +1,13 @@
 """Hotwords: bias decoding towards given spellings (names, jargon) by prompt and by logit boosting.
 
-Each hotword's spellings (" Kubernetes" after a space, "Kubernetes" at the start of the text, and the
-first letter capitalised) are tokenized into a trie. At every step a beam's sampled tokens are matched
-from their end against the trie: every token that would continue a hotword already begun gets
-``boost`` added to its logit, and the first token of every hotword gets half of it wherever a word can
-start (a full boost there made tiny.en insert hotwords into unrelated speech). A completed hotword
-boosts nothing more, so the bias is local to the words themselves.
+Each hotword's spellings (" Kubernetes" after a space, "Kubernetes" at the start of the text, and the first letter
+capitalised) are tokenized into a trie. At every step a beam's sampled tokens are matched from their end against the
+trie: every token that would continue a hotword already begun gets ``boost`` (times the term's weight) added to its
+logit, and the first token of every hotword gets half of it wherever a word can start (a full boost there made tiny.en
+insert hotwords into unrelated speech). A completed hotword boosts nothing more, so the bias is local to the words.
+
+A glossary (:class:`~tingxie.decoding.glossary.Glossary`) puts only a budget of whole terms in the prompt: a long
+list there makes small models write lists (60 terms: held-out WER 57 -> 92 % on tiny.en, see bench/ADAPT.md).
 """
 
 from __future__ import annotations
@@ -43,9 +45,8 @@ def as_glossary(hotwords: str | Sequence[str] | Glossary, prompt_budget: int) ->
 def hotword_prompt_tokens(tokenizer, hotwords: str | Sequence[str] | Glossary, prompt: Sequence[int], limit: int) -> list[int]:
     """The hotwords as text before the previous-text prompt (as faster-whisper does), ``limit`` tokens at most.
 
-    Plain hotwords are all put in, cut at ``limit``. A glossary puts in whole terms within its prompt budget: those the
-    previous text contains first (the recording's topic), then by weight, then in the order given; a long list of terms
-    in the prompt makes tiny models hallucinate lists. The previous text is cut from its start to fit.
+    Plain hotwords are all put in, cut at ``limit``. A glossary puts in whole terms within its prompt budget (see
+    :func:`glossary_prompt`). The previous text is cut from its start to fit.
     """
     if isinstance(hotwords, Glossary):
         previous = tokenizer.decode([t for t in prompt if t < tokenizer.eot]) if prompt else ""
@@ -71,8 +72,13 @@ def _words(text: str) -> str:
 
 @lru_cache(maxsize=64)
 def glossary_prompt(tokenizer, glossary: Glossary, seen: frozenset[str], budget: int) -> tuple[int, ...]:
-    """Tokens of ' term1, term2, ...' with whole terms, seen ones first, then by weight, within ``budget`` tokens."""
-    order = sorted(range(len(glossary.terms)), key=lambda i: (glossary.terms[i] not in seen, -glossary.weights[i], i))
+    """Tokens of ' term1, term2, ...' within ``budget``: the whole glossary where it fits; of a longer one only the
+    terms already seen (by weight). A list of terms that are not said makes tiny models write lists (bench/ADAPT.md:
+    32 tokens of a 60-term glossary took held-out WER from 57 to 103 %), and a long glossary cannot say which are."""
+    whole = tokenizer.encode(" " + ", ".join(glossary.terms))
+    if len(whole) <= budget:
+        return tuple(whole)
+    order = sorted((i for i, t in enumerate(glossary.terms) if t in seen), key=lambda i: (-glossary.weights[i], i))
     chosen: list[str] = []
     tokens: list[int] = []
     for i in order:
@@ -80,8 +86,6 @@ def glossary_prompt(tokenizer, glossary: Glossary, seen: frozenset[str], budget:
         if len(candidate) <= budget:  # a term that does not fit is skipped: shorter ones after it still may
             chosen.append(glossary.terms[i])
             tokens = candidate
-        if len(tokens) >= budget - 1:
-            break
     return tuple(tokens)
 
 
@@ -134,34 +138,24 @@ class HotwordBoost(LogitFilter):
 
     ``word_trie`` holds the spellings after a space (matched anywhere); ``start_trie`` those without (matched only
     where the text starts: at ``sample_begin`` or right after a timestamp). Tokens at or above ``special_begin`` (end of
-    text, timestamps) end any match. Two guards keep the bias off speech that has no hotword in it:
-
-    - ``start_gate``: a hotword may begin (get the start bonus) only in a row where the model's own most likely next
-      token has a probability below this: where it is sure of an ordinary word, nothing is pushed in;
-    - ``takeback``: a term begun but not completed owes what it was given: its continuations get the bonuses its
-      begun tokens received on top of their own, so leaving the term mid-way costs them back (the contextual-biasing
-      recipe's subtraction, in logit space: a word-piece that merely resembles a term's start does not stay cheap).
+    text, timestamps) end any match.
     """
 
-    def __init__(self, word_trie: TokenTrie, start_trie: TokenTrie, boost: float, sample_begin: int, special_begin: int,
-                 start_gate: float | None = None, takeback: bool = False):
+    def __init__(self, word_trie: TokenTrie, start_trie: TokenTrie, boost: float, sample_begin: int, special_begin: int):
         self.word_trie, self.start_trie = word_trie, start_trie
         self.boost = boost
         self.start_boost = boost / 2  # a word start is weaker evidence than a hotword already begun
         self.sample_begin = sample_begin
         self.special_begin = special_begin
-        self.start_gate = start_gate
-        self.takeback = takeback
         self.max_len = max(word_trie.max_len, start_trie.max_len)
         self.word_starts = {t: self.start_boost * n.weight for t, n in word_trie.root.children.items()}
         self.text_starts = {**{t: self.start_boost * n.weight for t, n in start_trie.root.children.items()}, **self.word_starts}
 
-    def bonuses(self, sampled: Sequence[int], may_start: bool = True) -> dict[int, float]:
+    def bonuses(self, sampled: Sequence[int]) -> dict[int, float]:
         """Token -> bonus after ``sampled`` (this row's tokens since sample_begin)."""
         at_start = not sampled or sampled[-1] >= self.special_begin
-        out = dict(self.text_starts if at_start else self.word_starts) if may_start else {}
-        for token, bonus in self.continuations(sampled).items():
-            out[token] = bonus
+        out = dict(self.text_starts if at_start else self.word_starts)
+        out.update(self.continuations(sampled))
         return out
 
     def continuations(self, sampled: Sequence[int]) -> dict[int, float]:
@@ -174,39 +168,17 @@ class HotwordBoost(LogitFilter):
             starts_text = len(sampled) == k or sampled[-k - 1] >= self.special_begin
             for trie in (self.word_trie, self.start_trie) if starts_text else (self.word_trie,):
                 node = trie.find(suffix)
-                if node is None:
-                    continue
-                owed = self._given(trie, suffix) if self.takeback else 0.0
-                for token, child in node.children.items():
-                    out[token] = max(out.get(token, 0.0), self.boost * child.weight + owed)
+                if node is not None:
+                    for token, child in node.children.items():
+                        out[token] = max(out.get(token, 0.0), self.boost * child.weight)
         return out
-
-    def _given(self, trie: TokenTrie, begun: Sequence[int]) -> float:
-        """The bonuses the tokens of a begun term received (start bonus, then full boosts)."""
-        node, total = trie.root, 0.0
-        for depth, token in enumerate(begun):
-            node = node.children[token]
-            total += (self.start_boost if depth == 0 else self.boost) * node.weight
-        return total
-
-    def _may_start(self, logits) -> list[bool]:
-        """Per row: is the model unsure enough of its next token for a hotword to begin here?"""
-        if self.start_gate is None:
-            return [True] * logits.shape[0]
-        if isinstance(logits, np.ndarray):
-            x = logits.astype(np.float32, copy=False)
-            top_p = 1.0 / np.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1)
-        else:
-            top_p = logits.float().softmax(dim=-1).max(dim=-1).values
-        return [p < self.start_gate for p in top_p.tolist()]
 
     def apply(self, logits: Tensor, tokens: Tensor) -> None:
         rows: list[int] = []
         cols: list[int] = []
         values: list[float] = []
-        may_start = self._may_start(logits)
         for row, sampled in enumerate(tokens[:, self.sample_begin :].tolist()):
-            bonuses = self.bonuses(sampled, may_start[row])
+            bonuses = self.bonuses(sampled)
             rows.extend([row] * len(bonuses))
             cols.extend(bonuses)
             values.extend(bonuses.values())
@@ -235,8 +207,4 @@ def hotword_filter(tokenizer, hotwords: str | Sequence[str] | Glossary, boost: f
     if not glossary.terms or boost == 0:
         return None
     word, start = hotword_tries(tokenizer, glossary.terms, glossary.weights)
-    return HotwordBoost(word, start, boost, sample_begin, tokenizer.eot, START_GATE, TAKEBACK)
-
-
-START_GATE: float | None = None
-TAKEBACK = False
+    return HotwordBoost(word, start, boost, sample_begin, tokenizer.eot)

@@ -71,10 +71,6 @@ class LanguageModelScorer:
         out = self._state()
         return self.model.BaseScore(state, word, out) * LN10, out
 
-    def knows(self, word: str) -> bool:
-        """Is the word in the LM's vocabulary (else it scores as <unk>)?"""
-        return word in self.model
-
     def end(self, state: Any) -> float:
         """ln P(</s> | state)."""
         return self.model.BaseScore(state, "</s>", self._state()) * LN10
@@ -105,16 +101,13 @@ class _Beam:
 class LanguageModelFusion:
     """The per-beam LM state for one decode; a ``SequenceScorer`` for :class:`BeamSearchSelector`.
 
-    Works on token lists, so the same object serves beam search over torch tensors and NumPy arrays. With
-    ``gate_unknown`` a word outside the LM's vocabulary adds nothing (no <unk> penalty, no bonus): a domain LM
-    knows little general English, and its <unk> probability would push ordinary words out of every beam.
+    Works on token lists only (never on logits), so the same object serves beam search over torch tensors and
+    NumPy arrays; it scores at word boundaries only (a word is complete when the next token starts a new one).
     """
 
-    def __init__(self, scorer: LanguageModelScorer, tokenizer: Any, weight: float, bonus: float, n_rows: int,
-                 gate_unknown: bool = False):
+    def __init__(self, scorer: LanguageModelScorer, tokenizer: Any, weight: float, bonus: float, n_rows: int):
         self.scorer, self.tokenizer = scorer, tokenizer
         self.weight, self.bonus = weight, bonus
-        self.gate_unknown = gate_unknown
         self.eot = tokenizer.eot
         self.word_starts = word_start_tokens(tokenizer)
         self.beams = [_Beam(scorer.begin(), (), 0.0)] * n_rows
@@ -127,7 +120,7 @@ class LanguageModelFusion:
         if not word:
             return 0.0, beam.state
         lp, state = self.scorer.score(beam.state, word)
-        added = 0.0 if self.gate_unknown and not self.scorer.knows(word) else self.weight * lp + self.bonus
+        added = self.weight * lp + self.bonus
         if text.rstrip().endswith(SENTENCE_END):
             added += self.weight * self.scorer.end(state)
             state = self.scorer.begin()
