@@ -259,14 +259,14 @@ def test_streams_load_int8_on_a_cpu_whatever_the_files_compute_type(monkeypatch)
 
     calls = []
     monkeypatch.setattr(tingxie.api, "load_model", lambda name, **kwargs: calls.append((name, kwargs["compute_type"])) or (name, kwargs["compute_type"]))
-    registry = ModelRegistry(ServerSettings(device="cpu"))  # files: the reference's float32
+    registry = ModelRegistry(ServerSettings(device="cpu", compute_type="float32"))  # files: the reference's outputs
     try:
-        assert asyncio.run(registry.get("tiny.en")) == ("tiny.en", "default")
+        assert asyncio.run(registry.get("tiny.en")) == ("tiny.en", "float32")
         assert asyncio.run(registry.get_streaming("tiny.en")) == ("tiny.en", "auto")  # auto: int8 on a CPU
         assert asyncio.run(registry.get_streaming("tiny.en")) == ("tiny.en", "auto") and len(calls) == 2  # loaded once
     finally:
         registry.close()
-    shared = ModelRegistry(ServerSettings(device="cpu", compute_type="int8"))  # files already int8: one model for both
+    shared = ModelRegistry(ServerSettings(device="cpu"))  # the default (auto: int8 on a CPU) for files too: one model for both
     try:
         assert asyncio.run(shared.get_streaming("tiny.en")) is asyncio.run(shared.get("tiny.en"))
     finally:
