@@ -4,6 +4,7 @@ mixed into the segment lines; --quiet; NO_COLOR; and ``tingxie demo``'s output o
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import pty
 import re
@@ -109,3 +110,22 @@ def test_demo_transcribes_the_bundled_human_speech_word_for_word():
     assert re.search(r"real-time factor \d\.\d{3}", run.stdout)
     assert "word for word what the reader said" in run.stdout
     assert sample_path().is_file() and sample_path().stat().st_size < 300_000
+
+
+class _TerminalText(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_partial_lines_are_grey_on_a_terminal_unless_no_color(monkeypatch):
+    from tingxie.streaming.console import LinePrinter
+    from tingxie.streaming.events import StreamEvent
+
+    partial = StreamEvent(type="partial", text="ask not what")
+    for no_color, grey in (("", True), ("1", False)):
+        monkeypatch.setenv("NO_COLOR", no_color)
+        monkeypatch.setenv("TERM", "xterm")
+        out = _TerminalText()
+        LinePrinter(out, partials=True, timestamps=False).show(partial)
+        assert "ask not what" in out.getvalue()
+        assert ("\x1b[90m" in out.getvalue()) is grey, repr(out.getvalue())

@@ -9,10 +9,11 @@ import sys
 from typing import IO
 
 from ..errors import TingxieError
+from ..terminal import styled
 from .events import StreamEvent
 
 CLEAR_LINE = "\r\x1b[2K"
-GREY, RESET = "\x1b[90m", "\x1b[0m"
+GREY = "\x1b[90m"  # partial lines, on a terminal that takes colour
 
 
 def clock(seconds: float) -> str:
@@ -49,7 +50,7 @@ class LinePrinter:
         elif self.partials:
             width = shutil.get_terminal_size().columns - 1
             text = event.text if len(event.text) <= width else "…" + event.text[-(width - 1) :]  # a wrapped line can't be rewritten
-            self.out.write(CLEAR_LINE + (GREY + text + RESET if text else ""))
+            self.out.write(CLEAR_LINE + (styled(text, GREY, self.out) if text else ""))  # grey unless NO_COLOR
             self._partial_shown = bool(text)
         self.out.flush()
 
