@@ -102,3 +102,19 @@ def test_the_model_cache_names_the_file_and_the_cause(tmp_path: Path, mount: str
     message, left = run.stdout.splitlines()
     assert message.startswith(f"cannot write {disk}/models/model.bin: {cause}") and "--model_dir" in message
     assert left in ("[]", "no folder")  # nothing half-written is left behind
+
+
+def test_a_read_only_model_cache_is_one_line_naming_the_folder(tmp_path, monkeypatch):
+    """Making the ONNX graphs into a cache that cannot be written: CacheWriteError naming the folder, not a traceback."""
+    import errno
+
+    import tingxie.ort.finish as finish
+    from tingxie.ort.runtime import load_ort_model
+    from tingxie.weights.cache import CacheWriteError
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "onnx"))
+
+    monkeypatch.setattr(finish, "bind_model", read_only)
+    with pytest.raises(CacheWriteError, match=r"cannot write the model's ONNX graphs into .*onnx: .*--model_dir"):
+        load_ort_model("tiny.en", "int8", cache_dir=tmp_path)

@@ -27,12 +27,12 @@ def jfk():
 
 @pytest.fixture(scope="module")
 def cli_outputs(jfk, tmp_path_factory):
-    """``tingxie transcribe`` with the options and backend the test server uses (torch, float32, greedy, fallback from 0), every format."""
+    """``tingxie transcribe`` with the options and engine the test server uses (the float32 switch, greedy, fallback from 0), every format."""
     from tingxie.cli import main
 
     out = tmp_path_factory.mktemp("cli")
     status = main([
-        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--backend", "torch", "--compute_type", "default", "--beam_size", "None", "--best_of", "None",
+        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--compute_type", "float32", "--beam_size", "None", "--best_of", "None",
         "--temperature", "0", "--output_dir", str(out), "--output_format", "all", "--verbose", "False", "--progress", "False",
     ])
     assert status == 0
@@ -46,7 +46,7 @@ def cli_words(jfk, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cli_words")
     status = main([
-        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--backend", "torch", "--compute_type", "default", "--beam_size", "None", "--best_of", "None",
+        "transcribe", str(jfk), "--model", "tiny.en", "--device", "cpu", "--compute_type", "float32", "--beam_size", "None", "--best_of", "None",
         "--temperature", "0", "--word_timestamps", "True", "--output_dir", str(out), "--output_format", "json",
         "--verbose", "False", "--progress", "False",
     ])
@@ -209,7 +209,7 @@ def test_serve_is_a_tingxie_command(capsys):
 
     settings = settings_from_args(args)
     assert (settings.port, settings.api_keys, settings.workers, settings.max_queue) == (0, ("sk-1",), 2, 8)
-    assert settings.compute_type == "default"  # the reference's outputs unless asked otherwise
+    assert settings.compute_type == "auto"  # the fast engine (int8 on a CPU) unless asked otherwise
 
 
 def test_compute_type_reaches_the_model_loader(monkeypatch):

@@ -145,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             for name in word_only:
                 if getattr(args, name):
                     parser.error(f"--{name} requires --word_timestamps True")
-        if args.diarize:
-            from .diarize_cli import diarize_command
-
-            return diarize_command(vars(args))
         return commands.transcribe_command(vars(args))
     if args.command == "models":
         return commands.models_command(args.model_dir)

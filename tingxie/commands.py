@@ -82,6 +82,7 @@ def transcribe_command(args: dict[str, Any]) -> int:
             warnings.warn("--max_line_count has no effect without --max_line_width", stacklevel=1)
         if args["max_words_per_line"] and args["max_line_width"]:
             warnings.warn("--max_words_per_line has no effect with --max_line_width", stacklevel=1)
+        references = _diarization_ready(options, args["model_dir"])  # bad references or a missing speaker model: before any work
         # the first file is decoded while the model loads (PyAV and ONNX Runtime both release the GIL)
         first_audio = _prefetch_audio(args["audio"][0], args["model"]) if args["audio"] else None
         model = load_cli_model(args)
@@ -97,7 +98,16 @@ def transcribe_command(args: dict[str, Any]) -> int:
     for i, path in enumerate(args["audio"]):
         try:
             audio = _prefetched(first_audio, path) if i == 0 and first_audio is not None else path
+            if options.diarize and not hasattr(audio, "shape"):  # the speaker step needs the samples too: decoded once
+                from .audio import decode_audio
+
+                audio = decode_audio(path)
             result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, audio)
+            if options.diarize:
+                from .diarization import diarize_result
+
+                progress = args["progress"] if args["progress"] is not None else sys.stderr.isatty()  # None: auto, on a terminal
+                result = diarize_result(model, audio, result, options, progress=progress, references=references)
             write_result(result.to_dict(), path, output_dir, args["output_format"], subtitle)
             if not result.text.strip():
                 failures.append((path, "no speech detected (the outputs were written, empty)"))
@@ -108,6 +118,18 @@ def transcribe_command(args: dict[str, Any]) -> int:
     for path, reason in failures:
         print(f"tingxie: {path}: {reason}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _diarization_ready(options: TranscribeOptions, model_dir: str | None) -> Any:
+    """With --diarize: the reference voices, read, and the speaker model, loaded (exported once); None otherwise."""
+    if not options.diarize:
+        return None
+    from .diarization import load_encoder
+    from .diarization.apply import settings_from_options
+
+    references = settings_from_options(options).speaker_references
+    load_encoder(model_dir)
+    return references
 
 
 def load_cli_model(args: dict[str, Any]):

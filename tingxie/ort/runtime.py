@@ -403,10 +403,24 @@ def load_ort_model(name_or_path: str | Path, compute_type: str = "int8", *, cach
         except CheckpointError as e:  # a damaged export (disk full, killed mid-write by hand) is made again
             print(f"tingxie: {e}; exporting again", file=sys.stderr)
             shutil.rmtree(folder, ignore_errors=True)
+    try:
+        _make_graphs(name_or_path, folder, compute_type, cache_dir, download)
+    except OSError as e:
+        from ..weights.cache import CacheWriteError, describe_write_error, is_disk_error
+
+        if not is_disk_error(e):
+            raise
+        raise CacheWriteError(f"cannot write the model's ONNX graphs into {folder.parent}: {describe_write_error(e)} "
+                              "(choose another folder with --model_dir)") from e
+    return OrtWhisper(folder, threads)
+
+
+def _make_graphs(name_or_path: str | Path, folder: Path, compute_type: str, cache_dir: str | os.PathLike | None, download: bool) -> None:
+    """The model's graphs into ``folder``: the package's weight-free graphs bound to the checkpoint, or exported."""
     from .finish import bind_model
 
     if bind_model(name_or_path, folder, compute_type, EXPORT_VERSION, cache_dir=cache_dir, download=download):
-        return OrtWhisper(folder, threads)
+        return
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
@@ -416,4 +430,3 @@ def load_ort_model(name_or_path: str | Path, compute_type: str = "int8", *, cach
 
     print(f"tingxie: exporting {name_or_path} to ONNX ({compute_type}) once, into {folder}", file=sys.stderr)
     export_model(name_or_path, folder, compute_type, cache_dir=cache_dir, download=download)
-    return OrtWhisper(folder, threads)
