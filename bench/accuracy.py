@@ -1,0 +1,149 @@
+"""Accuracy of every system and configuration on every language group of ../shared/data, in one table (issue 23).
+
+    python bench/accuracy.py                      # every group and system (one repeat; ~15-25 min on 2 busy cores)
+    python bench/accuracy.py --groups en --systems tingxie-int8,tingxie-float32
+
+Groups (human references only; ``extra/`` included):
+- en: English utterances with tiny.en (data/en without the long-form concatenation, and extra/en_*), WER;
+- zh: Mandarin with base, CER after Traditional -> Simplified (OpenCC) on both sides;
+- other: French/German/Spanish/Italian/Portuguese with base, WER;
+- radio: the same English utterances made radio-like (tests/radio_like.py: band-pass 300-3000 Hz, compression, noise at
+  6 dB SNR, dropouts) with tiny.en, WER, and the longest back-to-back repeat of a phrase in any output;
+- nonspeech: misc/silence and misc/laughter with tiny.en: the characters written (should be none).
+Every system decodes with beam 5, best_of 5, temperature fallback, the language given; the same weights (tingxie's
+checkpoints; faster-whisper reads the same CTranslate2 files). Scores through tingxie.scoring (Whisper's
+normalisers; jiwer). Needs (bench only): faster-whisper; openai-whisper runs where it imports (else a printed reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+SYSTEMS = {
+    "tingxie-int8": "tingxie default on a CPU (ONNX Runtime int8, quantize_plan)",
+    "tingxie-float32": "tingxie --compute_type float32 (the reference's outputs)",
+    "fw-int8": "faster-whisper compute_type=int8 (CTranslate2)",
+    "openai": "openai-whisper float32 (the reference)",
+}
+MODELS = {"en": "tiny.en", "radio": "tiny.en", "nonspeech": "tiny.en", "zh": "base", "other": "base"}
+
+
+def rows(manifest: Path) -> list[dict]:
+    with manifest.open(encoding="utf-8") as f:
+        found = list(csv.DictReader(f, delimiter="\t"))
+    for row in found:
+        row["file"] = manifest.parent / row["path"]
+    return found
+
+
+def group_rows(group: str) -> list[dict]:
+    every = rows(DATA / "manifest.tsv") + rows(DATA / "extra" / "manifest.tsv")
+    human = [r for r in every if r["reference_kind"] == "human" and r["id"] not in ("real_concat", "stereo_two_speakers")]
+    if group in ("en", "radio"):
+        return [r for r in human if r["language"] == "en"]
+    if group == "zh":
+        return [r for r in human if r["language"] == "zh"]
+    if group == "other":
+        return [r for r in human if r["language"] not in ("en", "zh", "en+fr")]
+    return [r for r in every if r["id"] in ("silence", "laughter")]
+
+
+def audio_of(row: dict, group: str):
+    from tingxie.audio import decode_audio
+
+    audio = decode_audio(str(row["file"]))
+    if group == "radio":
+        spec = importlib.util.spec_from_file_location("radio_like", REPO / "tests" / "radio_like.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        audio = module.radio_like(audio, 6.0, seed=7)
+    return audio
+
+
+def transcriber(system: str, model_name: str):
+    """A function (audio, language) -> text, or a string saying why the system cannot run."""
+    if system.startswith("tingxie"):
+        import tingxie
+
+        model = tingxie.load_model(model_name, compute_type="auto" if system == "tingxie-int8" else "float32")
+        return lambda audio, language: model.transcribe(audio, language=language, beam_size=5, best_of=5).text
+    if system == "fw-int8":
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            return f"faster-whisper is not installed ({e})"
+        from tingxie.weights import resolve_model
+
+        model = WhisperModel(str(resolve_model(model_name)), device="cpu", compute_type="int8")
+        return lambda audio, language: "".join(s.text for s in model.transcribe(audio, language=language, beam_size=5, best_of=5)[0])
+    try:
+        import whisper  # noqa: F401
+    except Exception as e:  # installed without its dependencies (numba, ...): say so and go on
+        return f"openai-whisper does not import here ({type(e).__name__}: {e})"
+    return "openai-whisper: a .pt of the same weights is not made by this bench yet (bench/speed.py does it for tiny.en)"
+
+
+def score(group: str, refs: list[str], hyps: list[str], languages: list[str]):
+    from tingxie.scoring import score_pairs
+
+    if group == "zh":
+        from tingxie.chinese import convert
+
+        refs, hyps = [convert(r, "simplified") for r in refs], [convert(h, "simplified") for h in hyps]
+    return score_pairs(refs, hyps, languages)
+
+
+def longest_loop(texts: list[str]) -> int:
+    from tingxie.decoding.repetition import longest_repeat, words_of
+
+    counts = [r.count for r in (longest_repeat(words_of(t)) for t in texts) if r]
+    return max(counts, default=1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--groups", default="en,zh,other,radio,nonspeech", help="comma-separated groups (default: all five)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated among {', '.join(SYSTEMS)} (default: all)")
+    args = p.parse_args()
+    groups, systems = args.groups.split(","), args.systems.split(",")
+    lines = ["| group (model) | system | utterances | reference units | WER / CER | longest repeat | seconds |", "|---|---|---|---|---|---|---|"]
+    by_model: dict[str, list[str]] = {}
+    for group in groups:
+        by_model.setdefault(MODELS[group], []).append(group)
+    for model_name, model_groups in by_model.items():
+        for system in systems:
+            run = transcriber(system, model_name)
+            if isinstance(run, str):
+                print(f"skipped {system} ({model_name}): {run}", flush=True)
+                continue
+            for group in model_groups:
+                chosen = group_rows(group)
+                start = time.perf_counter()
+                hyps = [run(audio_of(r, group), r["language"]) for r in chosen]
+                seconds = time.perf_counter() - start
+                if group == "nonspeech":
+                    written = sum(len(h.strip()) for h in hyps)
+                    line = f"| {group} ({model_name}) | {system} | {len(chosen)} | - | {written} characters written | - | {seconds:.0f} |"
+                else:
+                    s = score(group, [r["reference"] for r in chosen], hyps, [r["language"] for r in chosen])
+                    rate = s.wer * 100
+                    label = "CER" if s.unit == "character" else "WER"
+                    line = (f"| {group} ({model_name}) | {system} | {len(chosen)} | {s.reference_words} {'characters' if label == 'CER' else 'words'} | "
+                            f"{label} {rate:.2f} % | {longest_loop(hyps)} | {seconds:.0f} |")
+                print(line, flush=True)
+                lines.append(line)
+    print("\n" + "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
