@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import REPO, audio_path
 
@@ -39,16 +40,17 @@ def test_shipped_graphs_equal_a_fresh_export(tmp_path):
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), f"{name} differs from a fresh export: run python scripts/make_graphs.py"
 
 
-def test_the_int8_model_bound_without_torch_computes_exactly_what_the_exported_one_does(tmp_path):
-    """The int8 folder made from the shipped graphs and the embedded checkpoint's arrays against the one exported
-    through PyTorch and quantized by the exporter: the same encoder output and decoder logits, bit for bit."""
+@pytest.mark.parametrize("compute_type", ["int8", "default"])
+def test_the_model_bound_without_torch_computes_exactly_what_the_exported_one_does(tmp_path, compute_type):
+    """The folder made from the shipped graphs and the embedded checkpoint's arrays against the one exported through
+    PyTorch (and quantized by the exporter, for int8): the same encoder output and decoder logits, bit for bit."""
     from tingxie.audio import log_mel_spectrogram_numpy, pad_or_trim, decode_audio
     from tingxie.ort.export import export_model
     from tingxie.ort.finish import bind_model
     from tingxie.ort.runtime import OrtWhisper
 
-    assert bind_model("tiny.en", tmp_path / "bound", "int8", EXPORT_VERSION)
-    export_model("tiny.en", tmp_path / "exported", "int8")
+    assert bind_model("tiny.en", tmp_path / "bound", compute_type, EXPORT_VERSION)
+    export_model("tiny.en", tmp_path / "exported", compute_type)
     bound, exported = OrtWhisper(tmp_path / "bound", threads=1), OrtWhisper(tmp_path / "exported", threads=1)
     assert bound.dims == exported.dims and bound.alignment_heads == exported.alignment_heads
     mel = pad_or_trim(log_mel_spectrogram_numpy(decode_audio(str(audio_path("jfk"))), bound.dims.n_mels), 3000)[None]
