@@ -91,6 +91,12 @@ for model in ("tiny.en", "base"):
     code = main(["transcribe", audio, "--model", model, "--language", "en", "--word_timestamps", "True", "--hotwords", "Kennedy",
                  "--vad_filter", "True", "--output_format", "json", "--output_dir", f"{out}/{model}", "--verbose", "False"])
     assert code == 0, code
+# the torch backend, asked for without PyTorch: one line that names the extra, no traceback
+import contextlib, io
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    code = main(["transcribe", audio, "--backend", "torch", "--output_dir", out])
+assert code == 2 and err.getvalue().count("\\n") == 1 and "tingxie-asr[torch]" in err.getvalue(), (code, err.getvalue())
 print(json.dumps(sorted(m for m in sys.modules if m in ("torch", "onnx") or m.startswith(("torch.", "onnx.")))))
 """
 

@@ -234,10 +234,23 @@ def choose_backend(backend: str, device: Any, dtype: Any) -> str:
     runs on it), PyTorch where a GPU is asked for or visible, or a half-precision dtype is."""
     if backend not in BACKENDS:
         raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "torch" and not torch_installed():
+        raise OptionError("the torch backend needs PyTorch, which the default install leaves out: pip install 'tingxie-asr[torch]'")
     if backend != "auto":
         return backend
-    cpu = str(device) == "cpu" or (device in (None, "auto") and not gpu_visible())
+    # a GPU without PyTorch (the default install) still runs: ONNX Runtime on the CPU
+    cpu = str(device) == "cpu" or (device in (None, "auto") and not (gpu_visible() and torch_installed()))
     return "onnx" if cpu and dtype in (None, "auto", "float32") else "torch"
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported (it is the [torch] extra), found without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return False
 
 
 def load_model(
