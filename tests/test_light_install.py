@@ -121,3 +121,34 @@ def test_a_model_without_shipped_graphs_names_the_torch_extra_when_torch_is_miss
     """medium's graphs are not shipped: without PyTorch the error says how to get them (checked on dims alone)."""
     assert shipped_graphs(OFFICIAL_MODELS["medium"].dims, EXPORT_VERSION) is None
     assert shipped_graphs(OFFICIAL_MODELS["tiny.en"].dims, EXPORT_VERSION - 1) is None
+
+
+def test_hugging_face_checkpoints_read_without_torch_equal_the_torch_loader(tmp_path):
+    """A Hugging Face folder (safetensors, and pytorch_model.bin shards) read as NumPy arrays: the same parameters,
+    dims and alignment heads as the PyTorch loader's."""
+    import torch
+    from safetensors.torch import save_file
+    from test_weights import DIMS, canonical_state, hf_state, write_hf_config
+
+    from tingxie.weights import load_checkpoint
+    from tingxie.weights.arrays import load_array_checkpoint
+
+    state = hf_state(canonical_state(DIMS))
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    for folder in (single, sharded):
+        folder.mkdir()
+        write_hf_config(folder, DIMS, heads=[[1, 0], [1, 3]])
+    save_file(state, str(single / "model.safetensors"))
+    names = sorted(state)
+    halves = {"pytorch_model-1.bin": names[: len(names) // 2], "pytorch_model-2.bin": names[len(names) // 2 :]}
+    for shard, keys in halves.items():
+        torch.save({key: state[key] for key in keys}, sharded / shard)
+    (sharded / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"weight_map": {key: shard for shard, keys in halves.items() for key in keys}}), encoding="utf-8")
+    for folder in (single, sharded):
+        arrays, checkpoint = load_array_checkpoint(folder), load_checkpoint(folder)
+        assert arrays.dims == checkpoint.dims == DIMS
+        assert arrays.alignment_heads == checkpoint.alignment_heads == [(1, 0), (1, 3)]
+        assert set(arrays.state) == set(checkpoint.state_dict)
+        for name, tensor in checkpoint.state_dict.items():
+            assert arrays.state[name].dtype == np.float32 and np.array_equal(arrays.state[name], tensor.float().numpy()), name

@@ -1,13 +1,12 @@
 """A checkpoint as float32 NumPy arrays with OpenAI's parameter names, loaded without PyTorch where the format allows.
 
-CTranslate2 folders (the embedded ``tiny.en``, ``base``) and PyTorch zip files (OpenAI's ``.pt`` downloads) are read
-here with NumPy alone; other formats (Hugging Face folders) go through the PyTorch loaders when PyTorch is installed.
+Every supported format is read with NumPy alone: CTranslate2 folders (the embedded ``tiny.en``, ``base``), PyTorch zip
+files (OpenAI's ``.pt`` downloads, ``pytorch_model.bin``) and Hugging Face safetensors.
 The ONNX Runtime path binds these arrays into the package's weight-free graphs (``tingxie.ort.graphs``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,11 @@ def load_array_checkpoint(name_or_path: str | Path, *, cache_dir: str | os.PathL
         dims, state = _openai_arrays(path)
         heads = None
     else:
-        return _through_torch(path, name if name in OFFICIAL_MODELS else None)
+        from .huggingface import load_file_arrays, read_huggingface
+
+        checkpoint = read_huggingface(path, load_file_arrays)
+        dims, heads = checkpoint.dims, checkpoint.alignment_heads
+        state = {key: np.require(array, dtype=np.float32, requirements="C") for key, array in checkpoint.state_dict.items()}
     if heads is None:
         stem = path.name.removesuffix(".pt") if path.is_file() else path.name
         heads = heads_for_dims(dims, name if name in OFFICIAL_MODELS else stem)
@@ -67,13 +70,3 @@ def _openai_arrays(path: Path) -> tuple[ModelDimensions, dict[str, np.ndarray]]:
     dims = dims_from_state_dict(state, n_audio_head=declared.get("n_audio_head"), n_text_head=declared.get("n_text_head"), source=str(path))
     check_state_dict(state, dims, str(path))
     return dims, {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in state.items()}
-
-
-def _through_torch(path: Path, hint: str | None) -> ArrayCheckpoint:
-    if importlib.util.find_spec("torch") is None:
-        raise CheckpointError(f"{path}: reading this checkpoint format needs PyTorch: pip install 'tingxie-asr[torch]'")
-    from . import load_path
-
-    checkpoint = load_path(path, hint=hint)
-    state = {name: tensor.float().numpy() for name, tensor in checkpoint.state_dict.items()}
-    return ArrayCheckpoint(checkpoint.dims, state, checkpoint.alignment_heads, checkpoint.source or path)

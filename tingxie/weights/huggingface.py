@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the format is detected (WEIGHT_FILES) without PyTorch; loading needs it
+import numpy as np
+
+if TYPE_CHECKING:  # the format is detected (WEIGHT_FILES) and read as NumPy arrays without PyTorch
     import torch
 
 from ..errors import CheckpointError
@@ -115,17 +118,37 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
-def _load_sharded(index: Path) -> dict[str, torch.Tensor]:
+def load_file_arrays(path: Path) -> dict[str, np.ndarray]:
+    """One weight file as NumPy arrays, without PyTorch (safetensors' NumPy reader; ``pytorch_model.bin`` through
+    ``pt_numpy``)."""
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            return load_file(str(path))
+        from .pt_numpy import load_torch_zip
+
+        data = load_torch_zip(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # safetensors raises its own error types; any failure here means a bad file
+        raise CheckpointError(f"{path} is truncated or not a Whisper checkpoint: {e}") from e
+    if not isinstance(data, dict) or not all(isinstance(v, np.ndarray) for v in data.values()):
+        raise CheckpointError(f"{path} is not a state dict of tensors: not a Hugging Face checkpoint")
+    return data
+
+
+def _load_sharded(index: Path, read_file: Callable[[Path], dict]) -> dict:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{index} is not a shard index (a JSON object with a 'weight_map'): {e}") from e
-    state: dict[str, torch.Tensor] = {}
+    state: dict = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index.parent / shard
         if not shard_path.is_file():
             raise CheckpointError(f"{index} lists the shard {shard}, which is missing")
-        state.update(_load_file(shard_path))
+        state.update(read_file(shard_path))
     missing = sorted(set(weight_map) - set(state))
     if missing:
         raise CheckpointError(f"the shards of {index} lack {', '.join(missing[:3])}")
@@ -142,14 +165,15 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def load_huggingface(path: Path) -> Checkpoint:
-    """Load a Hugging Face Whisper checkpoint from its directory or one of its weight/index files."""
+def read_huggingface(path: Path, read_file: Callable[[Path], dict] = _load_file) -> Checkpoint:
+    """A Hugging Face Whisper checkpoint from its directory or one of its weight/index files, its tensors as
+    ``read_file`` gives them (PyTorch's by default; ``load_file_arrays``: NumPy's)."""
     path = Path(path)
     weights = _weights_file(path)
     if weights.name.endswith(".index.json"):
-        hf_state = _load_sharded(weights)
+        hf_state = _load_sharded(weights, read_file)
     else:
-        hf_state = _load_file(weights)
+        hf_state = read_file(weights)
     state = to_canonical(hf_state)
     config = _read_json(weights.parent / "config.json")
     dims = dims_from_state_dict(
@@ -161,3 +185,8 @@ def load_huggingface(path: Path) -> Checkpoint:
     alignment = [(int(layer), int(head)) for layer, head in heads] if heads else None
     source = path if path.is_dir() else weights
     return Checkpoint(dims=dims, state_dict=state, alignment_heads=alignment, source=source, format="huggingface")
+
+
+def load_huggingface(path: Path) -> Checkpoint:
+    """Load a Hugging Face Whisper checkpoint from its directory or one of its weight/index files."""
+    return read_huggingface(path)
