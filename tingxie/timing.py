@@ -98,8 +98,10 @@ def find_alignment(
     sot = list(tokenizer.sot_sequence)
     tokens = np.asarray([[*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]], np.int64)
     logits, scores = engine.alignment_scores(tokens, audio_features, alignment_heads)
-    sampled = softmax(logits[len(sot) :, : tokenizer.eot].astype(np.float32))
-    token_probs = sampled[np.arange(len(text_tokens)), text_tokens].tolist()
+    text_logits = logits[len(sot) : len(sot) + len(text_tokens), : tokenizer.eot].astype(np.float32, copy=False)
+    peak = text_logits.max(axis=-1)  # each text token's probability among the text tokens, without a softmax copy
+    norm = peak + np.log(np.exp(text_logits - peak[:, None]).sum(axis=-1))
+    token_probs = np.exp(text_logits[np.arange(len(text_tokens)), text_tokens] - norm).tolist()
 
     weights = softmax(scores[:, :, : num_frames // 2].astype(np.float32) * np.float32(qk_scale))
     mean = weights.mean(axis=-2, keepdims=True)
