@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the models: embedded, cached and downloadable")
     models.add_argument("--model_dir", default=None, help="cache folder (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
     sub.add_parser("languages", help="list the language codes and names")
-    demo = sub.add_parser("demo", help="transcribe the sample bundled with the package using the embedded model")
+    demo = sub.add_parser("demo", help="transcribe the recording bundled with the package (11.7 s of LibriSpeech) with the default engine",
+                          description="Transcribe the bundled recording (LibriSpeech dev-clean 2412-153948-0000, CC BY 4.0) and print its "
+                                      "segments with their times, the real-time factor and whether the text matches the reference transcript.")
     demo.add_argument("--model", default="tiny.en", help="model name or path (default: tiny.en, embedded)")
     for module_name in EDGE_COMMANDS:
         importlib.import_module(module_name).register(sub)
