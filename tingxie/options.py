@@ -46,8 +46,8 @@ class DecodingOptions:
     hotword_boost: float = _opt(4.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token, none right after a completed one), times the term's weight; 0 keeps the hotwords in the prompt only; chosen with tingxie tune (bench/ADAPT.md: 2, 3, 4 were better and better, 6 wrote terms over and over)")
     hotword_prompt_budget: int = _opt(0, "most tokens of hotwords also put in the prompt: the whole list where it fits (a short one helps tiny models spell terms that are said, e.g. 16 for a few terms), else only the terms the previous text already has; 0 only boosts them, which never hurt speech without the terms in bench/ADAPT.md, where a prompt of terms not said made tiny.en write lists")
     lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie-asr[lm]')")
-    lm_weight: float = _opt(0.3, "weight of the language model's natural-log word probability in beam search (shallow fusion)")
-    lm_bonus: float = _opt(0.5, "score added per completed word when a language model is used (offsets the model's preference for fewer words)")
+    lm_weight: float = _opt(0.05, "weight of the language model's natural-log word probability in beam search (shallow fusion); tune it for your LM with tingxie tune (0.05 came out of that on bench/ADAPT.md's domain LM, where 0.3 cost real English 2 points)")
+    lm_bonus: float = _opt(0.0, "score added per completed word when a language model is used (offsets the LM's preference for fewer words; tune it with lm_weight)")
 
     def check_window(self) -> None:
         """Combinations that only make sense per window (transcribe drops the one not used at a temperature)."""
