@@ -117,3 +117,45 @@ def test_coordinate_search_keeps_the_guard():
         parse_grid(["nope=1"], {"lm_weight"})
     with pytest.raises(OptionError, match="values must be numbers"):
         parse_grid(["lm_weight=a"], {"lm_weight"})
+
+
+def test_cli_glossary_file_on_the_default_path(shared, tmp_path):
+    """A glossary file with a weight spells the term on the CLI's default engine (boost only: no prompt)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, audio_path
+
+    glossary = tmp_path / "glossary.txt"
+    glossary.write_text("# products\nComfyUI\t1.5\nKubernetes\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "tingxie", "transcribe", str(audio_path("comfyui_hotword")), "--hotwords_file", str(glossary),
+                          "--output_format", "txt", "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "comfyui_hotword.txt").read_text(encoding="utf-8").count("ComfyUI") == 2
+
+
+def test_cli_tune_chooses_within_the_guard(shared, tmp_path):
+    """`tingxie tune` on real speech: every point decoded, the choice printed and reported."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO, audio_path
+
+    dev = tmp_path / "dev.tsv"
+    dev.write_text(f"audio\ttext\n{audio_path('comfyui_hotword')}\tThen you go into your ComfyUI folder again in the ComfyUI.\n", encoding="utf-8")
+    guard = tmp_path / "guard.tsv"
+    guard.write_text(f"audio\ttext\n{audio_path('jfk')}\tAnd so, my fellow Americans, ask not what your country can do for you, "
+                     "ask what you can do for your country.\n", encoding="utf-8")
+    report = tmp_path / "tune.json"
+    run = subprocess.run([sys.executable, "-m", "tingxie", "tune", str(dev), "--guard", str(guard), "--hotwords", "ComfyUI",
+                          "--beam_size", "None", "--best_of", "None", "--tune", "hotword_boost=4,6", "--progress", "False",
+                          "--report", str(report)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert [p["settings"]["hotword_boost"] for p in data["points"]] == [4.0, 6.0]
+    assert all(p["guard_wer"] is not None for p in data["points"])
+    baseline, other = data["points"]
+    better = other["wer"] < baseline["wer"] and other["guard_wer"] <= baseline["guard_wer"] + 0.003
+    assert data["chosen"] == {"hotword_boost": 6.0 if better else 4.0}
+    assert f"chosen: --hotword_boost {data['chosen']['hotword_boost']:g}" in run.stdout
