@@ -256,7 +256,9 @@ def local_pool_shape(device: str, workers: int | None, threads: int, files: int)
     cores = available_cores()
     if workers is None:
         workers = max(1, cores // threads) if threads > 0 else cores
-        if device.startswith("cuda") or device == "auto":
+        from ..api import gpu_visible
+
+        if (device.startswith("cuda") or device == "auto") and gpu_visible():
             import torch
 
             if torch.cuda.is_available():

@@ -126,7 +126,9 @@ def serve_command(args: argparse.Namespace | dict[str, Any]) -> int:
         print(f"tingxie serve: error: {e}", file=sys.stderr)
         return 2
     threads = (vars(args) if isinstance(args, argparse.Namespace) else args).get("threads", 0)
-    if threads and threads > 0:
+    from ..api import choose_backend
+
+    if threads and threads > 0 and choose_backend("auto", settings.device, settings.dtype) == "torch":  # ONNX Runtime takes one per core
         import torch
 
         torch.set_num_threads(threads)

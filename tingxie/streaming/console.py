@@ -73,19 +73,21 @@ def _stream(args: argparse.Namespace) -> int:
 
     options = StreamOptions(language=args.language, task=args.task, step_s=args.step, pause_s=args.pause, vad=args.vad == "on", policy=args.policy,
                             beam_size=None if args.beam_size == 1 else args.beam_size)  # 1 beam is greedy; StreamOptions rejects < 1
-    import torch
-
-    from ..api import load_model
+    from ..api import choose_backend, load_model
     from .audio_in import microphone_chunks, realtime_chunks
     from .transcriber import StreamingTranscriber
 
-    if args.threads > 0:
+    backend = choose_backend("auto", args.device, None)
+    if args.threads > 0 and backend == "torch":
+        import torch
+
         torch.set_num_threads(args.threads)
     if args.simulate_realtime:
         from ..audio import decode_audio
 
         audio = decode_audio(args.simulate_realtime)  # before the model: a bad file fails fast
-    model = load_model(args.model, device=args.device, cache_dir=args.model_dir, compute_type=args.compute_type)
+    model = load_model(args.model, device=args.device, cache_dir=args.model_dir, compute_type=args.compute_type, backend=backend,
+                       threads=max(args.threads, 0) if backend == "onnx" else 0)
     stream = StreamingTranscriber(model, options)
     if args.simulate_realtime:
         chunks = realtime_chunks(audio, args.chunk, args.speed)
