@@ -159,3 +159,18 @@ def test_cli_tune_chooses_within_the_guard(shared, tmp_path):
     better = other["wer"] < baseline["wer"] and other["guard_wer"] <= baseline["guard_wer"] + 0.003
     assert data["chosen"] == {"hotword_boost": 6.0 if better else 4.0}
     assert f"chosen: --hotword_boost {data['chosen']['hotword_boost']:g}" in run.stdout
+
+
+def test_tune_help_gives_every_default():
+    from tingxie.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["tune"].format_help()
+    entries: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            entries.append(line)
+        elif entries and line.startswith("    "):
+            entries[-1] += " " + line.strip()
+    options = [e for e in entries if not e.lstrip().startswith("-h")]
+    assert len(options) > 20 and "--tune NAME=V1,V2,..." in text and "--guard" in text
+    assert all("(default:" in line for line in options), [line for line in options if "(default:" not in line]

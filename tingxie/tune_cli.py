@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("manifest", help="dev manifest: TSV/CSV with a header naming audio and text columns, or JSONL with those keys")
     p.add_argument("--tune", action="append", default=[], metavar="NAME=V1,V2,...",
-                   help="a numeric decoding setting and the values to try, the baseline first; repeatable (required)")
+                   help="a numeric decoding setting and the values to try, the baseline first; repeatable, at least one (default: none)")
     p.add_argument("--guard", default=None, help="manifest of general speech whose WER must not rise (default: none)")
     p.add_argument("--max_guard_increase", type=float, default=0.3, help="most WER points the guard may lose against the baseline (default: 0.3)")
     p.add_argument("--passes", type=int, default=2, help="coordinate-search passes at most (default: 2)")
