@@ -4,7 +4,9 @@ several methods, an n-gram LM (default and tuned weights), LoRA and full fine-tu
     python scripts/make_domain_set.py                      # data/domain/ (train, heldout, terms.txt, real_en.tsv)
     tingxie finetune ... --out data/finetune/lora          # the commands are in bench/ADAPT.md
     python bench/adapt.py                                  # evaluates every system, writes bench/ADAPT.md
-    python bench/adapt.py --only base,budget60             # re-run some systems; the others come from the results file
+    python bench/adapt.py --only base,boost60              # re-run some systems; the others come from the results file
+    python bench/adapt.py --only cost,real_terms           # the glossary's own cost; real speech with rare words
+    python bench/adapt.py --render --tune_report TITLE=FILE   # only write bench/ADAPT.md (with a tingxie tune report)
 
 Each system transcribes the held-out domain test split (``test.tsv``: the even rows of ``heldout.tsv``, sentences
 and voices never trained on, every term of ``terms.txt`` in them; the odd rows, ``dev.tsv``, are left for tuning:
@@ -16,10 +18,11 @@ seconds per file. Greedy decoding at temperature 0 without fallback, except the 
 
 Glossaries: ``glossary_10.txt`` (every sixth domain term), ``glossary_60.txt`` (all of them) and ``glossary_500.txt``
 (the 60 and 440 terms of ``bench/glossary_distractors.txt`` that no recording here contains), given as
-``--hotwords_file``. Methods: "all in prompt" (every term in the prompt, as before issue 25), "budget" (the default:
-at most ``hotword_prompt_budget`` tokens of terms in the prompt, and the trie boost), "boost only" (no prompt),
-"two-pass" (a boosted first pass; only the terms its text plausibly contains, ``glossary.second_pass_glossary``, go
-into a second pass's prompt; files with none keep the first pass). The LM is an ARPA model of the *train* split's sentences only
+``--hotwords_file``. Methods: "boost only" (the default: the trie boost, no terms in the prompt), "whole glossary in
+the prompt" (a short list within ``hotword_prompt_budget``), "two-pass" (a boosted first pass; only the terms its text
+plausibly contains, ``glossary.second_pass_glossary``, go into a second pass's prompt; files with none keep the first
+pass). Rows of methods since dropped (the whole 60 or a budget of terms in the prompt, take-back) stay in the results
+file and in a second table. The LM is an ARPA model of the *train* split's sentences only
 (``scripts/make_lm.py``), so the held-out sentences are unseen by it as by the fine-tuning.
 """
 
