@@ -115,12 +115,13 @@ def test_128_mel_front_end_follows_the_model_dims():
 
     from tingxie.api import WhisperModel
     from tingxie.model import Whisper
+    from tingxie.torch_engine import TorchEngine
     from tingxie.weights.checkpoint import ModelDimensions
 
     dims = ModelDimensions(n_mels=128, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
                            n_vocab=51866, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=1)
     torch.manual_seed(0)
-    model = WhisperModel(Whisper(dims).eval(), name="large-v3-shaped")
+    model = WhisperModel(TorchEngine(Whisper(dims).eval()), name="large-v3-shaped")
     assert model.module.num_languages == 100 and model.tokenizer("yue").language == "yue"
     seen = []
     model.module.encoder.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
