@@ -242,7 +242,8 @@ def test_word_timestamps_run_on_the_default_engine_and_match_float32(onnx_fp32, 
     torch_words = [w for s in tiny_en_torch.transcribe(path, temperature=0.0, word_timestamps=True).segments for w in s.words]
     for model, share in ((onnx_fp32, 1.0), (onnx_int8, 0.8)):
         words = [w for s in model.transcribe(path, temperature=0.0, word_timestamps=True).segments for w in s.words]
-        assert [w.word for w in words] == [w.word for w in torch_words]
+        # the same words; int8 may differ in punctuation (the int8 plan of issue 23 writes jfk's final period)
+        assert [w.word.strip(".,!?") for w in words] == [w.word.strip(".,!?") for w in torch_words]
         close = sum(abs(a.start - b.start) <= 0.1 and abs(a.end - b.end) <= 0.1 for a, b in zip(words, torch_words))
         assert close >= share * len(words), (model.description, close, len(words))
 
@@ -448,8 +449,9 @@ def test_exported_graphs_are_saved_already_optimized(onnx_int8):
     folder = export_folder("tiny.en", "int8")
     decoder = onnx.load(str(folder / "decoder.onnx"), load_external_data=False)
     ops = {node.op_type for node in decoder.graph.node}
-    assert {"DynamicQuantizeMatMul", "LayerNormalization"} <= ops, sorted(ops)
-    assert "MatMulInteger" not in ops  # the quantizer's unfused pattern is gone
+    assert {"MatMulNBits", "LayerNormalization"} <= ops, sorted(ops)  # the decoder's products as 8-bit blocks (quantize_plan)
+    middle = {node.op_type for node in onnx.load(str(folder / "encoder1.onnx"), load_external_data=False).graph.node}
+    assert "DynamicQuantizeMatMul" in middle and "MatMulInteger" not in middle | ops  # the quantizer's unfused pattern is gone
     encoder = onnx.load(str(folder / "encoder0.onnx"), load_external_data=False)  # the convolutions' stage
     assert "Conv" in {node.op_type for node in encoder.graph.node}
     for graph in (encoder, decoder):  # no CPU-specific blocked layouts in a file a cache on another machine may share
