@@ -12,7 +12,8 @@ speech in that voice's clean source (200-ms pauses kept). Reported per conversat
 the word-level diarization error (the share of transcribed words whose speaker, under DER's optimal speaker
 mapping, is not the reference speaker at the word's middle; words in overlap or outside the reference skipped), the
 time diarization adds against the transcription's (tiny.en as load_model gives it, with the word timestamps
-diarization needs; greedy, or --beam-size 5 as the CLI decodes) and the memory it adds (peak resident memory during diarization over the resident memory before it).
+diarization needs; greedy, or --beam-size 5 as the CLI decodes) and the memory it adds (peak resident memory during diarization over the resident memory \
+before it).
 
 Needs (bench only): pyannote.metrics.
 """
@@ -212,7 +213,8 @@ def main() -> int:
     rttm_dir = Path(args.rttm_dir) if args.rttm_dir else None
     if rttm_dir:
         rttm_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'conversation':<16} {'dur s':>6} {'spk':>3} {'found':>5} {'DER %':>6} {'DER-ov %':>8} {'JER %':>6} {'WDER %':>6} {'diar s':>6} {'asr s':>6} {'+MiB':>5}")
+    print(f"{'conversation':<16} {'dur s':>6} {'spk':>3} {'found':>5} {'DER %':>6} {'DER-ov %':>8} {'JER %':>6} {'WDER %':>6} {'diar s':>6} {'asr s':>6} "
+          f"{'+MiB':>5}")
     for conv in convs:
         settings = DiarizeSettings(num_speakers=len(conv.voices) if args.oracle_count else None)
         if args.threshold is not None:
@@ -243,7 +245,8 @@ def main() -> int:
         total_transcribe += t_asr
         total_diarize += t_diar
         peak_added = max(peak_added, rss.peak - rss.start)
-        print(f"{conv.name:<16} {len(conv.samples) / SR:6.1f} {len(conv.voices):3d} {found:5d} {d:6.1f} {d_ov:8.1f} {j:6.1f} {wder:>6} {t_diar:6.2f} {t_asr:6.2f} {(rss.peak - rss.start) / 2**20:5.0f}")
+        print(f"{conv.name:<16} {len(conv.samples) / SR:6.1f} {len(conv.voices):3d} {found:5d} {d:6.1f} {d_ov:8.1f} {j:6.1f} {wder:>6} {t_diar:6.2f} "
+              f"{t_asr:6.2f} {(rss.peak - rss.start) / 2**20:5.0f}")
         if rttm_dir:
             write_rttm(rttm_dir / f"{conv.name}.ref.rttm", conv.name, conv.reference)
             write_rttm(rttm_dir / f"{conv.name}.hyp.rttm", conv.name, [(t.start, t.end, t.speaker) for t in turns])

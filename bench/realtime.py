@@ -282,7 +282,8 @@ def ws_main(args) -> int:
                 wer_ref = statistics.mean(wer(reference, r["text"]) for r in results) if reference else float("nan")
                 wer_off = statistics.mean(wer(offline.text, r["text"]) for r in results)
                 print(f"{policy:16} {n:>7} {statistics.median(r['first_partial'] for r in results):>10.2f}s"
-                      f" {statistics.median(latencies) if latencies else float('nan'):>11.2f}s {percentile(latencies, 0.9):>5.2f}s {max(latencies, default=float('nan')):>5.2f}s"
+                      f" {statistics.median(latencies) if latencies else float('nan'):>11.2f}s {percentile(latencies, 0.9):>5.2f}s "
+                      f"{max(latencies, default=float('nan')):>5.2f}s"
                       f" {wer_ref:>8.1%} {wer_off:>10.1%} {(cpu - cpu0) / (n * duration):>7.2f}"
                       f" {max(r['backlog_first_half'] for r in results):>9.1f}/{max(r['backlog_second_half'] for r in results):<4.1f}s"
                       f" {max(r['levels'] for r in results):>9} {rss:>7.0f}MiB")
@@ -305,7 +306,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), help=f"manifest ids (default: {' '.join(DEFAULT_FILES)})")
     parser.add_argument("--model", default="tiny.en", help="model (default: tiny.en)")
-    parser.add_argument("--clock", choices=["simulated", "real"], default="simulated", help="simulated (measured processing, no waiting) or real (default: simulated)")
+    parser.add_argument("--clock", choices=["simulated", "real"], default="simulated",
+                        help="simulated (measured processing, no waiting) or real (default: simulated)")
     parser.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per arriving chunk, as a microphone callback (default: 0.1)")
     parser.add_argument("--step", type=float, default=None, help="StreamOptions.step_s (default: the transcriber's)")
     parser.add_argument("--pause", type=float, default=None, help="StreamOptions.pause_s (default: the transcriber's)")
@@ -323,7 +325,8 @@ def main() -> int:
                         help="real-time pace over the WebSocket against `tingxie serve` (started here unless --url), the first of --files "
                              "(default: the in-process replay)")
     parser.add_argument("--url", default=None, help="with --ws, a running server, e.g. ws://127.0.0.1:8000 (default: start one)")
-    parser.add_argument("--serve-args", dest="serve_args", default="", help="with --ws, more `tingxie serve` options for the server started here (default: none)")
+    parser.add_argument("--serve-args", dest="serve_args", default="",
+                        help="with --ws, more `tingxie serve` options for the server started here (default: none)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4], help="with --ws, streams at once, one run each (default: 1 2 4)")
     parser.add_argument("--policies", nargs="+", default=["alignatt", "local-agreement"], help="with --ws, the commit policies (default: both)")
     parser.add_argument("--seconds", type=float, default=None, help="with --ws, stream only the first this many seconds (no reference WER then) (default: all)")
@@ -361,7 +364,8 @@ def main() -> int:
             overrides[name] = type(current)(value) if current is not None else int(value)
     options = dataclasses.replace(StreamOptions(language=args.language), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
     rows = manifest()
-    print(f"model {args.model} (compute_type {args.compute_type}), torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, {options}")
+    print(f"model {args.model} (compute_type {args.compute_type}), torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, "
+          f"{options}")
 
     score, metric = (cer_zh, "CER") if args.language == "zh" else (wer, "WER")
     all_vs_offline, all_own, total_audio, total_decode = [], [], 0.0, 0.0
@@ -396,7 +400,8 @@ def main() -> int:
           f" median {statistics.median(all_own):.2f} s, p90 {percentile(all_own, 0.9):.2f} s (vs the stream's own)")
     print(f"  real-time factor {total_decode / total_audio:.2f} ({'keeps up' if total_decode < total_audio else 'FALLS BEHIND'})")
     ref, stream, off = " ".join(ref_all), " ".join(stream_all), " ".join(offline_all)
-    print(f"  {metric} vs reference: stream {score(ref, stream):.1%}, offline {score(ref, off):.1%} (difference {100 * (score(ref, stream) - score(ref, off)):+.1f} points);"
+    print(f"  {metric} vs reference: stream {score(ref, stream):.1%}, offline {score(ref, off):.1%} (difference "
+          f"{100 * (score(ref, stream) - score(ref, off)):+.1f} points);"
           f" stream vs offline {score(off, stream):.1%}")
     return 0
 

@@ -19,14 +19,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_server_security import (
+from test_server_security import (  # noqa: E402  (tests/ is put on sys.path above)
     flac_bytes,
     lying_flac_bomb,
     one_hz_wav_bomb,
     peak_rss_mb,
     ten_hour_silent_flac,
 )
-from test_server_support import ServerProcess
+from test_server_support import ServerProcess  # noqa: E402
 
 
 def timed_with_health(server: ServerProcess, send) -> tuple[httpx.Response, float, float, int]:
@@ -53,8 +53,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tingxie-probes-"))
     server = ServerProcess("--beam-size", "None", "--best-of", "None", tmpdir=tmp)
     server.wait_healthy()
-    post = lambda data, name, route="/v1/audio/transcriptions", **fields: httpx.post(
-        f"{server.url}{route}", files={"file": (name, data)}, data=fields, timeout=600)
+
+    def post(data, name, route="/v1/audio/transcriptions", **fields):
+        return httpx.post(f"{server.url}{route}", files={"file": (name, data)}, data=fields, timeout=600)
+
     idle = []
     for _ in range(20):
         t = time.perf_counter()

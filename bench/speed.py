@@ -482,7 +482,8 @@ def main() -> int:
             ratio = long_t / base[beam] if beam in base and n_long else float("nan")
             rtf = long_t / sum(secs[:n_long]) if n_long else float("nan")
             dec = "greedy" if beam == 1 else f"beam {beam}"
-            print(f"| {SYSTEMS[system]} | {dec} | {long_t:.2f} | {rtf:.3f} | {ratio:.2f}x | {utt_t:.2f} | {w_long:.2f} | {w_utt:.2f} | {load:.2f} | {rss:.0f} |")
+            print(f"| {SYSTEMS[system]} | {dec} | {long_t:.2f} | {rtf:.3f} | {ratio:.2f}x | {utt_t:.2f} | {w_long:.2f} | {w_utt:.2f} | "
+                  f"{load:.2f} | {rss:.0f} |")
 
     if whole:
         print()

@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--terms", type=Path, default=TERMS_FILE, help="TSV of term, category, spoken (default: scripts/domain_terms.tsv)")
     p.add_argument("--train-per-term", type=int, default=4, help="train sentences per term, at most 6 (default: 4)")
     p.add_argument("--heldout-per-term", type=int, default=2, help="held-out sentences per term, at most 3 (default: 2)")
-    p.add_argument("--general", type=int, default=len(GENERAL), help=f"everyday sentences without terms added to train, at most {len(GENERAL)} (default: {len(GENERAL)})")
+    p.add_argument("--general", type=int, default=len(GENERAL),
+                   help=f"everyday sentences without terms added to train, at most {len(GENERAL)} (default: {len(GENERAL)})")
     p.add_argument("--snr", default="clean,20,10", help="SNRs in dB drawn per utterance, 'clean' for no noise (default: clean,20,10)")
     p.add_argument("--seed", type=int, default=0, help="seed for sentences, voices and noise (default: 0)")
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="shared data folder for real_en.tsv (default: ../shared)")

@@ -13,7 +13,6 @@ import argparse
 import shutil
 import sys
 import time
-from pathlib import Path
 
 from tingxie.ort.graphs import graphs_root
 from tingxie.ort.weightless import SHIPPED_ARCHITECTURES, export_weight_free

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
     args = parser.parse_args(argv)
     model = build(args.text, args.arpa, args.order)
-    print(f"{args.arpa}: order {model.order}, {len(model.vocab)} words, " + ", ".join(f"{len(c)} {n}-grams" for n, c in enumerate(model.counts, 1)), file=sys.stderr)
+    print(f"{args.arpa}: order {model.order}, {len(model.vocab)} words, "
+          + ", ".join(f"{len(c)} {n}-grams" for n, c in enumerate(model.counts, 1)), file=sys.stderr)
     return 0
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import audio_path, require_shared
+
 from tingxie.model import Whisper
 from tingxie.ort.attention import REQUIRED_FLAGS, Bf16Attention, OrtAttention, bf16_library, cpu_has_bf16
 from tingxie.ort.export import export_module

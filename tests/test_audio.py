@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import DATA, GOLDEN, audio_path, manifest_rows, require_shared
+
 from tingxie.audio import (
     HOP_LENGTH,
     N_FFT,
@@ -25,7 +25,6 @@ from tingxie.audio import (
     pad_or_trim,
 )
 from tingxie.errors import AudioDecodeError
-
 
 
 def _reference_filters() -> Path:

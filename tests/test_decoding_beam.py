@@ -11,9 +11,9 @@ import torch
 
 from tingxie.decoding.decoder import decode
 from tingxie.model import Whisper
-from tingxie.torch_engine import TorchEngine, TorchFeatures
 from tingxie.options import DecodingOptions
 from tingxie.tokenizer import get_tokenizer
+from tingxie.torch_engine import TorchEngine, TorchFeatures
 from tingxie.weights.checkpoint import ModelDimensions
 
 DIMS = ModelDimensions(n_mels=80, n_audio_ctx=8, n_audio_state=32, n_audio_head=2, n_audio_layer=2,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import math
 
-import pytest
 import numpy as np
+import pytest
 import torch
 
-from tingxie.decoding.window import compression_ratio
 from tingxie.decoding.filters import ApplyTimestampRules, BoostTokens, SuppressBlank, SuppressTokens, suppress_token_ids
 from tingxie.decoding.selectors import BeamSearchSelector, GreedySelector, MaximumLikelihoodRanker
+from tingxie.decoding.window import compression_ratio
 
 EOT, TS = 10, 20  # toy vocabulary: text 0..9, eot 10, specials 11..19, timestamps 20..29
 V = 30

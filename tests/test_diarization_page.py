@@ -8,9 +8,8 @@ import wave
 import numpy as np
 import pytest
 from browser_support import launched_chromium
-from test_server_support import running_servers
-
 from conftest import DATA, require_shared
+from test_server_support import running_servers
 
 SR = 16000
 

@@ -9,9 +9,8 @@ import wave
 
 import numpy as np
 import pytest
-from test_server_support import openai_client, running_servers
-
 from conftest import DATA, require_shared
+from test_server_support import openai_client, running_servers
 
 SR = 16000
 
@@ -91,5 +90,6 @@ def test_bad_known_speakers_are_400(server, conversation, names, references, mes
 def test_diarized_json_is_not_for_translations(server, conversation):
     import httpx
 
-    response = httpx.post(f"{server.url}/v1/audio/translations", files={"file": ("talk.wav", conversation)}, data={"response_format": "diarized_json"}, timeout=60)
+    response = httpx.post(f"{server.url}/v1/audio/translations", files={"file": ("talk.wav", conversation)},
+                          data={"response_format": "diarized_json"}, timeout=60)
     assert response.status_code == 400 and "transcriptions" in response.json()["error"]["message"]

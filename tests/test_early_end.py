@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import audio_path, require_shared
+
 from tingxie import transcribe as loop
 from tingxie import window_step
 from tingxie.decoding.window import DecodingResult

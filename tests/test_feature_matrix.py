@@ -12,8 +12,8 @@ import sys
 
 import jiwer
 import pytest
-
 from conftest import REPO, audio_path, require_shared
+
 from tingxie.batched import transcribe_batched
 from tingxie.errors import OptionError
 from tingxie.normalizers.english import english_normalize

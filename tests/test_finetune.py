@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, audio_path, golden, manifest_rows
 
 # Two short clips with human transcripts; one holds the rare product name "ComfyUI".

@@ -11,7 +11,6 @@ import re
 
 import jiwer
 import pytest
-
 from conftest import DATA, GOLDEN, golden, manifest_rows, require_shared
 
 CONFIGS = {"greedy": {}, "beam5": {"beam_size": 5}}

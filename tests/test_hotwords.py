@@ -156,8 +156,9 @@ def test_cli_default_path_spells_comfyui_with_hotwords(shared, tmp_path):
 
 def test_real_tiny_en_boost_alone_changes_the_spelling(tiny_en, shared):
     """The logit boost without the prompt: 'comfy UI'-like spellings become the hotword's."""
-    from tingxie.audio import N_FRAMES, decode_audio, pad_or_trim
     from conftest import audio_path
+
+    from tingxie.audio import N_FRAMES, decode_audio, pad_or_trim
 
     mel = pad_or_trim(tiny_en.engine.log_mel(decode_audio(str(audio_path("comfyui_hotword")))), N_FRAMES)[None]
     tokenizer = tiny_en.tokenizer("en")

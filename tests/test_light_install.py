@@ -8,12 +8,9 @@ import json
 import os
 import subprocess
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, audio_path
 
 from tingxie.ort.graphs import BINDINGS, graphs_root, shipped_graphs
@@ -44,7 +41,7 @@ def test_shipped_graphs_equal_a_fresh_export(tmp_path):
 def test_the_model_bound_without_torch_computes_exactly_what_the_exported_one_does(tmp_path, compute_type):
     """The folder made from the shipped graphs and the embedded checkpoint's arrays against the one exported through
     PyTorch (and quantized by the exporter, for int8): the same encoder output and decoder logits, bit for bit."""
-    from tingxie.audio import log_mel_spectrogram_numpy, pad_or_trim, decode_audio
+    from tingxie.audio import decode_audio, log_mel_spectrogram_numpy, pad_or_trim
     from tingxie.ort.export import export_model
     from tingxie.ort.finish import bind_model
     from tingxie.ort.runtime import OrtWhisper

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from test_decoding_beam import EagerModel, features, model  # noqa: F401  (module fixtures)
 
 from tingxie.decoding.decoder import decode

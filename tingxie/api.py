@@ -125,7 +125,8 @@ class WhisperModel:
         if not self.is_multilingual:
             options = replace(options, language_per_window=False)
             if language not in (None, "en"):
-                raise OptionError(f"{self.name or 'this model'} is English-only; it cannot transcribe {LANGUAGES[language]!r} (use a multilingual model such as base)")
+                raise OptionError(f"{self.name or 'this model'} is English-only; it cannot transcribe {LANGUAGES[language]!r} (use a multilingual model such "
+                                  "as base)")
             if options.decoding.task == "translate":
                 raise OptionError(f"{self.name or 'this model'} is English-only; translate needs a multilingual model")
             language = "en"

@@ -86,33 +86,51 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcribe", help="transcribe or translate audio files", description=f"Transcribe audio files and write {'/'.join(OUTPUT_FORMATS)}.")
     t.add_argument("audio", nargs="+", help="audio or video files (any format ffmpeg decodes)")
     m = t.add_argument_group("model")
-    m.add_argument("--model", default="tiny.en", help="model name (tiny.en, base, small, ... large-v3-turbo) or path to a checkpoint (default: tiny.en, embedded)")
+    m.add_argument("--model", default="tiny.en", help="model name (tiny.en, base, small, ... large-v3-turbo) or path to a checkpoint (default: tiny.en, "
+                                                      "embedded)")
     m.add_argument("--model_dir", default=None, help="cache folder for downloaded models (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
     m.add_argument("--device", default="auto", help="torch device: cpu, cuda, cuda:1, mps or auto (default: auto)")
-    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="weights and activations precision; auto is float16 on GPU, float32 on CPU (default: auto)")
+    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="weights and activations precision; auto is float16 on GPU, float32 on CPU (default: auto)")
     m.add_argument("--fp16", type=str2bool, default=True, help="as in the reference: False forces float32 (default: True)")
     m.add_argument("--threads", type=int, default=0, help="CPU threads (torch's or ONNX Runtime's); 0 keeps the runtime's choice, one per core (default: 0)")
-    m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="what runs the model: onnx is ONNX Runtime on the CPU without loading torch (fast start; graphs exported once into --model_dir), torch is PyTorch (GPUs, fine-tuning); every option runs on both; auto picks onnx on a CPU and torch on a GPU (default: auto)")
-    m.add_argument("--compute_type", default="auto", choices=COMPUTE_TYPES, help="float32 is the reference-identical switch (float32 products); default computes in --dtype; int8 runs the linear layers with int8 weights on the CPU, and on the onnx backend the encoder's attention with bfloat16 products where the CPU has AVX512-BF16 (TINGXIE_ATTENTION=float32 turns that off) (about 1.5-2x faster; the text differs from the reference's in places, see bench/RESULTS.md for WER); auto is int8 on a CPU, default on a GPU (default: auto)")
-    m.add_argument("--batch_size", type=int, default=0, help="> 0 transcribes by voice-activity chunks of <= 30 s, this many decoded as one batch (skips long pauses; on speech-dense audio about as fast as sequential on a 2-core CPU; no prompt from the previous chunk); 0 slides the reference's 30-s window (default: 0)")
+    m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="what runs the model: onnx is ONNX Runtime on the CPU without loading torch (fast start; graphs exported once into --model_dir), torch "
+                        "is PyTorch (GPUs, fine-tuning); every option runs on both; auto picks onnx on a CPU and torch on a GPU (default: auto)")
+    m.add_argument("--compute_type", default="auto", choices=COMPUTE_TYPES,
+                   help="float32 is the reference-identical switch (float32 products); default computes in --dtype; int8 runs the linear layers with int8 "
+                        "weights on the CPU, and on the onnx backend the encoder's attention with bfloat16 products where the CPU has AVX512-BF16 "
+                        "(TINGXIE_ATTENTION=float32 turns that off) (about 1.5-2x faster; the text differs from the reference's in places, see "
+                        "bench/RESULTS.md for WER); auto is int8 on a CPU, default on a GPU (default: auto)")
+    m.add_argument("--batch_size", type=int, default=0,
+                   help="> 0 transcribes by voice-activity chunks of <= 30 s, this many decoded as one batch (skips long pauses; on speech-dense audio about "
+                        "as fast as sequential on a 2-core CPU; no prompt from the previous chunk); 0 slides the reference's 30-s window (default: 0)")
     o = t.add_argument_group("output")
     o.add_argument("--output_dir", "-o", default=".", help="folder for the output files (default: .)")
     o.add_argument("--output_format", "-f", default="all", choices=FORMATS, help="output format; all writes every one (default: all)")
     o.add_argument("--verbose", type=str2bool, default=True, help="print each segment as it is decoded (default: True)")
     o.add_argument("--progress", type=auto_bool, default=None, metavar="{True,False,auto}",
                    help="show a progress bar per file on stderr; auto shows it only when stderr is a terminal, so logs and pipes get none (default: auto)")
-    o.add_argument("--quiet", "-q", action="store_true", help="print nothing but warnings and errors: no segment lines, progress bars or one-time notes; the output files are written as usual (default: off)")
-    o.add_argument("--highlight_words", type=str2bool, default=False, help="(requires --word_timestamps True) underline each word as it is spoken in srt and vtt (default: False)")
-    o.add_argument("--max_line_width", type=optional(int), default=None, help="(requires --word_timestamps True) maximum characters in a subtitle line (default: None)")
-    o.add_argument("--max_line_count", type=optional(int), default=None, help="(requires --word_timestamps True) maximum lines in a subtitle cue (default: None)")
-    o.add_argument("--max_words_per_line", type=optional(int), default=None, help="(requires --word_timestamps True, no effect with --max_line_width) maximum words in a cue (default: None)")
+    o.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing but warnings and errors: no segment lines, progress bars or one-time notes; the output files are written as usual "
+                        "(default: off)")
+    o.add_argument("--highlight_words", type=str2bool, default=False,
+                   help="(requires --word_timestamps True) underline each word as it is spoken in srt and vtt (default: False)")
+    o.add_argument("--max_line_width", type=optional(int), default=None,
+                   help="(requires --word_timestamps True) maximum characters in a subtitle line (default: None)")
+    o.add_argument("--max_line_count", type=optional(int), default=None,
+                   help="(requires --word_timestamps True) maximum lines in a subtitle cue (default: None)")
+    o.add_argument("--max_words_per_line", type=optional(int), default=None,
+                   help="(requires --word_timestamps True, no effect with --max_line_width) maximum words in a cue (default: None)")
     d = t.add_argument_group("decoding")
     _add_dataclass_options(d, DecodingOptions)
     d.add_argument("--temperature", type=float, default=0.0, help="temperature to start sampling at (default: 0)")
-    d.add_argument("--temperature_increment_on_fallback", type=optional(float), default=0.2, help="temperature added at each fallback when a window fails the thresholds; None disables fallback (default: 0.2)")
+    d.add_argument("--temperature_increment_on_fallback", type=optional(float), default=0.2,
+                   help="temperature added at each fallback when a window fails the thresholds; None disables fallback (default: 0.2)")
     tr = t.add_argument_group("long-form transcription")
     _add_dataclass_options(tr, TranscribeOptions)
-    tr.add_argument("--clip_timestamps", default="0", help="comma-separated start,end,... seconds of the clips to process; the last end defaults to the end (default: 0)")
+    tr.add_argument("--clip_timestamps", default="0", help="comma-separated start,end,... seconds of the clips to process; the last end defaults to the end "
+                                                           "(default: 0)")
 
     models = sub.add_parser("models", help="list the models: embedded, cached and downloadable")
     models.add_argument("--model_dir", default=None, help="cache folder (default: $TINGXIE_CACHE or ~/.cache/tingxie)")

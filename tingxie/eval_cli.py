@@ -37,7 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="tiny.en", help="model name or path to a checkpoint or folder (default: tiny.en, embedded)")
     p.add_argument("--model_dir", default=None, help="cache folder for downloaded models (default: $TINGXIE_CACHE or ~/.cache/tingxie)")
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, mps or auto (default: auto)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="precision; auto is float16 on GPU, float32 on CPU (default: auto)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="precision; auto is float16 on GPU, float32 on CPU (default: auto)")
     p.add_argument("--report", default=None, help="write the JSON report (totals and one entry per utterance) to this file (default: none)")
     p.add_argument("--terms", default=None, help="file of domain terms, one a line: term recall over the rows whose reference contains them; "
                    "a manifest 'terms' column takes precedence for its rows (default: none)")

@@ -41,13 +41,23 @@ class DecodingOptions:
     suppress_blank: bool = _opt(True, "suppress a blank or end-of-text as the first sampled token")
     without_timestamps: bool = _opt(False, "decode text only, with <|notimestamps|>")
     max_initial_timestamp: float | None = _opt(1.0, "latest time in seconds the first timestamp of a window may take")
-    hotwords: str | Glossary | None = _opt(None, "comma-separated words or names to favour, each optionally with ':weight' (e.g. 'Kubernetes, ComfyUI:2'): their tokens are boosted (hotword_boost), and put in the prompt if hotword_prompt_budget allows")
-    hotwords_file: str | None = _opt(None, "a glossary file of words or names to favour, one a line, each optionally followed by a tab or ':' and a weight (a multiplier of hotword_boost); '#' lines are comments; added to hotwords")
-    hotword_boost: float = _opt(4.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token, none right after a completed one), times the term's weight; 0 keeps the hotwords in the prompt only; chosen with tingxie tune (bench/ADAPT.md: 2, 3, 4 were better and better, 6 wrote terms over and over)")
-    hotword_prompt_budget: int = _opt(0, "most tokens of hotwords also put in the prompt: the whole list where it fits (a short one helps tiny models spell terms that are said, e.g. 16 for a few terms), else only the terms the previous text already has; 0 only boosts them, which never hurt speech without the terms in bench/ADAPT.md, where a prompt of terms not said made tiny.en write lists")
-    lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and kenlm (pip install 'tingxie-asr[lm]')")
-    lm_weight: float = _opt(0.05, "weight of the language model's natural-log word probability in beam search (shallow fusion); tune it for your LM with tingxie tune (0.05 came out of that on bench/ADAPT.md's domain LM, where 0.3 cost real English 2 points)")
-    lm_bonus: float = _opt(0.0, "score added per completed word when a language model is used (offsets the LM's preference for fewer words; tune it with lm_weight)")
+    hotwords: str | Glossary | None = _opt(None, "comma-separated words or names to favour, each optionally with ':weight' (e.g. 'Kubernetes, ComfyUI:2'): "
+                                                 "their tokens are boosted (hotword_boost), and put in the prompt if hotword_prompt_budget allows")
+    hotwords_file: str | None = _opt(None, "a glossary file of words or names to favour, one a line, each optionally followed by a tab or ':' and a weight (a "
+                                           "multiplier of hotword_boost); '#' lines are comments; added to hotwords")
+    hotword_boost: float = _opt(4.0, "logit bonus for tokens that continue a hotword (half of it for a hotword's first token, none right after a completed "
+                                     "one), times the term's weight; 0 keeps the hotwords in the prompt only; chosen with tingxie tune (bench/ADAPT.md: 2, 3, "
+                                     "4 were better and better, 6 wrote terms over and over)")
+    hotword_prompt_budget: int = _opt(0, "most tokens of hotwords also put in the prompt: the whole list where it fits (a short one helps tiny models spell "
+                                         "terms that are said, e.g. 16 for a few terms), else only the terms the previous text already has; 0 only boosts "
+                                         "them, which never hurt speech without the terms in bench/ADAPT.md, where a prompt of terms not said made tiny.en "
+                                         "write lists")
+    lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and "
+                                "kenlm (pip install 'tingxie-asr[lm]')")
+    lm_weight: float = _opt(0.05, "weight of the language model's natural-log word probability in beam search (shallow fusion); tune it for your LM with "
+                                  "tingxie tune (0.05 came out of that on bench/ADAPT.md's domain LM, where 0.3 cost real English 2 points)")
+    lm_bonus: float = _opt(0.0, "score added per completed word when a language model is used (offsets the LM's preference for fewer words; tune it with "
+                                "lm_weight)")
 
     def check_window(self) -> None:
         """Combinations that only make sense per window (transcribe drops the one not used at a temperature)."""
@@ -116,20 +126,28 @@ class TranscribeOptions:
     append_punctuations: str = _opt("\"'.。,，!！?？:：”)]}、", "with word timestamps, merge these symbols with the previous word")
     clip_timestamps: tuple[float, ...] = _opt((), "start,end,start,end,... seconds of the clips to process; the last end defaults to the end")
     hallucination_silence_threshold: float | None = _opt(None, "with word timestamps, skip silences longer than this (s) around a likely hallucination")
-    early_end_threshold: float | None = _opt(5.0, "when a window's decode ends on a lone timestamp with at least this many seconds of the window after it, the next window starts at that timestamp (the model often stops early inside speech); None skips the rest of the window, as the reference does")
-    vad_filter: bool = _opt(False, "transcribe only the speech the Silero VAD finds (shipped in the package): longer pauses are skipped, not decoded (faster, and no words invented in silence or noise); times stay those of the whole audio. Batched mode always splits on speech")
+    early_end_threshold: float | None = _opt(5.0, "when a window's decode ends on a lone timestamp with at least this many seconds of the window after it, the "
+                                                  "next window starts at that timestamp (the model often stops early inside speech); None skips the rest of "
+                                                  "the window, as the reference does")
+    vad_filter: bool = _opt(False, "transcribe only the speech the Silero VAD finds (shipped in the package): longer pauses are skipped, not decoded (faster, "
+                                   "and no words invented in silence or noise); times stay those of the whole audio. Batched mode always splits on speech")
     vad_threshold: float = _opt(0.5, "with vad_filter, a 32-ms window whose speech probability reaches this is speech")
     vad_min_silence_ms: int = _opt(2000, "with vad_filter, pauses shorter than this stay inside the speech around them")
     vad_speech_pad_ms: int = _opt(400, "with vad_filter, each stretch of speech is widened by this much on both sides")
     language_per_window: bool = _opt(False, "detect the language of every 30-s window, not just the first (code-switched audio); language 'auto' turns it on")
-    chinese_script: str = _opt("as-is", "script of Chinese output: simplified or traditional (OpenCC converts text, segments and words) or as-is", choices=("simplified", "traditional", "as-is"))
-    chinese_prompt: bool = _opt(False, "with chinese_script simplified or traditional and no initial_prompt, prompt with a punctuated sentence in that script (adds punctuation; may cost accuracy)")
-    diarize: bool = _opt(False, "label who speaks: every segment and word gets a speaker (SPEAKER_00, SPEAKER_01, ... in order of first words), segments split where the speaker changes; turns word_timestamps on (speaker encoder: pip install --no-deps Resemblyzer==0.1.4)")
+    chinese_script: str = _opt("as-is", "script of Chinese output: simplified or traditional (OpenCC converts text, segments and words) or as-is",
+                               choices=("simplified", "traditional", "as-is"))
+    chinese_prompt: bool = _opt(False, "with chinese_script simplified or traditional and no initial_prompt, prompt with a punctuated sentence in that script "
+                                       "(adds punctuation; may cost accuracy)")
+    diarize: bool = _opt(False, "label who speaks: every segment and word gets a speaker (SPEAKER_00, SPEAKER_01, ... in order of first words), segments split "
+                                "where the speaker changes; turns word_timestamps on (speaker encoder: pip install --no-deps Resemblyzer==0.1.4)")
     num_speakers: int | None = _opt(None, "with diarize, the number of speakers when known; None finds it")
     min_speakers: int | None = _opt(None, "with diarize, at least this many speakers when the count is found")
     max_speakers: int | None = _opt(None, "with diarize, at most this many speakers when the count is found")
-    speaker_names: str | None = _opt(None, "with diarize and speaker_references, comma-separated names of the reference voices (e.g. 'Ana,Ben'): each speaker is named after the closest reference")
-    speaker_references: str | None = _opt(None, "with diarize, comma-separated audio files of the known voices, one per name in speaker_names (a few seconds of each voice alone)")
+    speaker_names: str | None = _opt(None, "with diarize and speaker_references, comma-separated names of the reference voices (e.g. 'Ana,Ben'): each speaker "
+                                           "is named after the closest reference")
+    speaker_references: str | None = _opt(None, "with diarize, comma-separated audio files of the known voices, one per name in speaker_names (a few seconds "
+                                                "of each voice alone)")
 
     def __post_init__(self) -> None:
         if not self.temperature:

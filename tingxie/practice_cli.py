@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps or auto (default: cpu)")
     p.add_argument("--format", default="table", choices=["table", "json", "html"], help="report format (default: table)")
     p.add_argument("--output", "-o", default=None, help="write the report to this file instead of stdout (default: None, stdout)")
-    p.add_argument("--unclear_below", type=float, default=0.25, help="a word heard as written but with a lower probability than this is unclear (default: 0.25)")
+    p.add_argument("--unclear_below", type=float, default=0.25,
+                   help="a word heard as written but with a lower probability than this is unclear (default: 0.25)")
     p.add_argument("--accept_above", type=float, default=0.75, help="a word heard otherwise but with at least this probability is still ok (default: 0.75)")
     p.set_defaults(handler=run)
 

@@ -122,9 +122,8 @@ def special_token_names(num_languages: int) -> list[str]:
 def load_ranks(name: str) -> dict[bytes, int]:
     """Token bytes -> rank of a vocabulary shipped in tingxie/assets ('gpt2' or 'multilingual'), read afresh
     (not cached: the encoding built from it is, and it keeps this very dict; a second copy cost ~10 MiB)."""
-    from importlib.resources import files
-
     from binascii import a2b_base64  # base64.b64decode's checks cost 2x on 50k tokens (start-up time)
+    from importlib.resources import files
 
     fields = files("tingxie").joinpath("assets", f"{name}.tiktoken").read_text(encoding="ascii").split()  # token rank token rank ...
     return dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2])))

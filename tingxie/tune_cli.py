@@ -14,8 +14,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .cli import optional
-
 _OWN = {"tune", "guard", "max_guard_increase", "passes", "search", "backend", "compute_type", "threads", "report"}
 
 

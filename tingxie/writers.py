@@ -18,7 +18,6 @@ from typing import Any
 
 from .errors import OptionError
 
-
 # without a limit the reference uses this many characters / words per line, i.e. effectively none
 _NO_LIMIT = 1000
 # a gap this long (seconds) between two words starts a new subtitle when lines are regrouped

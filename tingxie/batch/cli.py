@@ -62,11 +62,14 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     _copy_transcribe_options(p, transcribe)
     b = p.add_argument_group("batch job")
     b.add_argument("--workers", type=int, default=None,
-                   help="workers, each loading the model once (default: locally one per CPU core or one per GPU; with --ray as many as the cluster's CPUs or GPUs fit)")
+                   help="workers, each loading the model once (default: locally one per CPU core or one per GPU; with --ray as many as the cluster's CPUs or "
+                        "GPUs fit)")
     b.add_argument("--ray", default=None, metavar="ADDRESS",
-                   help="run on the Ray cluster at ADDRESS (host:port), or 'auto' for the one started on this machine with `ray start` (default: None, local processes)")
+                   help="run on the Ray cluster at ADDRESS (host:port), or 'auto' for the one started on this machine with `ray start` (default: None, local "
+                        "processes)")
     b.add_argument("--ray_cpus_per_worker", type=float, default=1.0, help="CPUs each Ray actor reserves, and its torch threads (default: 1)")
-    b.add_argument("--ray_gpus_per_worker", type=float, default=0.0, help="GPUs each Ray actor reserves; use 1 (or 0.5 to share) with --device cuda (default: 0)")
+    b.add_argument("--ray_gpus_per_worker", type=float, default=0.0,
+                   help="GPUs each Ray actor reserves; use 1 (or 0.5 to share) with --device cuda (default: 0)")
     b.add_argument("--retries", type=int, default=2,
                    help="times a failed file is tried again (a worker crash, out of memory); undecodable audio is not retried (default: 2)")
     b.add_argument("--state_file", default=None, help="the job state file (default: OUTPUT_DIR/.tingxie_batch.jsonl)")

@@ -9,4 +9,5 @@ from .encoder import SpeakerModelUnavailableError, load_encoder
 from .pipeline import Diarization, DiarizeSettings, diarize_samples
 from .timeline import SpeakerTurn
 
-__all__ = ["Diarization", "diarize_result", "diarize_transcription", "DiarizeSettings", "SpeakerModelUnavailableError", "SpeakerTurn", "diarize_samples", "load_encoder"]
+__all__ = ["Diarization", "diarize_result", "diarize_transcription", "DiarizeSettings", "SpeakerModelUnavailableError", "SpeakerTurn", "diarize_samples",
+           "load_encoder"]

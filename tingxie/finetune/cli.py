@@ -9,7 +9,6 @@ from dataclasses import MISSING
 from ..cli import optional as _optional
 from ..cli import str2bool as _bool
 
-
 # the dataclass is small and stdlib-only, so its fields drive the options and their help texts
 _TYPES = {"bool": _bool, "float": float, "int": int, "str": str, "int | None": _optional(int), "float | None": _optional(float), "str | None": _optional(str)}
 

@@ -44,7 +44,8 @@ class FinetuneConfig:
     lora_dropout: float = _opt(0.05, "dropout on the LoRA input")
     lora_targets: str = _opt("query,key,value,out", "comma-separated names of the linear layers that get adapters (query, key, value, out, mlp.0, mlp.2)")
     freeze_encoder: bool = _opt(False, "train only the decoder (the encoder runs without gradients: faster, keeps the acoustics)")
-    cache_features: bool = _opt(True, "with a frozen encoder and SpecAugment off, run the encoder once per utterance and keep its output in memory (2.3 MB an utterance for tiny, 7.7 MB for large)")
+    cache_features: bool = _opt(True, "with a frozen encoder and SpecAugment off, run the encoder once per utterance and keep its output in memory (2.3 MB an "
+                                      "utterance for tiny, 7.7 MB for large)")
     spec_augment: bool = _opt(True, "mask random frequency bands and time spans of the log-mel (SpecAugment)")
     freq_masks: int = _opt(2, "SpecAugment frequency masks per utterance")
     freq_width: int = _opt(12, "widest frequency mask, in mel bins")

@@ -18,9 +18,9 @@ def evaluate_all(model, config: FinetuneConfig, report: Path, *, log: Callable[[
     import torch
 
     from ..api import WhisperModel
-    from ..torch_engine import TorchEngine
     from ..evaluate import evaluate, format_summary, read_manifest, read_terms, write_report
     from ..options import build_options
+    from ..torch_engine import TorchEngine
 
     wrapped = model if isinstance(model, WhisperModel) else WhisperModel(TorchEngine(model), name=config.model, alignment_heads=heads)
     options = build_options(temperature=0.0, language=config.language, task=config.task)

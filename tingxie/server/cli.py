@@ -103,7 +103,8 @@ def settings_from_args(args: argparse.Namespace | dict[str, Any]) -> Any:
     env_keys = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
     return ServerSettings(
         host=a["host"], port=a["port"], model=a["model"], extra_models=tuple(a["extra_models"]), device=a["device"],
-        dtype=None if a["dtype"] == "auto" else a["dtype"], compute_type=a.get("compute_type", "auto"), model_dir=a["model_dir"], api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
+        dtype=None if a["dtype"] == "auto" else a["dtype"], compute_type=a.get("compute_type", "auto"), model_dir=a["model_dir"],
+        api_keys=tuple(dict.fromkeys([*a["api_keys"], *env_keys])),
         max_upload_mb=a["max_upload_mb"], workers=a["workers"], max_queue=a["max_queue"], beam_size=a["beam_size"],
         best_of=a["best_of"], vad_filter=a.get("vad_filter", False), max_streams=a.get("max_streams", 4),
         stream_idle_timeout=a.get("stream_idle_timeout", 30.0), max_stream_lag=a.get("max_stream_lag", 10.0),

@@ -50,7 +50,8 @@ SpeakerNamesField = Annotated[
 ]
 SpeakerReferencesField = Annotated[
     list[str] | None,
-    Form(alias="known_speaker_references[]", description="With diarized_json: a few seconds of each known voice alone, as a data URL (data:audio/wav;base64,...)"),
+    Form(alias="known_speaker_references[]", description="With diarized_json: a few seconds of each known voice alone, as a data URL "
+                                                         "(data:audio/wav;base64,...)"),
 ]
 TemperatureField = Annotated[float, Form(ge=0, le=1, description="Sampling temperature 0-1; the server raises it automatically when a window fails")]
 StreamField = Annotated[bool, Form(description="Send segments as server-sent events as they are decoded")]

@@ -43,8 +43,10 @@ def add_stream_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads; 0 keeps torch's choice (one per core: on 2 cores the final-word latency is "
                         "1.3 s instead of 2.1 s with one thread, bench/realtime.py) (default: 0)")
-    p.add_argument("--language", default=None, help="language spoken (code or name); None: English for .en models, else detected from the first speech (default: None)")
-    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"], help="transcribe, or translate to English (multilingual models) (default: transcribe)")
+    p.add_argument("--language", default=None, help="language spoken (code or name); None: English for .en models, else detected from the first speech "
+                                                    "(default: None)")
+    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+                   help="transcribe, or translate to English (multilingual models) (default: transcribe)")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
                    help="append every final line to FILE as it is committed, flushed to disk at once (default: none)")
     p.add_argument("--timestamps", choices=["on", "off"], default="on", help="start and end time in front of each final line (default: on)")

@@ -19,6 +19,7 @@ from ..timing import add_word_timestamps
 from ..window_step import INPUT_STRIDE, TIME_PRECISION, is_silence, split_at_timestamps
 from .events import TimedWord
 from .options import StreamOptions
+
 # Decoded tokens allowed per second of audio (speech runs at 3-5): bounds the cost of a decode that loops.
 TOKENS_PER_SECOND = 8
 
