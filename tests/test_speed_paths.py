@@ -26,7 +26,7 @@ def _reference(row_id: str) -> str:
 def tiny_en_int8():
     from tingxie import load_model
 
-    return load_model("tiny.en", device="cpu", compute_type="int8")
+    return load_model("tiny.en", device="cpu", compute_type="int8", backend="torch")  # the PyTorch engine's int8 layers
 
 
 def test_int8_logits_agree_with_float32(tiny_en_torch, tiny_en_int8):

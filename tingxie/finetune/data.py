@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import N_FRAMES, SAMPLE_RATE, decode_audio, pad_or_trim
+from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, decode_audio, log_mel_spectrogram, pad_or_trim
 from ..errors import AudioDecodeError, OptionError
 from ..tokenizer import Tokenizer
-from ..transcribe import content_mel
 
 # Labels of positions that carry no loss (the prompt and the padding).
 IGNORE = -100
@@ -87,7 +86,8 @@ def spec_augment(mel: torch.Tensor, content: int, generator: torch.Generator, *,
 
 def window_mel(samples: np.ndarray, n_mels: int) -> tuple[torch.Tensor, int]:
     """The 30-s log-mel window the decoder sees for this audio (as transcription computes it) and its content frames."""
-    mel, content = content_mel(samples, n_mels)
+    mel = log_mel_spectrogram(samples, n_mels, padding=N_SAMPLES)  # the reference's front end, as the torch engine computes it
+    content = mel.shape[-1] - N_FRAMES
     return pad_or_trim(mel[:, :N_FRAMES], N_FRAMES), min(content, N_FRAMES)
 
 
