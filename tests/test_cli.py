@@ -91,7 +91,8 @@ def test_bad_inputs_fail_alone_with_specific_reasons(tmp_path: Path) -> None:
     assert "only 0.10 s long" in reasons["short.wav"]
     assert "no such file" in reasons["missing.flac"]
     assert "good.flac" not in reasons
-    assert json.loads((tmp_path / "OUT" / "good.json").read_text())["text"].strip().startswith("And so, my fellow Americans")
+    text = json.loads((tmp_path / "OUT" / "good.json").read_text())["text"].strip()
+    assert text.replace(",", "").startswith("And so my fellow Americans")  # int8 puts commas in places float32 does not
     assert not (tmp_path / "OUT" / "notes.json").exists() and not (tmp_path / "OUT" / "short.json").exists()
 
 

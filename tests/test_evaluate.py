@@ -249,7 +249,7 @@ def test_tingxie_eval_end_to_end_matches_jiwer_on_golden_text(tmp_path):
     manifest, refs = _e2e_manifest(tmp_path)
     report_path = tmp_path / "report.json"
     run = subprocess.run(
-        [sys.executable, "-m", "tingxie", "eval", str(manifest), "--model", "tiny.en", "--device", "cpu", "--beam_size", "None",
+        [sys.executable, "-m", "tingxie", "eval", str(manifest), "--model", "tiny.en", "--compute_type", "float32", "--beam_size", "None",
          "--best_of", "None", "--report", str(report_path), "--progress", "False", "--compare_option", "beam_size=5"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )

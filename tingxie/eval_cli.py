@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from .cli import _add_dataclass_options, optional
-from .options import DecodingOptions, TranscribeOptions
+from .options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions
 
 
 def _add_decoding(parser: argparse.ArgumentParser | Any) -> None:
@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="torch device: cpu, cuda, mps or auto (default: auto)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
                    help="precision; auto is float16 on GPU, float32 on CPU (default: auto)")
+    p.add_argument("--compute_type", default="auto", choices=COMPUTE_TYPES,
+                   help="auto is the fast engine (int8 on a CPU); float32 gives the reference's outputs (default: auto)")
     p.add_argument("--report", default=None, help="write the JSON report (totals and one entry per utterance) to this file (default: none)")
     p.add_argument("--terms", default=None, help="file of domain terms, one a line: term recall over the rows whose reference contains them; "
                    "a manifest 'terms' column takes precedence for its rows (default: none)")
@@ -57,7 +59,7 @@ def _bool(value: str) -> bool:
     return str2bool(value)
 
 
-_OWN = {"command", "handler", "manifest", "model", "model_dir", "device", "dtype", "report", "terms", "quiet", "progress",
+_OWN = {"command", "handler", "manifest", "model", "model_dir", "device", "dtype", "compute_type", "report", "terms", "quiet", "progress",
         "compare_model", "compare_option", "temperature", "temperature_increment_on_fallback"}
 
 
@@ -112,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     second = options_from(compare_values(values, args.compare_option)) if args.compare_option or args.compare_model else None
     rows = read_manifest(args.manifest)
     vocabulary = read_terms(args.terms) if args.terms else None
-    model = load_model(args.model, device=args.device, dtype=args.dtype, cache_dir=args.model_dir)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, cache_dir=args.model_dir, compute_type=args.compute_type)
     report = evaluate(model, rows, options, progress=args.progress, vocabulary=vocabulary, manifest=args.manifest)
     if not args.quiet:
         print(format_table(report))
@@ -120,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         print(format_summary(report))
     data = report.to_dict()
     if second is not None:
-        other = load_model(args.compare_model, device=args.device, dtype=args.dtype, cache_dir=args.model_dir) if args.compare_model else model
+        other = (load_model(args.compare_model, device=args.device, dtype=args.dtype, cache_dir=args.model_dir, compute_type=args.compute_type)
+                 if args.compare_model else model)
         report_b = evaluate(other, rows, second, progress=args.progress, vocabulary=vocabulary, manifest=args.manifest, desc="evaluating B")
         if not args.quiet:
             print(format_comparison(report, report_b))

@@ -26,8 +26,9 @@ def evaluate_all(model, config: FinetuneConfig, report: Path, *, log: Callable[[
     options = build_options(temperature=0.0, language=config.language, task=config.task)
     vocabulary = read_terms(config.terms) if config.terms else None
     module = wrapped.module
-    was_training = module.training
-    module.eval()  # no dropout (LoRA's included) while decoding
+    was_training = getattr(module, "training", None)  # a PyTorch module; the ONNX Runtime engine has no training mode
+    if was_training is not None:
+        module.eval()  # no dropout (LoRA's included) while decoding
     reports, summaries = {}, {}
     try:
         with torch.no_grad():
@@ -38,6 +39,7 @@ def evaluate_all(model, config: FinetuneConfig, report: Path, *, log: Callable[[
                 reports[manifest] = result.to_dict()
                 summaries[manifest] = result.summary()
     finally:
-        module.train(was_training)
+        if was_training is not None:
+            module.train(was_training)
     write_report(reports, report)
     return summaries
