@@ -102,7 +102,7 @@ def test_few_steps_lower_the_loss_and_save_a_loadable_model(tiny_en_torch, tmp_p
     before = loss_of(tiny_en_torch, batch)
     result = finetune(config, log=lambda _: None)
     assert result.steps == 6
-    tuned = load_model(config.out, device="cpu", dtype="float32", backend="torch")  # the loss is computed in PyTorch
+    tuned = load_model(config.out, backend="torch", compute_type="float32")  # the loss is computed in PyTorch, in float32
     after = loss_of(tuned, batch)
     assert after < 0.7 * before, (before, after)
     assert tuned.dims == tiny_en_torch.dims and tuned.alignment_heads == tiny_en_torch.alignment_heads

