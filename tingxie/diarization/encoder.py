@@ -14,7 +14,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,20 +83,11 @@ def export_encoder(target: Path) -> None:
     """Write the encoder's ONNX graph with the packaged weights into ``target/encoder.onnx`` atomically."""
     import onnx
 
+    from ..weights.cache import write_folder_atomically
     from .graph import encoder_graph
 
     model = encoder_graph(load_state(weights_path()))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        onnx.save(model, str(work / "encoder.onnx"))
-        try:
-            os.replace(work, target)
-        except OSError:  # another process wrote it first
-            if not (target / "encoder.onnx").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    write_folder_atomically(target, lambda work: onnx.save(model, str(work / "encoder.onnx")), "encoder.onnx")
 
 
 class SpeakerEncoder:

@@ -19,10 +19,7 @@ activations quantized per call); convolutions stay float32, as in the PyTorch in
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model import Whisper
-from .finish import optimize_graphs, quantize_graphs
+from .finish import optimize_graphs, quantize_graphs, write_model_folder
 from .layout import ALIGNER_GRAPH, EXPORT_VERSION, encoder_graph_names
 
 OPSET = 17
@@ -306,23 +303,16 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
     """Export a float32 CPU model into ``target`` atomically (built in a temporary folder beside it, then renamed)."""
     import warnings
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    graphs = [*encoder_graph_names(module.dims.n_audio_layer), "decoder.onnx", ALIGNER_GRAPH]
+
+    def prepare(work: Path) -> None:
         with warnings.catch_warnings():  # tracer warnings about shape checks that are constant for a given model
             warnings.simplefilter("ignore")
             export_graphs(module, work)
-        graphs = [*encoder_graph_names(module.dims.n_audio_layer), "decoder.onnx", ALIGNER_GRAPH]
         if compute_type == "int8":
             quantize_graphs(work, graphs)
         optimize_graphs(work, graphs)
-        meta = {"version": EXPORT_VERSION, "dims": vars(module.dims), "alignment_heads": alignment_heads,
-                "compute_type": compute_type, "name": name, "source": str(source) if source else None}
-        (work / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        try:
-            os.replace(work, target)
-        except OSError:  # another process exported it first
-            if not (target / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    meta = {"version": EXPORT_VERSION, "dims": vars(module.dims), "alignment_heads": alignment_heads,
+            "compute_type": compute_type, "name": name, "source": str(source) if source else None}
+    write_model_folder(target, prepare, meta)

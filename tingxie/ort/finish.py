@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 def quantize_graphs(out_dir: Path, names: list[str]) -> None:
@@ -51,18 +49,13 @@ def weights_file(graph_name: str) -> str:
 def write_model_folder(target: Path, prepare, meta: dict) -> None:
     """Build the folder ``target`` atomically: ``prepare(work)`` writes the finished graphs into a temporary folder
     beside it, then ``meta.json`` is written and the folder renamed into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    from ..weights.cache import write_folder_atomically
+
+    def fill(work: Path) -> None:
         prepare(work)
         (work / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        try:
-            os.replace(work, target)
-        except OSError:  # another process made it first
-            if not (target / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    write_folder_atomically(target, fill, "meta.json")
 
 
 def bind_model(name_or_path: str | Path, target: Path, compute_type: str, version: int, *, cache_dir: str | os.PathLike | None = None,

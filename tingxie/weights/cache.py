@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -102,3 +104,19 @@ def atomic_writer(dest: Path) -> Iterator[BinaryIO]:
 
 def _cache_write_error(error: OSError, dest: Path) -> CacheWriteError:
     return CacheWriteError(f"cannot write {dest}: {describe_write_error(error)} (set TINGXIE_CACHE or --model_dir to a writable folder with space)")
+
+
+def write_folder_atomically(target: Path, fill: Callable[[Path], None], marker: str) -> None:
+    """Build the folder ``target``: ``fill(work)`` writes it in a temporary folder beside it, which is then renamed into
+    place; where another process made it first (its ``marker`` file exists), that folder is kept."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(work)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not (target / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
