@@ -100,7 +100,7 @@ def test_second_pass_takes_only_the_terms_the_first_pass_resembles():
 
 
 def test_coordinate_search_keeps_the_guard():
-    from tingxie.tune_cli import Point, coordinate_search, grid_search, parse_grid
+    from tingxie.cli.tune import Point, coordinate_search, grid_search, parse_grid
 
     grid = parse_grid(["lm_weight=0,0.2,0.4", "lm_bonus=0,1"], {"lm_weight", "lm_bonus"})
     assert grid == {"lm_weight": [0.0, 0.2, 0.4], "lm_bonus": [0.0, 1.0]}

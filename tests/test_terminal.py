@@ -16,7 +16,7 @@ import termios
 
 from conftest import REPO, audio_path
 
-from tingxie.commands import SAMPLE_TEXT, sample_path
+from tingxie.cli.commands import SAMPLE_TEXT, sample_path
 from tingxie.normalizers import english_normalize
 
 _SEGMENT = re.compile(r"^\[(\d\d:)?\d\d:\d\d\.\d\d\d --> (\d\d:)?\d\d:\d\d\.\d\d\d\] +\S")

@@ -36,13 +36,13 @@ def _bool(value: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import TingxieError
+    from ..errors import TingxieError
 
     if args.top < 1:
         print("tingxie: error: --top must be at least 1", file=sys.stderr)
         return 2
     try:
-        from .api import load_model
+        from ..api import load_model
 
         model = load_model(args.model, device=args.device, cache_dir=args.model_dir)
         if not model.is_multilingual:
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 def detect_file(model, path: str, top: int, per_window: bool) -> dict:
     """{"file", "language", "language_name", "probabilities" (top), "windows" (per_window only)}."""
-    from .audio import N_SAMPLES, decode_audio
-    from .tokenizer import LANGUAGES
+    from ..audio import N_SAMPLES, decode_audio
+    from ..tokenizer import LANGUAGES
 
     samples = decode_audio(path)
 

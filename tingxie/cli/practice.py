@@ -32,15 +32,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import TingxieError
+    from ..errors import TingxieError
 
     if not any(ch.isalnum() for ch in args.text):  # before the model loads: say it at once
         print(f"tingxie: error: the text {args.text!r} has no words to practise", file=sys.stderr)
         return 2
     try:
-        from .api import load_model
-        from .audio import decode_audio
-        from .practice import PracticeOptions, practice, render
+        from ..api import load_model
+        from ..audio import decode_audio
+        from ..practice import PracticeOptions, practice, render
 
         options = PracticeOptions(unclear_below=args.unclear_below, accept_above=args.accept_above)
         samples = decode_audio(args.audio)

@@ -9,8 +9,8 @@ import argparse
 import sys
 from typing import Any
 
-from .cli import _add_dataclass_options, optional
-from .options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions
+from ..options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions
+from .main import _add_dataclass_options, optional
 
 
 def _add_decoding(parser: argparse.ArgumentParser | Any) -> None:
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def _bool(value: str) -> bool:
-    from .cli import str2bool
+    from .main import str2bool
 
     return str2bool(value)
 
@@ -64,7 +64,7 @@ _OWN = {"command", "handler", "manifest", "model", "model_dir", "device", "dtype
 
 
 def options_from(values: dict[str, Any]) -> TranscribeOptions:
-    from .options import build_options, temperature_schedule
+    from ..options import build_options, temperature_schedule
 
     kwargs = {k: v for k, v in values.items() if k not in _OWN}
     kwargs["temperature"] = temperature_schedule(values["temperature"], values["temperature_increment_on_fallback"])
@@ -73,7 +73,7 @@ def options_from(values: dict[str, Any]) -> TranscribeOptions:
 
 def compare_values(values: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     """The main run's option values with NAME=VALUE changes parsed exactly as the command line parses --NAME VALUE."""
-    from .errors import OptionError
+    from ..errors import OptionError
 
     parser = argparse.ArgumentParser(prog="--compare_option", add_help=False, exit_on_error=False)
     _add_decoding(parser)
@@ -94,7 +94,7 @@ def compare_values(values: dict[str, Any], changes: list[str]) -> dict[str, Any]
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import TingxieError
+    from ..errors import TingxieError
 
     try:
         return _run(args)
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .api import load_model
-    from .evaluate import evaluate, format_summary, format_table, read_manifest, read_terms, write_report
+    from ..api import load_model
+    from ..evaluate import evaluate, format_summary, format_table, read_manifest, read_terms, write_report
 
     values = vars(args)
     options = options_from(values)

@@ -9,8 +9,8 @@ import sys
 from dataclasses import MISSING
 from typing import Any
 
-from .options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions, option_fields
-from .writers import FORMATS, OUTPUT_FORMATS
+from ..options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions, option_fields
+from ..writers import FORMATS, OUTPUT_FORMATS
 
 # Where the CLI's default differs from the API's, as in the reference CLI (beam search and best-of 5).
 CLI_DEFAULTS = {"beam_size": 5, "best_of": 5}
@@ -69,12 +69,12 @@ def _add_dataclass_options(group, cls: type) -> None:
 EDGE_COMMANDS = (
     "tingxie.server.cli",
     "tingxie.batch.cli",
-    "tingxie.practice_cli",
-    "tingxie.language_cli",
+    "tingxie.cli.practice",
+    "tingxie.cli.language",
     "tingxie.streaming.cli",
     "tingxie.finetune.cli",
-    "tingxie.eval_cli",
-    "tingxie.tune_cli",
+    "tingxie.cli.eval",
+    "tingxie.cli.tune",
 )
 
 

@@ -18,7 +18,7 @@ _OWN = {"tune", "guard", "max_guard_increase", "passes", "search", "backend", "c
 
 
 def register(subparsers) -> None:
-    from .eval_cli import _add_decoding
+    from .eval import _add_decoding
 
     p = subparsers.add_parser(
         "tune", help="choose LM weight/bonus, hotword boost or other decoding settings on a dev manifest",
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 
 def _bool(value: str) -> bool:
-    from .cli import str2bool
+    from .main import str2bool
 
     return str2bool(value)
 
@@ -68,7 +68,7 @@ class Point:
 
 def parse_grid(specs: list[str], known: set[str]) -> dict[str, list[float]]:
     """['lm_weight=0,0.2'] -> {'lm_weight': [0.0, 0.2]}; OptionError (one line) for anything else."""
-    from .errors import OptionError
+    from ..errors import OptionError
 
     grid: dict[str, list[float]] = {}
     for spec in specs:
@@ -140,7 +140,7 @@ def grid_search(grid: dict[str, list[float]], measure, max_guard_increase: float
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import TingxieError
+    from ..errors import TingxieError
 
     try:
         return _run(args)
@@ -154,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from .api import load_model
-    from .eval_cli import options_from
-    from .evaluate import evaluate, read_manifest, read_terms
-    from .options import DecodingOptions, TranscribeOptions
+    from ..api import load_model
+    from ..evaluate import evaluate, read_manifest, read_terms
+    from ..options import DecodingOptions, TranscribeOptions
+    from .eval import options_from
 
     values = {k: v for k, v in vars(args).items() if k not in _OWN}
     defaults = {f.name: f.default for cls in (DecodingOptions, TranscribeOptions) for f in fields(cls) if f.name != "decoding"}
@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     chosen = " ".join(f"--{n} {v:g}" for n, v in best.items())
     print(f"chosen: {chosen}")
     if args.report:
-        from .evaluate import write_report
+        from ..evaluate import write_report
 
         write_report({"manifest": args.manifest, "guard": args.guard, "max_guard_increase": args.max_guard_increase,
                       "chosen": best, "points": [p.as_dict() for p in points]}, args.report)

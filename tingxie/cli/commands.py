@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import TingxieError
-from .options import TranscribeOptions, build_options, temperature_schedule
+from ..errors import TingxieError
+from ..options import TranscribeOptions, build_options, temperature_schedule
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +42,7 @@ class _ProgressBar:
     drawn. Segment lines go through ``print_line``: the bar is cleared before each and drawn again after it."""
 
     def __init__(self, enabled: bool | None, name: str):
-        from .terminal import progress_enabled
+        from ..terminal import progress_enabled
 
         self.enabled, self.name, self.bar = progress_enabled(enabled, sys.stderr), name, None
 
@@ -70,7 +70,7 @@ class _ProgressBar:
 
 def transcribe_command(args: dict[str, Any]) -> int:
     """Transcribe each file; a failed file is named with its reason and the others still finish."""
-    from .writers import SubtitleOptions, write_result
+    from ..writers import SubtitleOptions, write_result
 
     try:
         options = options_from_args(args)
@@ -99,12 +99,12 @@ def transcribe_command(args: dict[str, Any]) -> int:
         try:
             audio = _prefetched(first_audio, path) if i == 0 and first_audio is not None else path
             if options.diarize and not hasattr(audio, "shape"):  # the speaker step needs the samples too: decoded once
-                from .audio import decode_audio
+                from ..audio import decode_audio
 
                 audio = decode_audio(path)
             result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, audio)
             if options.diarize:
-                from .diarization import diarize_result
+                from ..diarization import diarize_result
 
                 progress = args["progress"] if args["progress"] is not None else sys.stderr.isatty()  # None: auto, on a terminal
                 result = diarize_result(model, audio, result, options, progress=progress, references=references)
@@ -124,8 +124,8 @@ def _diarization_ready(options: TranscribeOptions, model_dir: str | None) -> Any
     """With --diarize: the reference voices, read, and the speaker model, loaded (exported once); None otherwise."""
     if not options.diarize:
         return None
-    from .diarization import load_encoder
-    from .diarization.apply import settings_from_options
+    from ..diarization import load_encoder
+    from ..diarization.apply import settings_from_options
 
     references = settings_from_options(options).speaker_references
     load_encoder(model_dir)
@@ -135,7 +135,7 @@ def _diarization_ready(options: TranscribeOptions, model_dir: str | None) -> Any
 def load_cli_model(args: dict[str, Any]):
     """The model the CLI's --model, --backend, --device, --dtype, --fp16, --compute_type and --threads ask for; the
     choice of engine is ``load_model``'s (one policy for the CLI, the API and the server)."""
-    from .api import choose_backend, load_model
+    from ..api import choose_backend, load_model
 
     dtype = "float32" if not args["fp16"] and args["dtype"] == "auto" else args["dtype"]
     backend = choose_backend(args.get("backend", "auto"), args["device"], dtype)
@@ -158,7 +158,7 @@ def _flat(options: TranscribeOptions) -> dict[str, Any]:
 def _prefetch_audio(path: str, model_name: str) -> Future:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .audio import decode_audio  # imported here, before the main thread goes on to import the model's runtime
+    from ..audio import decode_audio  # imported here, before the main thread goes on to import the model's runtime
 
     pool = ThreadPoolExecutor(max_workers=1)
     future = pool.submit(_decode_and_prepare, decode_audio, path, model_name)
@@ -169,8 +169,8 @@ def _prefetch_audio(path: str, model_name: str) -> Future:
 def _decode_and_prepare(decode_audio: Callable[[str], Any], path: str, model_name: str) -> Any:
     """The file's samples; then, still beside the model's loading, what the first window needs next: the progress
     bar's module and the vocabulary of a model known by name (~70 ms of Python work on the main thread otherwise)."""
-    from .tokenizer import get_tokenizer
-    from .weights import OFFICIAL_MODELS
+    from ..tokenizer import get_tokenizer
+    from ..weights import OFFICIAL_MODELS
 
     samples = decode_audio(path)
     import tqdm  # noqa: F401
@@ -183,8 +183,8 @@ def _decode_and_prepare(decode_audio: Callable[[str], Any], path: str, model_nam
 
 def _prefetched(future: Future, path: str) -> Any:
     """The first file's samples; its path where they are too few, so that the error names the file as usual."""
-    from .api import MIN_AUDIO_SECONDS
-    from .audio import SAMPLE_RATE
+    from ..api import MIN_AUDIO_SECONDS
+    from ..audio import SAMPLE_RATE
 
     samples = future.result()  # a decoding error is raised here, inside the caller's per-file handling
     return samples if samples.size >= MIN_AUDIO_SECONDS * SAMPLE_RATE else path
@@ -198,7 +198,7 @@ def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool,
             bar.report(done / 100, total / 100)
 
         if batch_size > 0:
-            from .batched import iter_transcribe_batched
+            from ..batched import iter_transcribe_batched
 
             info, segments_iter = iter_transcribe_batched(model, audio, options, batch_size=batch_size, on_progress=on_progress)
         else:
@@ -215,7 +215,7 @@ def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool,
 
 
 def models_command(model_dir: str | None) -> int:
-    from .weights import list_models
+    from ..weights import list_models
 
     rows = list_models(cache_dir=model_dir)
     width = max(len(r["name"]) for r in rows)
@@ -226,7 +226,7 @@ def models_command(model_dir: str | None) -> int:
 
 
 def languages_command() -> int:
-    from .tokenizer import LANGUAGES
+    from ..tokenizer import LANGUAGES
 
     for code, name in LANGUAGES.items():
         print(f"{code}\t{name}")
@@ -253,9 +253,9 @@ def demo_command(model_name: str) -> int:
     compares with what was said."""
     import time
 
-    from .api import load_model
-    from .normalizers import english_normalize
-    from .terminal import BOLD, DIM, styled
+    from ..api import load_model
+    from ..normalizers import english_normalize
+    from ..terminal import BOLD, DIM, styled
 
     out = sys.stdout
     try:
