@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..options import COMPUTE_TYPES, DecodingOptions, TranscribeOptions
@@ -94,12 +95,17 @@ def compare_values(values: dict[str, Any], changes: list[str]) -> dict[str, Any]
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_guarded("eval", _run, args)
+
+
+def run_guarded(command: str, body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``body(args)`` with a TingxieError as one line on stderr (exit 2) and Ctrl-C as exit 130: eval's and tune's run."""
     from ..errors import TingxieError
 
     try:
-        return _run(args)
+        return body(args)
     except TingxieError as e:
-        print(f"tingxie eval: error: {e}", file=sys.stderr)
+        print(f"tingxie {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

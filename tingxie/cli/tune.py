@@ -18,7 +18,7 @@ _OWN = {"tune", "guard", "max_guard_increase", "passes", "search", "backend", "c
 
 
 def register(subparsers) -> None:
-    from .eval import _add_decoding
+    from .eval import _add_decoding, _bool
 
     p = subparsers.add_parser(
         "tune", help="choose LM weight/bonus, hotword boost or other decoding settings on a dev manifest",
@@ -47,12 +47,6 @@ def register(subparsers) -> None:
     p.add_argument("--progress", type=_bool, default=True, help="show a progress bar on stderr (default: True)")
     _add_decoding(p.add_argument_group("decoding (as tingxie transcribe)"))
     p.set_defaults(handler=run)
-
-
-def _bool(value: str) -> bool:
-    from .main import str2bool
-
-    return str2bool(value)
 
 
 @dataclass(frozen=True)
@@ -140,15 +134,9 @@ def grid_search(grid: dict[str, list[float]], measure, max_guard_increase: float
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import TingxieError
+    from .eval import run_guarded
 
-    try:
-        return _run(args)
-    except TingxieError as e:
-        print(f"tingxie tune: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_guarded("tune", _run, args)
 
 
 def _run(args: argparse.Namespace) -> int:
