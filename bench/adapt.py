@@ -52,7 +52,6 @@ class System:
     model: str  # a model name or a fine-tuned folder
     options: dict = field(default_factory=dict)
     needs: str = ""  # what must exist for this row (a file), else it is reported missing
-    two_pass: bool = False  # a second pass with the glossary's terms that the first pass plausibly contains
 
 
 GLOSSARY_SIZES = (10, 60, 500)
@@ -91,9 +90,10 @@ def systems(args: argparse.Namespace) -> list[System]:
     for n in GLOSSARY_SIZES:
         with_file = {**greedy, "hotwords_file": files[n]}
         glossaries += [
-            System(f"boost{n}", f"{n} terms: trie boost only (the default)", "tiny.en", {**with_file, "hotword_prompt_budget": 0}),
-            System(f"twopass{n}", f"{n} terms: boost, then a second pass with the plausible terms in the prompt", "tiny.en",
-                   {**with_file, "hotword_prompt_budget": 0}, two_pass=True),
+            System(f"boost{n}", f"{n} terms: trie boost only (--hotword_second_pass False)", "tiny.en",
+                   {**with_file, "hotword_second_pass": False}),
+            System(f"twopass{n}", f"{n} terms: boost, and a window's second pass with its plausible terms in the prompt (the default)", "tiny.en",
+                   with_file),
         ]
     glossaries.insert(1, System("whole10", "10 terms: boost + the whole glossary in the prompt (--hotword_prompt_budget 40)", "tiny.en",
                                 {**greedy, "hotwords_file": files[10], "hotword_prompt_budget": 40}))
@@ -123,41 +123,13 @@ def evaluate_system(system: System, sets: dict[str, Path], vocabulary: tuple[str
     result = {"label": system.label, "model": system.model, "options": system.options, "engine": f"{args.backend} {args.compute_type}"}
     for key, manifest in sets.items():
         rows = read_manifest(manifest)
-        if system.two_pass:
-            s, seconds, extra = two_pass(model, rows, options, vocabulary)
-        else:
-            report = evaluate(model, rows, options, progress=False, vocabulary=vocabulary, manifest=manifest)
-            print(format_summary(report, f"{system.name} {key}: "), file=sys.stderr, flush=True)
-            s, seconds, extra = report.scores, report.seconds, {"hypotheses": [u.hypothesis for u in report.utterances]}
+        report = evaluate(model, rows, options, progress=False, vocabulary=vocabulary, manifest=manifest)
+        print(format_summary(report, f"{system.name} {key}: "), file=sys.stderr, flush=True)
+        s, seconds, extra = report.scores, report.seconds, {"hypotheses": [u.hypothesis for u in report.utterances]}
         result[key] = {"wer": s.wer, "term_recall": s.term_recall, "term_hits": s.term_hits, "term_occurrences": s.term_occurrences,
                        "reference_words": s.reference_words, "errors": s.substitutions + s.deletions + s.insertions,
                        "n": len(rows), "seconds": round(seconds, 1), "seconds_per_file": round(seconds / len(rows), 3), **extra}
     return result
-
-
-def two_pass(model, rows: list, options, vocabulary: tuple[str, ...]) -> tuple:
-    """A first pass with ``options`` (the glossary boosted, not in the prompt); where its text plausibly contains glossary
-    terms, a second pass with only those, in the prompt and boosted. Files without any keep the first pass."""
-    from dataclasses import replace
-
-    from tingxie.decoding.glossary import second_pass_glossary
-    from tingxie.scoring import score_pairs, terms_in
-
-    started = time.perf_counter()
-    texts, second = [], 0
-    for row in rows:
-        first = model.transcribe(str(row.audio), options).text.strip()
-        narrowed = second_pass_glossary(options.decoding.hotwords, first)
-        if narrowed is not None:
-            second += 1
-            decoding = replace(options.decoding, hotwords=narrowed, hotword_prompt_budget=narrowed.prompt_budget)
-            first = model.transcribe(str(row.audio), replace(options, decoding=decoding)).text.strip()
-        texts.append(first)
-    seconds = time.perf_counter() - started
-    terms = [row.terms or terms_in(row.text, vocabulary, "en") for row in rows]
-    scores = score_pairs([r.text for r in rows], texts, "en", terms=terms)
-    print(f"two-pass: {second}/{len(rows)} files decoded twice, WER {100 * scores.wer:.2f}%", file=sys.stderr, flush=True)
-    return scores, seconds, {"second_pass_files": second, "hypotheses": texts}
 
 
 # chosen by tingxie tune on dev.tsv with real_en.tsv as guard (the command is in write_markdown; its points in bench/ADAPT.md)

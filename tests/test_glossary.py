@@ -6,8 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tingxie.decoding.glossary import Glossary, make_glossary, parse_terms, plausible_terms, read_terms_file, second_pass_glossary
-from tingxie.decoding.hotwords import HotwordBoost, hotword_filter, hotword_prompt_tokens, hotword_tries, seen_terms
+from tingxie.decoding.glossary import (
+    Glossary,
+    make_glossary,
+    parse_terms,
+    plausible_terms,
+    read_terms_file,
+    second_pass_glossary,
+    second_pass_holds,
+    seen_terms,
+)
+from tingxie.decoding.hotwords import HotwordBoost, hotword_filter, hotword_prompt_tokens, hotword_tries
 from tingxie.errors import OptionError
 from tingxie.options import build_options
 from tingxie.tokenizer import get_tokenizer
@@ -94,9 +103,26 @@ def test_weights_scale_the_bonuses():
 def test_second_pass_takes_only_the_terms_the_first_pass_resembles():
     glossary = make_glossary("Kubernetes, ComfyUI:2, Grafana, Traefik", None, 0)
     narrowed = second_pass_glossary(glossary, "Then you go into your comfyu eye folder on cooper netties.")
-    assert narrowed.terms == ("Kubernetes", "ComfyUI") and narrowed.weights == (1.0, 2.0) and narrowed.prompt_budget == 64
+    assert set(narrowed.terms) == {"Kubernetes", "ComfyUI"} and narrowed.weight_of() == {"Kubernetes": 1.0, "ComfyUI": 2.0}
+    assert narrowed.prompt_budget == 64
     assert second_pass_glossary(glossary, "And so my fellow Americans, ask not what your country can do for you") is None
-    assert plausible_terms(("Svelte", "Jupyter", "mutex"), "we used svelt and jupiter with a mew tex") == ("Svelte", "Jupyter", "mutex")
+    assert second_pass_glossary(glossary, "Then you go into your ComfyUI folder.") is None  # spelled already: nothing to redo
+    assert set(plausible_terms(("Svelte", "Jupyter", "mutex"), "we used svelt and jupiter with a mew tex")) == {"Svelte", "Jupyter", "mutex"}
+
+
+def test_second_pass_takes_the_closest_few_of_a_long_glossary():
+    terms = [f"Term{i}" for i in range(400)] + ["Grafana", "Grafanix", "Kubernetes", "Kuberneticus"]
+    narrowed = second_pass_glossary(make_glossary(terms, None, 0), "we checked grafana on cooper netties", max_terms=2)
+    assert narrowed.terms == ("Grafana", "Kubernetes")  # exact sound first; the farther spellings are left out
+
+
+def test_second_pass_is_kept_only_where_it_spells_a_term_in_about_as_many_words():
+    narrowed = Glossary(("ComfyUI",), (1.0,), 64)
+    first = "Then you go into your comfyu eye folder again in the comfyu eye."
+    assert second_pass_holds(first, "Then you go into your ComfyUI folder again in the ComfyUI.", narrowed)
+    assert not second_pass_holds(first, "Then you go into your comfy eye folder again in the comfy eye.", narrowed)  # spells nothing new
+    assert not second_pass_holds(first, first[:-1] + ", ComfyUI, ComfyUI, ComfyUI, ComfyUI.", narrowed)  # a list written after the speech
+    assert not second_pass_holds(first, "Then ComfyUI.", narrowed)  # stopped early
 
 
 def test_coordinate_search_keeps_the_guard():

@@ -134,20 +134,23 @@ def test_real_tiny_en_spells_comfyui_only_with_hotwords(tiny_en, shared):
     audio = audio_path("comfyui_hotword")
     plain = tiny_en.transcribe(audio).text
     assert "ComfyUI" not in plain and "comfy eye" in plain  # the golden mis-spelling
-    for beam_size in (None, 5):  # a short glossary fits a small prompt budget whole: the prompt spells it
-        hot = tiny_en.transcribe(audio, hotwords="ComfyUI", hotword_prompt_budget=16, beam_size=beam_size).text
+    for beam_size in (None, 5):  # the defaults: the window's second pass puts the term its first pass mis-spelled in the prompt
+        hot = tiny_en.transcribe(audio, hotwords="ComfyUI", beam_size=beam_size).text
+        assert hot.count("ComfyUI") == 2, hot
+    for beam_size in (None, 5):  # a short glossary fits a small prompt budget whole: the prompt spells it in one pass
+        hot = tiny_en.transcribe(audio, hotwords="ComfyUI", hotword_prompt_budget=16, hotword_second_pass=False, beam_size=beam_size).text
         assert hot.count("ComfyUI") == 2, hot
 
 
 def test_cli_default_path_spells_comfyui_with_hotwords(shared, tmp_path):
-    """`tingxie transcribe --hotwords` on the CLI's default (ONNX Runtime, int8 on a CPU) runs and spells the term."""
+    """`tingxie transcribe --hotwords ComfyUI` with every other option at its default (ONNX Runtime, int8 on a CPU) spells the term."""
     import subprocess
     import sys
 
     from conftest import REPO, audio_path
 
     run = subprocess.run([sys.executable, "-m", "tingxie", "transcribe", str(audio_path("comfyui_hotword")), "--hotwords", "ComfyUI",
-                          "--hotword_prompt_budget", "16", "--output_format", "txt", "--output_dir", str(tmp_path)],
+                          "--output_format", "txt", "--output_dir", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr

@@ -52,6 +52,8 @@ class DecodingOptions:
                                          "terms that are said, e.g. 16 for a few terms), else only the terms the previous text already has; 0 only boosts "
                                          "them, which never hurt speech without the terms in bench/ADAPT.md, where a prompt of terms not said made tiny.en "
                                          "write lists")
+    hotword_second_pass: bool = _opt(True, "with hotwords, decode a window again where its text has terms that sound like hotwords but are spelled "
+                                           "otherwise, with only those terms in the prompt; kept when it spells them and has about as many words")
     lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and "
                                 "kenlm (pip install 'tingxie-asr[lm]')")
     lm_weight: float = _opt(0.05, "weight of the language model's natural-log word probability in beam search (shallow fusion); tune it for your LM with "

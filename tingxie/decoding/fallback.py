@@ -52,6 +52,25 @@ def decode_with_fallback(
         if not needs_fallback(result, options):
             break
     assert result is not None
+    result = second_pass(engine, features, tokenizer, options, prompt, result, extra_filters, generator)
     # with one temperature (no fallback asked for: the reference's outputs, as the golden tests check) a loop stays
     looping_checked = options.compression_ratio_threshold is not None and len(options.temperature) > 1
     return drop_looped_tail(result, tokenizer) if looping_checked else result
+
+
+def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int] | None,
+                result: DecodingResult, extra_filters: list[LogitFilter] | None, generator: np.random.Generator | None) -> DecodingResult:
+    """With a glossary, the window decoded again (same features) with only the terms its text seems to mis-spell in
+    the prompt, kept where it spells one and has about as many words (``glossary.second_pass_holds``); else ``result``."""
+    from .glossary import Glossary, second_pass_glossary, second_pass_holds
+
+    glossary = options.decoding.hotwords
+    if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
+        return result
+    narrowed = second_pass_glossary(glossary, result.text)
+    if narrowed is None:
+        return result
+    window = replace(options.window_decoding(result.temperature), prompt=tuple(prompt) if prompt else None, hotwords=narrowed,
+                     hotword_prompt_budget=narrowed.prompt_budget)
+    again = decode(engine, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
+    return again if not needs_fallback(again, options) and second_pass_holds(result.text, again.text, narrowed) else result

@@ -127,29 +127,73 @@ def edit_distance(a: str, b: str, limit: int) -> int:
     return previous[-1]
 
 
-def plausible_terms(terms: Sequence[str], text: str, max_words: int = 3) -> tuple[str, ...]:
-    """The terms that ``text`` (a first-pass transcript) may contain, spelled as they are or mis-heard: a run of up to
-    ``max_words`` words whose sound key is within len(key) // 4 edits of the term's."""
-    words = text.split()
-    spans = {sound_key("".join(words[i : i + n])) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)}
-    spans.discard("")
+def _term_keys(terms: tuple[str, ...]) -> list[tuple[str, str, int]]:
+    """(term, sound key, edit limit) of the terms whose key is long enough to tell from ordinary words."""
     out = []
     for term in terms:
         key = sound_key(term)
-        if len(key) < 4:  # too short a key to tell from ordinary words
-            continue
-        limit = len(key) // LIMIT_DIV
-        if any(edit_distance(span, key, limit) <= limit for span in spans):
-            out.append(term)
-    return tuple(out)
+        if len(key) >= 4:
+            out.append((term, key, len(key) // LIMIT_DIV))
+    return out
 
 
-def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget: int = 64) -> Glossary | None:
-    """The glossary narrowed to the terms a first pass's text plausibly contains, all of them in the prompt (within
-    ``prompt_budget`` tokens); None when it contains none (the first pass stands). A prompt of terms that are said
-    helps tiny models spell them; one of terms that are not makes them hallucinate (bench/ADAPT.md)."""
-    chosen = set(plausible_terms(glossary.terms, first_pass_text))
-    if not chosen:
+_term_keys_cached = lru_cache(maxsize=8)(_term_keys)
+
+
+def plausible_terms(terms: Sequence[str], text: str, max_words: int = 3) -> tuple[str, ...]:
+    """The terms that ``text`` (a first-pass transcript) may contain, spelled as they are or mis-heard, closest first:
+    a run of up to ``max_words`` words whose sound key is within len(key) // 3 edits of the term's."""
+    words = text.split()
+    spans = {sound_key("".join(words[i : i + n])) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)}
+    spans.discard("")
+    by_length: dict[int, list[str]] = {}
+    for span in spans:
+        by_length.setdefault(len(span), []).append(span)
+    found: list[tuple[float, int, str]] = []
+    for index, (term, key, limit) in enumerate(_term_keys_cached(tuple(terms))):
+        letters = set(key)
+        best = limit + 1
+        for length in range(len(key) - limit, len(key) + limit + 1):  # only spans of a length within reach
+            for span in by_length.get(length, ()):
+                # cheap bound first: letters of the key missing from the span each cost an edit
+                if len(letters - set(span)) <= limit:
+                    best = min(best, edit_distance(span, key, limit))
+        if best <= limit:
+            found.append((best / len(key), index, term))
+    return tuple(term for _, _, term in sorted(found))
+
+
+def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget: int = 64, max_terms: int = 3) -> Glossary | None:
+    """The glossary narrowed to the (at most ``max_terms``) terms a first pass's text plausibly contains, closest
+    first, all of them in the prompt (within ``prompt_budget`` tokens); None when it contains none or already spells
+    every one (the first pass stands). A prompt of terms that are said helps tiny models spell them; one of terms that
+    are not makes them hallucinate (bench/ADAPT.md)."""
+    chosen = plausible_terms(glossary.terms, first_pass_text)[:max_terms]
+    if not chosen or not set(chosen) - seen_terms(chosen, first_pass_text):
         return None
-    keep = [i for i, t in enumerate(glossary.terms) if t in chosen]
-    return Glossary(tuple(glossary.terms[i] for i in keep), tuple(glossary.weights[i] for i in keep), prompt_budget)
+    weight = glossary.weight_of()
+    return Glossary(chosen, tuple(weight[t] for t in chosen), prompt_budget)
+
+
+def seen_terms(terms: Sequence[str], text: str) -> frozenset[str]:
+    """The terms that occur in ``text`` (case-insensitively, as whole words)."""
+    if not text:
+        return frozenset()
+    padded = f" {_words(text)} "
+    return frozenset(t for t in terms if f" {_words(t)} " in padded)
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def second_pass_holds(first_text: str, second_text: str, narrowed: Glossary) -> bool:
+    """Is a second pass's text worth keeping over the first's? It must spell a term the first did not, and have about
+    as many words (a prompt of terms makes tiny models write lists of them, or stop early): at most 2 words more, and
+    no fewer than the first's less 2 per term it spells (a mis-heard term may have taken several words) and 1."""
+    if not seen_terms(narrowed.terms, second_text) - seen_terms(narrowed.terms, first_text):
+        return False
+    second = f" {_words(second_text)} "
+    spelled = sum(second.count(f" {_words(t)} ") for t in narrowed.terms)
+    n_first, n_second = len(_words(first_text).split()), len(second.split())
+    return n_first - 2 * spelled - 1 <= n_second <= n_first + 2

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 from .filters import LogitFilter
-from .glossary import Glossary, parse_terms
+from .glossary import Glossary, parse_terms, seen_terms
 
 
 def parse_hotwords(hotwords: str | Sequence[str] | Glossary | None) -> tuple[str, ...]:
@@ -55,18 +55,6 @@ def hotword_prompt_tokens(tokenizer, hotwords: str | Sequence[str] | Glossary, p
         hot = tokenizer.encode(" " + ", ".join(words))[:limit] if words else []
     room = limit - len(hot)
     return hot + (list(prompt)[-room:] if room > 0 and prompt else [])
-
-
-def seen_terms(terms: Sequence[str], text: str) -> frozenset[str]:
-    """The terms that occur in ``text`` (case-insensitively, as whole words)."""
-    if not text:
-        return frozenset()
-    padded = f" {_words(text)} "
-    return frozenset(t for t in terms if f" {_words(t)} " in padded)
-
-
-def _words(text: str) -> str:
-    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
 @lru_cache(maxsize=64)
