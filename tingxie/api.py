@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import chinese
-from .audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, SAMPLE_RATE, decode_audio, pad_or_trim
+from .audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, SAMPLE_RATE, _is_tensor, decode_audio, pad_or_trim
 from .engine import Engine, default_alignment_heads, window_features
 from .errors import AudioDecodeError, OptionError
+from .mel_source import ArrayMel, AudioFile, MelSource, file_mel, front_end_of, samples_mel
 from .options import COMPUTE_TYPES, TranscribeOptions, build_options
 from .results import Segment, TranscriptionResult
 from .tokenizer import LANGUAGES, Tokenizer, get_tokenizer, normalize_language
@@ -106,14 +107,30 @@ class WhisperModel:
         return max(probs[0], key=probs[0].get), probs[0]
 
     def _samples(self, audio: Any) -> np.ndarray:
-        samples = audio if isinstance(audio, np.ndarray) else decode_audio(audio)
-        if samples.size == 0:
-            raise AudioDecodeError(f"{_describe(audio)} contains no audio samples")
-        if samples.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
-            raise AudioDecodeError(
-                f"{_describe(audio)} is only {samples.size / SAMPLE_RATE:.2f} s long; at least {MIN_AUDIO_SECONDS} s of audio is needed"
-            )
+        samples = audio if isinstance(audio, np.ndarray) else audio.decode() if isinstance(audio, AudioFile) else decode_audio(audio)
+        check_length(samples.size, audio)
         return samples
+
+    def _audio_mel(self, audio: Any, options: TranscribeOptions) -> tuple[MelSource, SpeechMap | None, float]:
+        """What Whisper reads (the log-mel windows of the audio, or of its speech alone with ``vad_filter``), the
+        speech map, and the audio's duration. A file is read as a stream, twice (its length and loudest frame, then
+        window by window), so memory does not grow with its length; the VAD needs all the samples at once."""
+        front = front_end_of(self.engine)
+        if front is not None and not options.vad_filter and not isinstance(audio, np.ndarray) and not _is_tensor(audio):
+            file = audio if isinstance(audio, AudioFile) else AudioFile(audio)
+            if file.rereadable:
+                mel = file_mel(front, file)
+                check_length(mel.n_samples, audio)
+                return mel, None, mel.n_samples / SAMPLE_RATE
+        samples = self._samples(audio)
+        duration = samples.size / SAMPLE_RATE
+        speech = _speech_map(samples, options) if options.vad_filter else None
+        if speech is not None:  # Whisper reads the speech joined end to end; times are mapped back below
+            samples = speech.join(samples)
+        if front is not None:
+            return samples_mel(front, samples), speech, duration
+        peak = 0.0 if samples.size == 0 else max(float(samples.max()), -float(samples.min()))
+        return ArrayMel(self.engine.log_mel(samples, padding=N_SAMPLES), samples.size, peak), speech, duration
 
     def _prepare_options(self, options: TranscribeOptions) -> TranscribeOptions:
         raw = options.decoding.language
@@ -144,16 +161,12 @@ class WhisperModel:
         elif kwargs:
             raise OptionError("give either an options object or keyword options, not both")
         options = self._prepare_options(options)
-        samples = self._samples(audio)
-        duration = samples.size / SAMPLE_RATE
-        speech = _speech_map(samples, options) if options.vad_filter else None
-        if speech is not None:  # Whisper reads the speech joined end to end; times are mapped back below
-            samples = speech.join(samples)
-        mel, content_frames = content_mel(self.engine, samples)
+        mel, speech, duration = self._audio_mel(audio, options)
+        content_frames = mel.content_frames
         clips = seek_clips(options.clip_timestamps, content_frames)
         language, probs = options.decoding.language, None
         if language is None:
-            language, probs = self._detect(mel)
+            language, probs = self._detect(mel.window(0, N_FRAMES))
             if not options.language_per_window:  # decode every window in the first window's language, as the reference
                 options = replace(options, decoding=replace(options.decoding, language=language))
         script = options.chinese_script
@@ -169,7 +182,7 @@ class WhisperModel:
             if on_progress:
                 on_progress(done[0], total)  # the frames of the clips: what is decoded
 
-        if is_digital_silence(samples):  # no samples at all counts too
+        if mel.n_samples == 0 or mel.peak < SILENCE_PEAK:  # no samples at all counts too
             # Whisper invents words ("you") for silence; there is nothing to decode (with vad_filter: no speech found)
             return info, iter(())
         segments = iter_segments(
@@ -188,7 +201,8 @@ class WhisperModel:
         if options.diarize if options is not None else kwargs.get("diarize"):  # who said what (issue 21)
             from .diarization import diarize_transcription
 
-            result = diarize_transcription(self, audio, result, options if options is not None else build_options(**kwargs))
+            samples = audio.decode() if isinstance(audio, AudioFile) else audio
+            result = diarize_transcription(self, samples, result, options if options is not None else build_options(**kwargs))
         return result
 
     def assemble(self, info: TranscriptionInfo, segments: list[Segment]) -> TranscriptionResult:
@@ -219,7 +233,17 @@ def is_digital_silence(samples: np.ndarray) -> bool:
     return samples.size == 0 or max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK  # no |x| copy
 
 
+def check_length(n_samples: int, audio: Any) -> None:
+    """Refuse audio with no samples, or too few to hold a word (``audio`` names it in the message)."""
+    if n_samples == 0:
+        raise AudioDecodeError(f"{_describe(audio)} contains no audio samples")
+    if n_samples < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+        raise AudioDecodeError(f"{_describe(audio)} is only {n_samples / SAMPLE_RATE:.2f} s long; at least {MIN_AUDIO_SECONDS} s of audio is needed")
+
+
 def _describe(audio: Any) -> str:
+    if isinstance(audio, AudioFile):
+        return str(audio)
     return str(audio) if isinstance(audio, (str, Path)) else "the audio"
 
 

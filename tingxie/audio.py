@@ -102,13 +102,14 @@ def decode_audio(
 
 
 def iter_audio(
-    source: AudioSource, chunk_seconds: float = CHUNK_LENGTH, sampling_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None
+    source: AudioSource, chunk_seconds: float = CHUNK_LENGTH, sampling_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None,
+    interrupt: Callable[[], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """The audio of ``source`` as a stream of float32 chunks of ``chunk_seconds`` each (the last one shorter).
 
     The same samples as :func:`decode_audio` gives, read packet by packet: memory stays at about one chunk
-    whatever the length of the file. ``max_seconds`` is enforced as there (declared duration first, then while
-    decoding). Stopping the iteration closes the file.
+    whatever the length of the file. ``max_seconds`` and ``interrupt`` work as there (the duration declared
+    first, then while decoding). Stopping the iteration closes the file.
     """
     chunk = int(round(chunk_seconds * sampling_rate))
     if chunk < 1:
@@ -123,7 +124,7 @@ def iter_audio(
         _check_declared_duration(container, stream, name, max_seconds)
         pending: list[np.ndarray] = []
         held = 0
-        for piece in _s16_chunks(container, stream, name, sampling_rate, max_seconds):
+        for piece in _s16_chunks(container, stream, name, sampling_rate, max_seconds, interrupt):
             pending.append(piece.reshape(-1))
             held += piece.size
             while held >= chunk:
@@ -479,12 +480,25 @@ def log_mel_spectrogram(
     for start in range(0, n_frames, block_frames):
         stop = min(start + block_frames, n_frames)
         segment = _padded_segment(waveform, total, start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT)
-        stft = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
-        power = stft.abs() ** 2
-        log_spec[:, start:stop] = torch.clamp(filters @ power, min=1e-10).log10()
+        log_spec[:, start:stop] = _torch_log10_mel(segment, filters, window)
+    return _torch_floor_and_scale(log_spec, log_spec.max() if n_frames else None)
 
-    if n_frames:
-        torch.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)  # the floor needs the global maximum
+
+def _torch_log10_mel(segment: torch.Tensor, filters: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """log10 of the mel power of the frames of an already padded segment (frame i reads samples 160 i to 160 i + 400)."""
+    import torch
+
+    stft = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
+    power = stft.abs() ** 2
+    return torch.clamp(filters @ power, min=1e-10).log10()
+
+
+def _torch_floor_and_scale(log_spec: torch.Tensor, top: torch.Tensor | None) -> torch.Tensor:
+    """In place: the floor at 8 below ``top`` (the whole input's maximum), then (x + 4) / 4."""
+    import torch
+
+    if top is not None:
+        torch.maximum(log_spec, top - 8.0, out=log_spec)
     return log_spec.add_(4.0).div_(4.0)
 
 
@@ -533,15 +547,66 @@ def log_mel_spectrogram_numpy(audio: AudioSource, n_mels: int = 80, padding: int
     for start in range(0, n_frames, block_frames):
         stop = min(start + block_frames, n_frames)
         segment = _padded_segment_numpy(waveform, total, start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT)
-        frames = np.lib.stride_tricks.sliding_window_view(segment, N_FFT)[::HOP_LENGTH]
-        spectrum = frames @ basis  # one matrix product beats an FFT per 400-sample frame
-        power = spectrum[:, : N_FFT // 2 + 1] ** 2 + spectrum[:, N_FFT // 2 + 1 :] ** 2
-        log_spec[:, start:stop] = np.log10(np.maximum(filters @ power.T, 1e-10))
-    if n_frames:
-        np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
-    log_spec += 4.0  # in place: two hours of log-mel is 220 MiB
+        log_spec[:, start:stop] = _numpy_log10_mel(segment, filters, basis)
+    return _numpy_floor_and_scale(log_spec, log_spec.max() if n_frames else None)
+
+
+def _numpy_log10_mel(segment: np.ndarray, filters: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """log10 of the mel power of the frames of an already padded segment (frame i reads samples 160 i to 160 i + 400)."""
+    frames = np.lib.stride_tricks.sliding_window_view(segment, N_FFT)[::HOP_LENGTH]
+    spectrum = frames @ basis  # one matrix product beats an FFT per 400-sample frame
+    power = spectrum[:, : N_FFT // 2 + 1] ** 2 + spectrum[:, N_FFT // 2 + 1 :] ** 2
+    return np.log10(np.maximum(filters @ power.T, 1e-10))
+
+
+def _numpy_floor_and_scale(log_spec: np.ndarray, top: np.floating | None) -> np.ndarray:
+    """In place (two hours of log-mel is 220 MiB): the floor at 8 below ``top`` (the whole input's maximum), then (x + 4) / 4."""
+    if top is not None:
+        np.maximum(log_spec, top - 8.0, out=log_spec)
+    log_spec += 4.0
     log_spec /= 4.0
     return log_spec
+
+
+class NumpyMelFrontEnd:
+    """The NumPy log-mel (the ONNX Runtime engine's) in pieces: blocks of frames on a fixed grid, then the floor.
+
+    :func:`log_mel_spectrogram_numpy` is these steps over a whole signal; ``tingxie.mel_source`` runs them over a
+    stream. Each block is computed from the same samples with the same shape either way, so the values are equal.
+    """
+
+    block_frames = NUMPY_BLOCK_FRAMES
+
+    def __init__(self, n_mels: int) -> None:
+        if n_mels not in (80, 128):
+            raise ValueError(f"Whisper models use 80 or 128 mel bins, not {n_mels}")
+        self.n_mels = n_mels
+        self._filters = slaney_mel_filterbank(n_mels)
+
+    def log10_block(self, segment: np.ndarray) -> np.ndarray:
+        """log10 mel (n_mels, frames) of a padded segment of (frames - 1) * 160 + 400 samples."""
+        return _numpy_log10_mel(segment, self._filters, _windowed_dft_basis())
+
+    def finish(self, log10: np.ndarray, top: np.floating) -> np.ndarray:
+        """Frames of ``log10_block`` as log-mel, given the whole input's maximum ``top`` (changes ``log10`` in place)."""
+        return _numpy_floor_and_scale(log10, top)
+
+
+class TorchMelFrontEnd(NumpyMelFrontEnd):
+    """The PyTorch log-mel (the reference's STFT, the torch engine's) in the same pieces, on the CPU."""
+
+    block_frames = DEFAULT_BLOCK_FRAMES
+
+    def log10_block(self, segment: np.ndarray) -> np.ndarray:
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(segment, dtype=np.float32))
+        return _torch_log10_mel(tensor, mel_filters(self.n_mels), torch.hann_window(N_FFT)).numpy()
+
+    def finish(self, log10: np.ndarray, top: np.floating) -> np.ndarray:
+        import torch
+
+        return _torch_floor_and_scale(torch.from_numpy(log10), torch.tensor(top, dtype=torch.float32)).numpy()
 
 
 @lru_cache(maxsize=1)

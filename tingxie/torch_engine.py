@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .audio import TorchMelFrontEnd
 from .model import KVCache, Whisper
 
 
@@ -64,6 +65,10 @@ class TorchEngine:
 
         # the reference's own STFT (torch), so the float32 CPU path reproduces its features bit for bit
         return log_mel_spectrogram(samples, self.dims.n_mels, padding=padding).cpu().numpy()
+
+    def mel_front_end(self) -> TorchMelFrontEnd:
+        """``log_mel`` in blocks, for windows of a long recording (tingxie.mel_source)."""
+        return TorchMelFrontEnd(self.dims.n_mels)
 
     @torch.inference_mode()
     def encode(self, mel: np.ndarray, keep_buffers: bool = True) -> TorchFeatures:

@@ -16,6 +16,7 @@ from .audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, pad_or_trim
 from .decoding.fallback import decode_with_fallback
 from .decoding.filters import LogitFilter
 from .engine import Engine, window_features
+from .mel_source import ArrayMel, MelSource
 from .options import TranscribeOptions
 from .results import Segment
 from .tokenizer import Tokenizer, get_tokenizer
@@ -62,7 +63,7 @@ def _tokenizer_for(engine: Engine, tokenizer: Tokenizer, language: str | None) -
 
 def iter_segments(
     engine: Engine,
-    mel: np.ndarray,
+    mel: MelSource | np.ndarray,
     content_frames: int,
     tokenizer: Tokenizer,
     options: TranscribeOptions,
@@ -72,7 +73,9 @@ def iter_segments(
     on_progress: Callable[[int], None] | None = None,
     generator: np.random.Generator | None = None,
 ) -> Iterator[Segment]:
-    """Finished segments in order, as each window is decoded. ``on_progress`` gets mel frames done."""
+    """Finished segments in order, as each window is decoded, from the log-mel ``mel`` (whole, or read a window at a
+    time: the seek only moves forward). ``on_progress`` gets mel frames done."""
+    source = ArrayMel(mel) if isinstance(mel, np.ndarray) else mel
     clips = seek_clips(options.clip_timestamps, content_frames)
     state = _State(seek=clips[0][0])
     if options.initial_prompt:
@@ -91,7 +94,7 @@ def iter_segments(
             continue
         seek = state.seek
         segment_size = min(N_FRAMES, content_frames - seek, clip_end - seek)
-        features = window_features(engine, pad_or_trim(mel[:, seek : seek + segment_size], N_FRAMES))
+        features = window_features(engine, pad_or_trim(source.window(seek, segment_size), N_FRAMES))
         prompt = window_prompt(state, options, engine.dims.n_text_ctx)
         result = decode_with_fallback(engine, features, tokenizer, options, prompt, extra_filters=extra_filters, generator=generator)
         # without a language, each window was decoded in the language detected for it (code-switched audio)

@@ -14,6 +14,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder
 from .layout import ALIGNER_GRAPH, DECODER_GRAPH, EXPORT_VERSION
+
+if TYPE_CHECKING:
+    from ..audio import NumpyMelFrontEnd
 
 COMPUTE_TYPES = ("default", "int8")
 # the self-attention buffers grow this many positions at a time: a step reads at most this many unused ones, and
@@ -170,6 +174,12 @@ class OrtWhisper:
         from ..audio import log_mel_spectrogram_numpy
 
         return log_mel_spectrogram_numpy(samples, self.dims.n_mels, padding=padding)
+
+    def mel_front_end(self) -> NumpyMelFrontEnd:
+        """``log_mel`` in blocks, for windows of a long recording (tingxie.mel_source)."""
+        from ..audio import NumpyMelFrontEnd
+
+        return NumpyMelFrontEnd(self.dims.n_mels)
 
     def encode(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         return self.embed_audio(mel, keep_buffers)
