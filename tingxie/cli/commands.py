@@ -166,13 +166,23 @@ def _prefetch_audio(path: str, model_name: str) -> Future:
     return future
 
 
-def _decode_and_prepare(decode_audio: Callable[[str], Any], path: str, model_name: str) -> Any:
-    """The file's samples; then, still beside the model's loading, what the first window needs next: the progress
-    bar's module and the vocabulary of a model known by name (~70 ms of Python work on the main thread otherwise)."""
+# The first file is decoded beside the model's loading up to this long; a longer one is read as a stream, in bounded
+# memory, as every other file is.
+PREFETCH_SECONDS = 300.0
+
+
+def _decode_and_prepare(decode_audio: Callable[..., Any], path: str, model_name: str) -> Any:
+    """The file's samples (None when it is longer than PREFETCH_SECONDS); then, still beside the model's loading,
+    what the first window needs next: the progress bar's module and the vocabulary of a model known by name (~70 ms
+    of Python work on the main thread otherwise)."""
+    from ..audio import AudioTooLongError
     from ..tokenizer import get_tokenizer
     from ..weights import OFFICIAL_MODELS
 
-    samples = decode_audio(path)
+    try:
+        samples = decode_audio(path, max_seconds=PREFETCH_SECONDS)
+    except AudioTooLongError:  # its header says so before any decoding, or the decoder stops there
+        samples = None
     import tqdm  # noqa: F401
 
     if model_name in OFFICIAL_MODELS:  # the tokenizer's own cache: the model asks for the same one (or its language's)
@@ -182,12 +192,13 @@ def _decode_and_prepare(decode_audio: Callable[[str], Any], path: str, model_nam
 
 
 def _prefetched(future: Future, path: str) -> Any:
-    """The first file's samples; its path where they are too few, so that the error names the file as usual."""
+    """The first file's samples; its path where they are too few (so that the error names the file as usual) or
+    where it is long (read as a stream)."""
     from ..api import MIN_AUDIO_SECONDS
     from ..audio import SAMPLE_RATE
 
     samples = future.result()  # a decoding error is raised here, inside the caller's per-file handling
-    return samples if samples.size >= MIN_AUDIO_SECONDS * SAMPLE_RATE else path
+    return samples if samples is not None and samples.size >= MIN_AUDIO_SECONDS * SAMPLE_RATE else path
 
 
 def _transcribe_one(model, path: str, options: TranscribeOptions, verbose: bool, progress: bool | None, batch_size: int = 0, audio: Any = None):
