@@ -213,3 +213,57 @@ def test_missing_diarize_packages_name_the_extra(monkeypatch):
     monkeypatch.setattr(encoder.importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
     with pytest.raises(encoder.SpeakerModelUnavailableError, match=r"needs scipy: pip install 'tingxie-asr\[diarize\]'"):
         encoder.check_packages()
+
+
+def _two_close_voices(rng, distance: float = 0.2, n: int = 10) -> np.ndarray:
+    """n windows of each of two voices whose centres lie ``distance`` apart in cosine (closer than the threshold)."""
+    a = rng.normal(size=256)
+    a /= np.linalg.norm(a)
+    other = rng.normal(size=256)
+    other -= (other @ a) * a
+    b = (1 - distance) * a + np.sqrt(1 - (1 - distance) ** 2) * other / np.linalg.norm(other)
+    points = np.concatenate([c + 0.01 * rng.normal(size=(n, 256)) for c in (a, b)])
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def test_clustering_splits_close_voices_that_never_share_a_stretch_of_speech():
+    from tingxie.diarization.clustering import cluster_embeddings
+
+    points = _two_close_voices(np.random.default_rng(1))
+    assert len(set(cluster_embeddings(points).tolist())) == 1  # the threshold alone merges them
+    turns = np.repeat([0, 1, 2, 3], 5)  # voice a speaks in regions 0-1, voice b in 2-3
+    labels = cluster_embeddings(points, regions=turns)
+    assert len(set(labels.tolist())) == 2 and len(set(labels[:10].tolist())) == 1 and len(set(labels[10:].tolist())) == 1
+    assert len(set(cluster_embeddings(points, regions=turns, max_speakers=1).tolist())) == 1
+    # the same windows taking turns inside each region: one voice's spread, not two voices
+    order = np.ravel(np.column_stack([np.arange(10), np.arange(10, 20)]))
+    assert len(set(cluster_embeddings(points[order], regions=np.repeat([0, 1], 10)).tolist())) == 1
+
+
+def test_clustering_keeps_a_voice_that_spoke_little_when_it_is_far_from_the_rest():
+    from tingxie.diarization.clustering import cluster_embeddings
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(3, 256))
+    sizes = (12, 12, 3)
+    points = np.concatenate([c + 0.05 * rng.normal(size=(n, 256)) for c, n in zip(centres, sizes)])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    assert len(set(cluster_embeddings(points).tolist())) == 3
+    assert len(set(cluster_embeddings(points[:25]).tolist())) == 2  # one window far from the rest is not a voice
+
+
+def test_speech_regions_at_8_khz_agree_with_the_vad():
+    require_shared()
+    from tingxie.audio import decode_audio
+    from tingxie.diarization.speech import speech_regions
+    from tingxie.vad import VadOptions, speech_timestamps
+
+    samples = decode_audio(str(DATA / "en" / "real_concat.flac"))
+    masks = []
+    for regions in (speech_regions(samples), speech_timestamps(samples, VadOptions(min_silence_ms=300))):
+        mask = np.zeros(len(samples), bool)
+        for s, e in regions:
+            mask[s:e] = True
+        masks.append(mask)
+    assert masks[0].sum() > 45 * SR and np.mean(masks[0] != masks[1]) < 0.03
+    assert speech_regions(np.zeros(SR, np.float32)) == [] and speech_regions(np.zeros(0, np.float32)) == []

@@ -1,4 +1,4 @@
-"""The diarization pipeline: speech regions (Silero VAD), embedding windows, clustering, speaker turns."""
+"""The diarization pipeline: speech regions (Silero VAD at 8 kHz), embedding windows, clustering, speaker turns."""
 
 from __future__ import annotations
 
@@ -42,15 +42,15 @@ class Diarization:
 def diarize_samples(samples: np.ndarray, settings: DiarizeSettings = DiarizeSettings(), *, encoder: SpeakerEncoder | None = None,
                     progress: bool = False, cache_dir: str | None = None) -> Diarization:
     """Who speaks when in 16 kHz mono ``samples``. No speech gives no turns and no speakers."""
-    from ..vad import VadOptions, speech_timestamps
+    from .speech import speech_regions
 
-    regions = speech_timestamps(samples, VadOptions(threshold=settings.vad_threshold, min_silence_ms=settings.vad_min_silence_ms))
+    regions = speech_regions(samples, settings.vad_threshold, settings.vad_min_silence_ms)
     if not regions:
         return Diarization((), (), ())
     encoder = encoder or load_encoder(cache_dir)
     windows, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, progress)
     labels = cluster_embeddings(embeddings, num_speakers=settings.num_speakers, min_speakers=settings.min_speakers,
-                                max_speakers=settings.max_speakers, threshold=settings.threshold)
+                                max_speakers=settings.max_speakers, threshold=settings.threshold, regions=np.array([w.region for w in windows]))
     names = speaker_labels(labels, windows)
     if settings.speaker_references:
         names = _known_names(names, labels, embeddings, settings, encoder)
@@ -94,9 +94,9 @@ def speaker_labels(labels: np.ndarray, windows: list[EmbeddingWindow]) -> list[s
 
 def reference_embedding(encoder: SpeakerEncoder, samples: np.ndarray, settings: DiarizeSettings = DiarizeSettings()) -> np.ndarray:
     """One voice's unit-length embedding: the mean over windows of its speech (all of it when the VAD finds none)."""
-    from ..vad import VadOptions, speech_timestamps
+    from .speech import speech_regions
 
-    regions = speech_timestamps(samples, VadOptions(min_silence_ms=settings.vad_min_silence_ms)) or [(0, len(samples))]
+    regions = speech_regions(samples, min_silence_ms=settings.vad_min_silence_ms) or [(0, len(samples))]
     _, embeddings = embed_windows(encoder, samples, regions, settings.step_frames)
     mean = embeddings.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
