@@ -1,6 +1,6 @@
 """Tier 2: the two engines behind one interface agree on a tiny random model: the encoder's features, every
 decoder layer of the two forward definitions (model.py's decoder and the exported step, ``DecoderStepGraph``), the
-aligner's cross-attention, and whole window decodes (greedy, beam search, sampling) through the one decoder."""
+alignment heads' cross-attention, and whole window decodes (greedy, beam search, sampling) through the one decoder."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def test_every_decoder_layer_of_the_two_definitions_agrees(engines):
         empty = [torch.zeros(1, DIMS.n_text_head, 0, d_head) for _ in range(4 * n)]
         cross = [k.transpose(-1, -2) for k in cache.cross_k] + list(cache.cross_v)
         mask = torch.triu(torch.full((6, 6), float("-inf")), diagonal=1)
-        logits, *_ = graph(tokens, torch.arange(6), mask, torch.arange(6), *empty, *cross)
+        no_heads = [torch.zeros(0, dtype=torch.long) for _ in range(n)]
+        logits, *_ = graph(tokens, torch.arange(6), mask, torch.arange(6), *empty, *cross, *no_heads)
         for h in handles:
             h.remove()
     assert len(seen["model"]) == len(seen["graph"]) == n
@@ -73,7 +74,8 @@ def test_every_decoder_layer_of_the_two_definitions_agrees(engines):
     torch.testing.assert_close(logits, expected, atol=1e-3, rtol=1e-4)
 
 
-def test_the_aligner_gives_the_torch_engine_s_cross_attention(engines):
+def test_the_alignment_heads_give_the_torch_engine_s_cross_attention(engines):
+    """The decoder graph's cross_scores output (heads asked for out of layer order) equals PyTorch's cross-attention."""
     torch_engine, ort_engine = engines
     mel = np.random.default_rng(2).standard_normal((1, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
     tokens = np.random.default_rng(3).integers(0, DIMS.n_vocab, (1, 9))

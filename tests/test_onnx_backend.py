@@ -236,8 +236,8 @@ def test_int8_export_is_as_accurate_as_float32(onnx_fp32, onnx_int8):
 
 
 def test_word_timestamps_run_on_the_default_engine_and_match_float32(onnx_fp32, onnx_int8, tiny_en_torch):
-    """Word timings come from the aligner graph on ONNX Runtime: float32 gives the PyTorch engine's word times, int8
-    puts most words within 0.1 s of them (bench/word_timing.py measures the share over every golden file)."""
+    """Word timings come from the decoder graph's alignment-head scores on ONNX Runtime: float32 gives the PyTorch engine's word times, int8
+    puts most words within 0.1 s of them (bench/features.py --parts timing measures the share over every golden file)."""
     path = str(audio_path("jfk"))
     torch_words = [w for s in tiny_en_torch.transcribe(path, temperature=0.0, word_timestamps=True).segments for w in s.words]
     for model, share in ((onnx_fp32, 1.0), (onnx_int8, 0.8)):

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..model import Whisper
 from .finish import optimize_graphs, quantize_graphs, write_model_folder
-from .layout import ALIGNER_GRAPH, EXPORT_VERSION, encoder_graph_names
+from .layout import DECODER_GRAPH, EXPORT_VERSION, encoder_graph_names
 
 OPSET = 17
 
@@ -135,13 +135,14 @@ class DecoderStepGraph(nn.Module):
     (the prompt and start-of-transcript tokens, the same for all its beams, stored once per audio), each
     row's own cache buffer ``past`` (its sampled tokens, then an unused tail the mask hides) and the new
     tokens; one softmax runs over all three. The rows (batch = audio x group)
-    of one audio query its prefix and its cross-attention keys/values as one longer sequence: read once a step."""
+    of one audio query its prefix and its cross-attention keys/values as one longer sequence: read once a step.
 
-    def __init__(self, model: Whisper, alignment: bool = False):
+    Word timing uses the same graph: ``heads{i}`` (layer i's alignment heads; empty while decoding, so a step copies
+    nothing) select the first audio's pre-softmax cross-attention scores, output as ``cross_scores`` (heads, selected,
+    frames): one session, one copy of the weights, for decoding and alignment."""
+
+    def __init__(self, model: Whisper):
         super().__init__()
-        # the aligner: one more input, ``heads`` (flat layer * n_head + head indices), and one more output, those heads'
-        # pre-softmax cross-attention scores at the selected positions (heads, selected, frames), for a batch of one
-        self.alignment = alignment
         self.decoder = model.decoder
         self.n_layer = len(model.decoder.blocks)
         self.n_head, self.n_state = model.dims.n_text_head, model.dims.n_text_state
@@ -153,8 +154,7 @@ class DecoderStepGraph(nn.Module):
 
     def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, select: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
         n = self.n_layer
-        heads = cache[-1] if self.alignment else None
-        cache = cache[:-1] if self.alignment else cache
+        heads, cache = cache[-n:], cache[:-n]
         prefix_k, prefix_v, past_k, past_v = cache[:n], cache[n : 2 * n], cache[2 * n : 3 * n], cache[3 * n : 4 * n]
         cross_kt, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
         dec = self.decoder
@@ -184,17 +184,13 @@ class DecoderStepGraph(nn.Module):
             ca = block.cross_attn
             cq = ReshapeTo.apply(self.scaled_queries[2 * layer + 1](block.cross_attn_ln(x)), shapes.by_audio).transpose(1, 2)
             scores = cq @ cross_kt[layer]  # (audio, head, group * t, frames)
-            if self.alignment:
-                cross_scores.append(scores[0])
+            cross_scores.append(scores[0].index_select(0, heads[layer]))
             out = torch.softmax(scores, dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
             x = x + ca.out(ReshapeTo.apply(out.transpose(1, 2), shapes.rows_state))
             x = x + block.mlp(block.mlp_ln(x))
         # logits only where the caller reads them (a 200-token prompt would otherwise cost 200 x vocab)
         logits = dec.ln(x[:, select]) @ dec.token_embedding.weight.T
-        if self.alignment:  # every layer's heads as one axis, then only the asked-for heads and positions
-            chosen = torch.cat(cross_scores).index_select(0, heads)
-            return (logits, chosen[:, select])
-        return (logits, *new_k, *new_v)
+        return (logits, *new_k, *new_v, torch.cat(cross_scores)[:, select])
 
     @staticmethod
     def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: tuple[Tensor, Tensor], values: tuple[Tensor, Tensor], mask: Tensor,
@@ -268,23 +264,19 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         past = [torch.zeros(2, n_head, 4, d_head) for _ in range(2 * n)]
         cross_kv = [torch.zeros(1, n_head, d_head, dims.n_audio_ctx) for _ in range(n)] + [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(n)]
         inputs = ["tokens", "positions", "mask", "select"] + _names("prefix_k", n) + _names("prefix_v", n) + _names("past_k", n) + _names("past_v", n) + cross
-        outputs = ["logits"] + _names("new_k", n) + _names("new_v", n)
+        inputs += _names("heads", n)
+        outputs = ["logits"] + _names("new_k", n) + _names("new_v", n) + ["cross_scores"]
         axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "select": {0: "selected"},
-                "logits": {0: "batch", 1: "selected"}}
+                "logits": {0: "batch", 1: "selected"}, "cross_scores": {0: "heads", 1: "selected"}}
         axes |= {name: {0: "audio", 2: "prefix"} for name in inputs[4 : 4 + 2 * n]}
         axes |= {name: {0: "batch", 2: "past"} for name in inputs[4 + 2 * n : 4 + 4 * n]}
         axes |= {name: {0: "audio"} for name in cross}
-        axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:]}
-        args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), torch.tensor([0, 2]), *prefix, *past, *cross_kv)
-        torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / "decoder.onnx"), input_names=inputs, output_names=outputs,
+        axes |= {name: {0: "heads"} for name in _names("heads", n)}
+        axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:-1]}
+        heads = [torch.tensor([0, 1]) for _ in range(n)]  # traced with two heads a layer; the count is a named axis
+        args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), torch.tensor([0, 2]), *prefix, *past, *cross_kv, *heads)
+        torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / DECODER_GRAPH), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-        # the aligner: the same step definition over one whole sequence, with the alignment heads' scores
-        one = [a[:1] for a in past]
-        axes |= {"heads": {0: "heads"}, "cross_scores": {0: "heads", 1: "selected"}}
-        torch.onnx.export(DecoderStepGraph(model, alignment=True), (*args[:4], *prefix, *one, *cross_kv, torch.tensor([0, 1])),
-                          str(out_dir / ALIGNER_GRAPH), input_names=[*inputs, "heads"], output_names=["logits", "cross_scores"],
-                          dynamic_axes={k: v for k, v in axes.items() if k in (*inputs, "heads", "logits", "cross_scores")},
-                          opset_version=OPSET, dynamo=False)
 
 
 def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,
@@ -303,7 +295,7 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
     """Export a float32 CPU model into ``target`` atomically (built in a temporary folder beside it, then renamed)."""
     import warnings
 
-    graphs = [*encoder_graph_names(module.dims.n_audio_layer), "decoder.onnx", ALIGNER_GRAPH]
+    graphs = [*encoder_graph_names(module.dims.n_audio_layer), DECODER_GRAPH]
 
     def prepare(work: Path) -> None:
         with warnings.catch_warnings():  # tracer warnings about shape checks that are constant for a given model

@@ -3,9 +3,8 @@ the runtime alike, so that neither imports the other)."""
 
 from __future__ import annotations
 
-EXPORT_VERSION = 18  # bump when the exported graphs change: older exports are then made again
-DECODER_GRAPH = "decoder.onnx"
-ALIGNER_GRAPH = "aligner.onnx"  # the decoder step over a whole sequence, with the alignment heads' cross-attention
+EXPORT_VERSION = 19  # bump when the exported graphs change: older exports are then made again
+DECODER_GRAPH = "decoder.onnx"  # the decoder step; with alignment heads asked for, also their cross-attention scores
 
 
 def encoder_graph_names(n_layer: int) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder
-from .layout import ALIGNER_GRAPH, DECODER_GRAPH, EXPORT_VERSION
+from .layout import DECODER_GRAPH, EXPORT_VERSION
 
 if TYPE_CHECKING:
     from ..audio import NumpyMelFrontEnd
@@ -156,7 +156,9 @@ class OrtWhisper:
         self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
         self._past_names = [f"past_k{i}" for i in range(n)] + [f"past_v{i}" for i in range(n)]
-        self._folder, self._aligner = folder, None
+        self._head_names = [f"heads{i}" for i in range(n)]
+        self._no_heads = dict.fromkeys(self._head_names, np.zeros(0, np.int64))  # decoding: no cross-attention scores out
+        self._step_outputs = ["logits"] + [f"new_k{i}" for i in range(n)] + [f"new_v{i}" for i in range(n)]
 
     @property
     def is_multilingual(self) -> bool:
@@ -186,24 +188,22 @@ class OrtWhisper:
 
     def alignment_scores(self, tokens: np.ndarray, features: WindowFeatures, heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """Logits (T, vocab) and the given heads' pre-softmax cross-attention scores (heads, T, frames) for one whole
-        sequence over one window (the aligner graph, loaded on first use: only word timing needs it)."""
-        if self._aligner is None:
-            import onnxruntime as ort
-
-            self._aligner = ort.InferenceSession(str(self._folder / ALIGNER_GRAPH), _session_options(ort, self._threads, False),
-                                                 providers=["CPUExecutionProvider"])
+        sequence over one window: the decoder graph with its ``heads{layer}`` inputs filled (the scores come out in
+        layer order, so the heads are asked for in that order and the rows put back in the caller's)."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         t, dims = tokens.shape[-1], self.dims
         d_head = dims.n_text_state // dims.n_text_head
         empty = np.zeros((1, dims.n_text_head, 0, d_head), np.float32)
         n = dims.n_text_layer
         one = features.select(0)
+        by_layer = sorted(range(len(heads)), key=lambda i: heads[i])
         feeds = {"tokens": tokens, "positions": np.arange(t, dtype=np.int64), "mask": np.triu(np.full((t, t), -np.inf, np.float32), k=1),
-                 "select": np.arange(t, dtype=np.int64), "heads": np.asarray([layer * dims.n_text_head + head for layer, head in heads], np.int64)}
+                 "select": np.arange(t, dtype=np.int64)}
+        feeds.update((name, np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64)) for i, name in enumerate(self._head_names))
         feeds.update(zip(self._prefix_names + self._past_names, [empty] * (4 * n)))
         feeds.update(zip(self._cross_names, one.cross_kt + one.cross_v))
-        logits, scores = self._aligner.run(None, feeds)
-        return logits[0], scores
+        logits, scores = self.decoder.run(["logits", "cross_scores"], feeds)
+        return logits[0], scores[np.argsort(by_layer)]
 
     def embed_audio(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V. ``keep_buffers=False``: the windows of
@@ -303,7 +303,8 @@ class OrtWhisper:
         own = [k[rows, :, :capacity] for k in cache.self_k] + [v[rows, :, :capacity] for v in cache.self_v]
         feeds.update(zip(self._past_names, own))
         feeds.update(zip(self._cross_names, cross))
-        return self.decoder.run(None, feeds)
+        feeds.update(self._no_heads)
+        return self.decoder.run(self._step_outputs, feeds)
 
 
 def _session_options(ort, threads: int, spin: bool, arena: bool = False):
