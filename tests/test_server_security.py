@@ -365,3 +365,65 @@ def test_limits_reach_uvicorn_with_their_defaults() -> None:
     config = _config(object(), settings, install_logging=False)
     assert (config.timeout_keep_alive, config.limit_concurrency, config.h11_max_incomplete_event_size) == (5.0, 64, 16384)
     assert config.timeout_graceful_shutdown == 20.0 and config.http.__name__ == "GuardedH11Protocol"
+
+
+# ------------------------------------------------------------------------------------------------ one decode per job
+
+
+class _RecordingModel:
+    """What the service hands the core: the audio it passes, and where the work runs."""
+
+    def __init__(self) -> None:
+        self.audio: list = []
+
+    def iter_transcribe(self, audio, options, on_progress=None):
+        self.audio.append(audio)
+        return object(), iter(())
+
+    def assemble(self, info, segments):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(duration=2.0, segments=[])
+
+
+@pytest.mark.parametrize("speakers", [None, ((), ())])
+def test_a_job_decodes_its_upload_once_inside_its_slot(tmp_path, monkeypatch, speakers):
+    """The upload goes to the core as a stream bounded by the server's limit (a plain transcription) or as samples
+    decoded once, shared with the speaker turns, which are found on the worker inside the job's slot (diarized_json)."""
+    import asyncio
+
+    from tingxie import mel_source
+    from tingxie.options import build_options
+    from tingxie.server import service
+    from tingxie.server.jobs import JobQueue
+
+    path = tmp_path / "a.wav"
+    path.write_bytes(wav_bytes((np.sin(np.arange(16000 * 2) / 5) * 8000).astype(np.int16), 16000))
+    decodes, diarized = [], []
+    real_decode = mel_source.decode_audio
+    monkeypatch.setattr(mel_source, "decode_audio", lambda *a, **k: decodes.append(k) or real_decode(*a, **k))
+    monkeypatch.setattr(service, "diarize", lambda job, samples, result: diarized.append((threading.current_thread().name, samples)) or result)
+    model = _RecordingModel()
+    queue = JobQueue(workers=1, max_queue=0)
+    job = service.Job(model=model, model_name="m", audio=path, filename="a.wav", options=build_options(diarize=speakers is not None),
+                      task="transcribe", max_audio_seconds=60.0, speakers=speakers)
+
+    async def run():
+        slot = queue.admit()
+        try:
+            return await service.transcribe(slot, job)
+        finally:
+            slot.close_unused()
+
+    try:
+        assert asyncio.run(run()).duration == 2.0
+    finally:
+        queue.shutdown()
+    [audio] = model.audio
+    if speakers is None:
+        assert isinstance(audio, mel_source.AudioFile) and audio.max_seconds == 60.0 and audio.interrupt is not None and not decodes
+        assert not diarized
+    else:
+        assert isinstance(audio, np.ndarray) and audio.size == 32000 and len(decodes) == 1 and decodes[0]["max_seconds"] == 60.0
+        [(thread, samples)] = diarized
+        assert thread.startswith("tingxie-worker") and samples is audio

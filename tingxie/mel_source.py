@@ -225,7 +225,12 @@ def samples_mel(front_end: MelFrontEnd, samples: np.ndarray) -> StreamedMel:
 
 
 def file_mel(front_end: MelFrontEnd, audio: AudioFile) -> StreamedMel:
-    """The log-mel windows of a file, decoded as a stream on each pass."""
+    """The log-mel windows of a file, decoded as a stream on each pass. Under a duration limit the file is first
+    decoded alone: a header that lies about the length is caught at the limit as fast as it decodes, before any
+    log-mel is computed (an hour's log-mel takes longer than its decoding)."""
+    if audio.max_seconds is not None:
+        for _ in audio.chunks():
+            pass
     return StreamedMel(front_end, audio.chunks)
 
 

@@ -84,15 +84,12 @@ async def _run(
         job = service.Job(
             model=loaded, model_name=name, audio=path, filename=display_name(file.filename), options=options, task=task,
             granularities=granularities if response_format == "verbose_json" or stream else (), include_formats=include_formats,
-            max_audio_seconds=settings.max_audio_seconds,
+            max_audio_seconds=settings.max_audio_seconds, speakers=speakers,
         )
         if stream:
             events = await service.stream(slot, job)
             return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        samples = await run_in_threadpool(_samples, path) if speakers is not None else None  # the upload is gone after the job
         result = await service.transcribe(slot, job, request.receive)
-        if speakers is not None:
-            result = await run_in_threadpool(_diarize, loaded, samples, result, options, speakers)
         return render_response(result, response_format, task, job.granularities)
     finally:
         slot.close_unused()
@@ -153,24 +150,6 @@ def known_speakers(names: list[str] | None, references: list[str] | None) -> tup
             raise ApiError(400, f"the reference for {name!r} is not audio in a data URL (data:audio/wav;base64,...): {e}",
                            param="known_speaker_references") from e
     return tuple(names), tuple(voices)
-
-
-def _samples(path: Any) -> Any:
-    from ..audio import decode_audio
-
-    try:
-        return decode_audio(path)
-    except TingxieError as e:
-        raise from_core(e) from e
-
-
-def _diarize(model: Any, samples: Any, result: Any, options: Any, speakers: tuple[tuple[str, ...], tuple[Any, ...]]) -> Any:
-    from ..diarization import diarize_result
-
-    try:
-        return diarize_result(model, samples, result, options, names=speakers[0], references=speakers[1])
-    except TingxieError as e:
-        raise from_core(e) from e
 
 
 @router.post(

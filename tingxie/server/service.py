@@ -32,6 +32,8 @@ class Job:
     include_formats: tuple[str, ...] = ()
     # the longest audio this server decodes (ServerSettings.max_audio_seconds); None: no limit
     max_audio_seconds: float | None = None
+    # diarized_json: the known voices' names and samples (speaker turns are found inside the job, on its samples)
+    speakers: tuple[tuple[str, ...], tuple[Any, ...]] | None = None
 
     def explain(self, error: TingxieError) -> ApiError:
         """The core's error as an API error, naming the client's file rather than our temporary copy."""
@@ -57,22 +59,22 @@ def cancelled_error(error: JobCancelled) -> ApiError:
     return ApiError(status, error.reason, type="server_error" if status >= 500 else "invalid_request_error", code=error.code)
 
 
-def decode_job_audio(slot: Slot, job: Job) -> Any:
-    """On the worker: the upload's samples, within the server's duration limit and stopping when the job is cancelled."""
-    from ..api import MIN_AUDIO_SECONDS
-    from ..audio import SAMPLE_RATE, decode_audio
-    from ..errors import AudioDecodeError
+def job_audio(slot: Slot, job: Job) -> Any:
+    """On the worker: the upload as the core reads it, within the server's duration limit and stopping when the job
+    is cancelled. A stream read window by window (memory does not grow with the duration), or, for speaker turns,
+    which need them all, the samples (decoded once: the transcription and the diarization share them)."""
+    from ..api import check_length
+    from ..mel_source import AudioFile
 
-    samples = decode_audio(job.audio, max_seconds=job.max_audio_seconds, interrupt=slot.check)
-    # the core's own checks, said here because the core sees only the array and could not name the file
-    if samples.size == 0:
-        raise AudioDecodeError(f"{job.audio} contains no audio samples")
-    if samples.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
-        raise AudioDecodeError(f"{job.audio} is only {samples.size / SAMPLE_RATE:.2f} s long; at least {MIN_AUDIO_SECONDS} s of audio is needed")
+    audio = AudioFile(job.audio, max_seconds=job.max_audio_seconds, interrupt=slot.check)
+    if job.speakers is None:
+        return audio
+    samples = audio.decode()
+    check_length(samples.size, audio)  # said here, where the file has a name
     return samples
 
 
-def iter_job(slot: Slot, job: Job, on_progress: Callable[[int, int], None] | None = None) -> tuple[Any, Any]:
+def iter_job(slot: Slot, job: Job, audio: Any, on_progress: Callable[[int, int], None] | None = None) -> tuple[Any, Any]:
     """On the worker: ``iter_transcribe`` of the job's audio, checking for cancellation after every window."""
 
     def progress(done: int, total: int) -> None:
@@ -80,7 +82,7 @@ def iter_job(slot: Slot, job: Job, on_progress: Callable[[int, int], None] | Non
         if on_progress is not None:
             on_progress(done, total)
 
-    info, segments = job.model.iter_transcribe(decode_job_audio(slot, job), job.options, on_progress=progress)
+    info, segments = job.model.iter_transcribe(audio, job.options, on_progress=progress)
 
     def checked() -> Any:
         for segment in segments:
@@ -88,6 +90,14 @@ def iter_job(slot: Slot, job: Job, on_progress: Callable[[int, int], None] | Non
             yield segment
 
     return info, checked()
+
+
+def diarize(job: Job, samples: Any, result: Any) -> Any:
+    """On the worker, in the job's slot: speakers for ``result`` from the samples it was transcribed from."""
+    from ..diarization import diarize_result
+
+    names, references = job.speakers or ((), ())
+    return diarize_result(job.model, samples, result, job.options, names=names, references=references)
 
 
 async def until_disconnected(receive: Callable[[], Any], slot: Slot) -> None:
@@ -104,8 +114,13 @@ async def transcribe(slot: Slot, job: Job, receive: Callable[[], Any] | None = N
 
     def work() -> Any:
         try:
-            info, segments = iter_job(slot, job)
-            return job.model.assemble(info, list(segments))
+            audio = job_audio(slot, job)
+            info, segments = iter_job(slot, job, audio)
+            result = job.model.assemble(info, list(segments))
+            if job.speakers is not None:
+                slot.check()
+                result = diarize(job, audio, result)
+            return result
         except JobCancelled as e:  # logged here: a request cancelled at shutdown no longer awaits its job
             log.info("transcription cancelled", extra={"reason": e.code, "model": job.model_name})
             raise
@@ -164,7 +179,7 @@ async def stream(slot: Slot, job: Job) -> AsyncIterator[bytes]:
 
     def work() -> None:
         try:
-            info, segments = iter_job(slot, job, on_progress=lambda done, total: emit("progress", done / max(total, 1)))
+            info, segments = iter_job(slot, job, job_audio(slot, job), on_progress=lambda done, total: emit("progress", done / max(total, 1)))
         except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
             settle(error=e)
             return
