@@ -8,6 +8,8 @@ import pytest
 
 from tingxie.decoding.glossary import (
     Glossary,
+    edit_distance,
+    edit_distances,
     make_glossary,
     parse_terms,
     plausible_terms,
@@ -108,6 +110,20 @@ def test_second_pass_takes_only_the_terms_the_first_pass_resembles():
     assert second_pass_glossary(glossary, "And so my fellow Americans, ask not what your country can do for you") is None
     assert second_pass_glossary(glossary, "Then you go into your ComfyUI folder.") is None  # spelled already: nothing to redo
     assert set(plausible_terms(("Svelte", "Jupyter", "mutex"), "we used svelt and jupiter with a mew tex")) == {"Svelte", "Jupyter", "mutex"}
+
+
+def test_coarse_key_finds_what_tiny_models_mis_hear():
+    glossary = make_glossary("Padraig, Tchaikovsky, Kubernetes", None, 0)
+    text = "We are waiting for port rig and Chai kafki to approve the budget."
+    assert set(plausible_terms(glossary.terms, text)) == {"Padraig", "Tchaikovsky"}
+    assert plausible_terms(("Voir", "Padraig"), "waiting for port rig") == ("Padraig",)  # "Voir" is too short a key to tell from "for"
+
+
+def test_bit_parallel_distances_equal_the_table():
+    rng = np.random.default_rng(0)
+    keys = ["".join(rng.choice(list("abcd"), rng.integers(1, 64))) for _ in range(300)]
+    spans = ["".join(rng.choice(list("abcde"), rng.integers(1, 40))) for _ in range(300)]
+    assert edit_distances(keys, spans).tolist() == [edit_distance(s, k, 999) for k, s in zip(keys, spans)]
 
 
 def test_second_pass_takes_the_closest_few_of_a_long_glossary():

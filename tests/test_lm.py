@@ -139,3 +139,21 @@ def test_real_tiny_en_with_lm_and_hotwords(tiny_en, shared, arpa):
 
     text = tiny_en.transcribe(audio_path("comfyui_hotword"), beam_size=5, lm=str(arpa), hotwords="ComfyUI", hotword_prompt_budget=16).text
     assert text.count("ComfyUI") == 2, text
+
+
+def test_a_window_the_lm_makes_loop_is_decoded_again_without_it(arpa, monkeypatch):
+    """A word spelled on and on ('hogg-hogg-...') is never scored by the LM: such a window is decoded again by the same
+    beam search without the LM before any fallback to sampling."""
+    from tingxie.decoding import fallback
+    from tingxie.decoding.window import DecodingResult, compression_ratio
+
+    def fake_decode(engine, window_features, tokenizer, options, **kw):
+        text = "rough" + "-hogg" * 40 if options.lm else "Grafana started much faster."
+        calls.append((options.lm, options.temperature, options.beam_size))
+        return [DecodingResult([1], text, "en", -0.2, 0.0, options.temperature, compression_ratio(text))]
+
+    calls: list = []
+    monkeypatch.setattr(fallback, "decode", fake_decode)
+    options = build_options(beam_size=5, lm=str(arpa))
+    result = fallback.decode_with_fallback(None, None, TOKENIZER, options)
+    assert result.text == "Grafana started much faster." and calls == [(str(arpa), 0.0, 5), (None, 0.0, 5)]

@@ -49,6 +49,10 @@ def decode_with_fallback(
     for temperature in options.temperature:
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
         result = decode(engine, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
+        if needs_fallback(result, options) and window.lm is not None and window.beam_size is not None:
+            # the LM made a loop or an unlikely text (a word spelled on and on is never scored): the same beam without it
+            plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=extra_filters, generator=generator)[0]
+            result = plain if not needs_fallback(plain, options) else result
         if not needs_fallback(result, options):
             break
     assert result is not None

@@ -8,10 +8,13 @@ tokens (1 by default; 0 keeps a term in the prompt only).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import OptionError
 
@@ -98,7 +101,6 @@ def make_glossary(hotwords: str | Sequence[str] | Glossary | None, hotwords_file
     return Glossary(tuple(merged), tuple(merged.values()), prompt_budget)
 
 
-LIMIT_DIV = 3
 _SOUNDS = (("ph", "f"), ("ck", "k"), ("qu", "kw"), ("q", "k"), ("c", "k"), ("x", "ks"), ("z", "s"), ("y", "i"), ("w", "u"),
            ("ee", "i"), ("ea", "i"), ("oo", "u"), ("ou", "u"), ("dg", "j"), ("gh", "g"), ("h", ""))
 
@@ -127,40 +129,147 @@ def edit_distance(a: str, b: str, limit: int) -> int:
     return previous[-1]
 
 
-def _term_keys(terms: tuple[str, ...]) -> list[tuple[str, str, int]]:
-    """(term, sound key, edit limit) of the terms whose key is long enough to tell from ordinary words."""
+def coarse_key(text: str) -> str:
+    """The sound key with what tiny models mis-hear most merged: every vowel run one vowel, voiced and voiceless
+    consonants alike ('Padraig' and 'port rig': 'patrak', 'partrak'; 'Tchaikovsky' and 'Chai kafki')."""
+    key = re.sub(r"[aeiouy]+", "a", sound_key(text)).translate(_VOICELESS)
+    return "".join(c for i, c in enumerate(key) if i == 0 or c != key[i - 1])
+
+
+_VOICELESS = str.maketrans("bdgvzj", "ptkfsc")
+# (key, edits allowed per key letter): the coarse key matches more, so it is allowed fewer edits
+KEYS = ((sound_key, 1 / 3), (coarse_key, 1 / 4))
+MIN_KEY = 5  # letters of a coarse key below which a term is too short to tell from ordinary words ('Voir' and 'for')
+
+
+PAIR_BITS = 1024  # letter pairs hashed to this many bits: a collision only lets more spans through to the exact distance
+
+
+def _bits(text: str) -> tuple[int, np.ndarray]:
+    """(letter bit mask, letter-pair bit mask as uint64 words) of a key; the filters count a key's bits a span lacks."""
+    letters = 0
+    for c in text:
+        letters |= 1 << (ord(c) % 64)
+    pairs = np.zeros(PAIR_BITS // 64, np.uint64)
+    for i in range(len(text) - 1):
+        bit = (ord(text[i]) * 131 + ord(text[i + 1])) % PAIR_BITS
+        pairs[bit // 64] |= np.uint64(1 << (bit % 64))
+    return letters, pairs
+
+
+def _table(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lengths, letter masks, pair masks) of keys as arrays."""
+    bits = [_bits(k) for k in keys]
+    return (np.asarray([len(k) for k in keys], np.int64), np.asarray([b[0] for b in bits], np.uint64),
+            np.stack([b[1] for b in bits]) if bits else np.zeros((0, PAIR_BITS // 64), np.uint64))
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # NumPy >= 2
+        return np.bitwise_count(x).astype(np.int64)
+    return np.unpackbits(x.view(np.uint8)).reshape(*x.shape, 64).sum(-1)
+
+
+@dataclass(frozen=True)
+class _TermKeys:
+    """A glossary's keys of one kind (sound or coarse), with each key's edit limit, as arrays."""
+
+    terms: tuple[str, ...]
+    keys: tuple[str, ...]
+    limits: np.ndarray
+    table: tuple[np.ndarray, np.ndarray, np.ndarray]
+    alphabet: dict[str, int]
+    masks: np.ndarray  # letter_table of the keys
+
+
+@lru_cache(maxsize=8)
+def _term_keys(terms: tuple[str, ...]) -> list[_TermKeys]:
+    """Per key kind, the keys of the terms long enough to tell from ordinary words."""
+    kept = [t for t in dict.fromkeys(terms) if min(len(key(t)) for key, _ in KEYS) >= MIN_KEY and len(sound_key(t)) < 64]
     out = []
-    for term in terms:
-        key = sound_key(term)
-        if len(key) >= 4:
-            out.append((term, key, len(key) // LIMIT_DIV))
+    for key, share in KEYS:
+        keys = tuple(key(t) for t in kept)
+        alphabet = {c: i for i, c in enumerate(sorted(set("".join(keys))))}
+        out.append(_TermKeys(tuple(kept), keys, np.asarray([int(len(k) * share) for k in keys], np.int64), _table(keys), alphabet,
+                             letter_table(keys, alphabet)))
     return out
 
 
-_term_keys_cached = lru_cache(maxsize=8)(_term_keys)
+def letter_table(keys: Sequence[str], alphabet: dict[str, int]) -> np.ndarray:
+    """(keys, letters + 1) bit masks: bit i of [k, a] is set where key k has letter a at i; the last column (letters not
+    in ``alphabet``) is empty."""
+    table = np.zeros((len(keys), len(alphabet) + 1), np.uint64)
+    for row, key in enumerate(keys):
+        for i, c in enumerate(key):
+            table[row, alphabet[c]] |= np.uint64(1 << i)
+    return table
+
+
+def letter_codes(spans: Sequence[str], alphabet: dict[str, int]) -> np.ndarray:
+    """(spans, longest) letter numbers, len(alphabet) for a letter outside it, -1 after a span's end."""
+    codes = np.full((len(spans), max((len(s) for s in spans), default=0)), -1, np.int64)
+    for row, span in enumerate(spans):
+        codes[row, : len(span)] = [alphabet.get(c, len(alphabet)) for c in span]
+    return codes
+
+
+def edit_distances(keys: Sequence[str], spans: Sequence[str]) -> np.ndarray:
+    """Levenshtein distance of each key (at most 63 letters) to its span."""
+    alphabet = {c: i for i, c in enumerate(sorted(set("".join(keys))))}
+    return myers(letter_table(keys, alphabet), np.asarray([len(k) for k in keys], np.uint64), letter_codes(spans, alphabet))
+
+
+def myers(masks: np.ndarray, lengths: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Levenshtein distances of keys (their ``letter_table`` rows and lengths) to spans (their ``letter_codes`` rows),
+    pair by pair: Myers' bit-parallel algorithm, all pairs at once, one step per span letter."""
+    n = len(lengths)
+    one = np.uint64(1)
+    full, top = (one << lengths) - one, one << (lengths - one)
+    pv, mv, score = full.copy(), np.zeros(n, np.uint64), lengths.astype(np.int64)
+    rows = np.arange(n)
+    for t in range(codes.shape[1]):
+        live = codes[:, t] >= 0  # a span shorter than t is done: its state stays
+        eq = np.where(live, masks[rows, np.maximum(codes[:, t], 0)], np.uint64(0))
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | ~(xh | pv)
+        mh = pv & xh
+        step = (ph & top != 0).astype(np.int64) - ((ph & top == 0) & (mh & top != 0)).astype(np.int64)
+        ph = (ph << one) | one
+        mh = mh << one
+        score = np.where(live, score + step, score)
+        pv = np.where(live, (mh | ~(xv | ph)) & full, pv)
+        mv = np.where(live, ph & xv & full, mv)
+    return score
 
 
 def plausible_terms(terms: Sequence[str], text: str, max_words: int = 3) -> tuple[str, ...]:
     """The terms that ``text`` (a first-pass transcript) may contain, spelled as they are or mis-heard, closest first:
-    a run of up to ``max_words`` words whose sound key is within len(key) // 3 edits of the term's."""
+    a run of up to ``max_words`` words whose sound key is within len(key) // 3 edits of the term's, or whose coarse key
+    is within len // 4. Array bounds (length, letters and letter pairs a span lacks) leave few pairs to measure."""
     words = text.split()
-    spans = {sound_key("".join(words[i : i + n])) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)}
-    spans.discard("")
-    by_length: dict[int, list[str]] = {}
-    for span in spans:
-        by_length.setdefault(len(span), []).append(span)
-    found: list[tuple[float, int, str]] = []
-    for index, (term, key, limit) in enumerate(_term_keys_cached(tuple(terms))):
-        letters = set(key)
-        best = limit + 1
-        for length in range(len(key) - limit, len(key) + limit + 1):  # only spans of a length within reach
-            for span in by_length.get(length, ()):
-                # cheap bound first: letters of the key missing from the span each cost an edit
-                if len(letters - set(span)) <= limit:
-                    best = min(best, edit_distance(span, key, limit))
-        if best <= limit:
-            found.append((best / len(key), index, term))
-    return tuple(term for _, _, term in sorted(found))
+    runs = ["".join(words[i : i + n]) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)]
+    best: dict[str, float] = {}
+    for (key, _), kind in zip(KEYS, _term_keys(tuple(terms))):
+        spans = sorted({key(run) for run in runs} - {""})
+        if not spans or not kind.keys:
+            continue
+        lengths, letters, pairs = _table(spans)
+        term_lengths, term_letters, term_pairs = kind.table
+        limits = kind.limits[:, None]
+        near = np.abs(term_lengths[:, None] - lengths[None, :]) <= limits
+        near &= _popcount(term_letters[:, None] & ~letters[None, :]) <= limits  # each edit brings back one letter at most
+        near &= _popcount(term_pairs[:, None, :] & ~pairs[None, :, :]).sum(-1) <= 2 * limits  # and two letter pairs
+        rows, cols = np.nonzero(near)
+        if rows.size == 0:
+            continue
+        distances = myers(kind.masks[rows], term_lengths[rows].astype(np.uint64), letter_codes(spans, kind.alphabet)[cols])
+        for i, distance in zip(rows.tolist(), distances.tolist()):
+            if distance <= kind.limits[i]:
+                term = kind.terms[i]
+                best[term] = min(best.get(term, 2.0), distance / len(kind.keys[i]))
+    order = {t: i for i, t in enumerate(terms)}
+    return tuple(sorted(best, key=lambda t: (best[t], order[t])))
 
 
 def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget: int = 64, max_terms: int = 3) -> Glossary | None:
