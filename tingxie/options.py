@@ -49,9 +49,9 @@ class DecodingOptions:
                                      "one), times the term's weight; 0 keeps the hotwords in the prompt only; chosen with tingxie tune (bench/ADAPT.md: 2, 3, "
                                      "4 were better and better, 6 wrote terms over and over)")
     hotword_prompt_budget: int = _opt(0, "most tokens of hotwords also put in the prompt: the whole list where it fits (a short one helps tiny models spell "
-                                         "terms that are said, e.g. 16 for a few terms), else only the terms the previous text already has; 0 only boosts "
-                                         "them, which never hurt speech without the terms in bench/ADAPT.md, where a prompt of terms not said made tiny.en "
-                                         "write lists")
+                                         "terms that are said, e.g. 16 for a few terms), else only the terms the previous text already has; 0 puts none "
+                                         "in a window's first pass (in bench/ADAPT.md a prompt of terms not said made tiny.en write lists; "
+                                         "hotword_second_pass prompts only the terms a window seems to have)")
     hotword_second_pass: bool = _opt(True, "with hotwords, decode a window again where its text has terms that sound like hotwords but are spelled "
                                            "otherwise, with only those terms in the prompt; kept when it spells them and has about as many words")
     lm: str | None = _opt(None, "n-gram language model (.arpa or kenlm .bin, lower-case words without punctuation) fused into beam search; needs beam_size and "
