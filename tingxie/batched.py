@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from .decoding.decoder import decode
-from .decoding.fallback import decode_with_fallback, needs_fallback
+from .decoding.fallback import decode_with_fallback, needs_fallback, second_pass
 from .engine import Engine, Features
 from .errors import OptionError
 from .options import TranscribeOptions, build_options
@@ -108,6 +108,8 @@ def iter_batched_segments(
                 # the batch was the first temperature's decode: the fallback goes on from the second, as sequential
                 # decoding does (a whole window's decode more for every chunk that fell back otherwise)
                 result = decode_with_fallback(engine, result.audio_features, tokenizer, replace(options, temperature=options.temperature[1:]), prompt)
+            else:  # a glossary's second pass, as decode_with_fallback makes after a window's last temperature
+                result = second_pass(engine, result.audio_features, tokenizer, options, prompt, result, None, None)
             frames = min(N_FRAMES, round(chunk.seconds * FRAMES_PER_SECOND))
             seek = round(chunk.start / HOP_LENGTH)
             before = max((end for at, end in last_speech.items() if at <= chunk.start), default=0.0)
