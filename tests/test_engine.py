@@ -80,11 +80,27 @@ def test_the_alignment_heads_give_the_torch_engine_s_cross_attention(engines):
     mel = np.random.default_rng(2).standard_normal((1, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
     tokens = np.random.default_rng(3).integers(0, DIMS.n_vocab, (1, 9))
     heads = [(2, 1), (0, 0), (1, 1)]
-    logits_t, scores_t = torch_engine.alignment_scores(tokens, torch_engine.encode(mel), heads)
-    logits_o, scores_o = ort_engine.alignment_scores(tokens, ort_engine.encode(mel), heads)
-    assert scores_o.shape == (3, 9, DIMS.n_audio_ctx)
+    logprobs_t, scores_t = torch_engine.alignment_scores(tokens, torch_engine.encode(mel), heads, 50)
+    logprobs_o, scores_o = ort_engine.alignment_scores(tokens, ort_engine.encode(mel), heads, 50)
+    assert scores_o.shape == (3, 9, DIMS.n_audio_ctx) and logprobs_o.shape == (8,)
     np.testing.assert_allclose(scores_o, scores_t, atol=1e-4)
-    np.testing.assert_allclose(logits_o, logits_t, atol=1e-3)
+    np.testing.assert_allclose(logprobs_o, logprobs_t, atol=1e-3)
+    assert np.isneginf(logprobs_o[tokens[0, 1:] >= 50]).all() and np.isfinite(logprobs_o[tokens[0, 1:] < 50]).all()
+
+
+def test_alignment_in_chunks_equals_one_pass(engines, monkeypatch):
+    """The ONNX Runtime engine aligns a long sequence a chunk of tokens at a time (bounded logits): the same scores
+    and log-probabilities as in one call."""
+    from tingxie.ort import runtime
+
+    _, ort_engine = engines
+    features = ort_engine.encode(np.random.default_rng(5).standard_normal((1, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32))
+    tokens = np.random.default_rng(6).integers(0, DIMS.n_vocab, (1, 11))
+    whole = ort_engine.alignment_scores(tokens, features, [(0, 1), (1, 0)], DIMS.n_vocab)
+    monkeypatch.setattr(runtime, "ALIGNMENT_CHUNK", 4)
+    chunked = ort_engine.alignment_scores(tokens, features, [(0, 1), (1, 0)], DIMS.n_vocab)
+    np.testing.assert_allclose(chunked[0], whole[0], atol=1e-4)
+    np.testing.assert_allclose(chunked[1], whole[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("options", [

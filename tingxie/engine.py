@@ -75,10 +75,24 @@ class Engine(Protocol):
         advances the cache. ``select``: only these of the new positions. ``rows``: see ``decodes_row_subsets``."""
         ...
 
-    def alignment_scores(self, tokens: np.ndarray, features: Features, heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """For one whole sequence ``tokens`` (1, T) over one window's features: logits (T, vocab) and the
-        pre-softmax cross-attention scores of the given (layer, head) pairs (heads, T, frames), float32."""
+    def alignment_scores(self, tokens: np.ndarray, features: Features, heads: list[tuple[int, int]],
+                         text_vocab: int) -> tuple[np.ndarray, np.ndarray]:
+        """For one whole sequence ``tokens`` (1, T) over one window's features: each next token's log-probability
+        among the first ``text_vocab`` tokens (T - 1,; -inf where that token is not among them) and the pre-softmax
+        cross-attention scores of the given (layer, head) pairs (heads, T, frames), float32."""
         ...
+
+
+def next_token_logprobs(logits: np.ndarray, targets: np.ndarray, text_vocab: int) -> np.ndarray:
+    """log softmax(logits[i, :text_vocab])[targets[i]] per row, -inf for a target outside the text vocabulary
+    (rows of logits (n, vocab) and targets (n,)); in place on a copy of the rows' text part only."""
+    text = logits[:, :text_vocab]
+    peak = text.max(axis=-1)
+    shifted = text - peak[:, None]
+    norm = np.log(np.exp(shifted, out=shifted).sum(axis=-1))
+    inside = targets < text_vocab
+    picked = np.where(inside, text[np.arange(len(targets)), np.minimum(targets, text_vocab - 1)] - peak - norm, -np.inf)
+    return picked.astype(np.float32)
 
 
 def default_alignment_heads(dims: ModelDimensions) -> list[tuple[int, int]]:

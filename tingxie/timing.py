@@ -29,14 +29,20 @@ def median_filter(x: np.ndarray, width: int) -> np.ndarray:
     if x.shape[-1] <= pad:
         return x
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
-    return np.sort(windows, axis=-1)[..., pad]
+    out = np.empty_like(x)
+    # one leading row (a head's tokens x frames) at a time: sorting copies its windows, width times the row's size
+    for index in np.ndindex(x.shape[:-2] if x.ndim > 2 else ()):
+        windows = np.lib.stride_tricks.sliding_window_view(padded[index], width, axis=-1)
+        out[index] = np.sort(windows, axis=-1)[..., pad]
+    return out
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """softmax over the last axis, float32."""
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=-1, keepdims=True)
+    return shifted
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,17 +103,17 @@ def find_alignment(
         return []
     sot = list(tokenizer.sot_sequence)
     tokens = np.asarray([[*sot, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]], np.int64)
-    logits, scores = engine.alignment_scores(tokens, audio_features, alignment_heads)
-    text_logits = logits[len(sot) : len(sot) + len(text_tokens), : tokenizer.eot].astype(np.float32, copy=False)
-    peak = text_logits.max(axis=-1)  # each text token's probability among the text tokens, without a softmax copy
-    norm = peak + np.log(np.exp(text_logits - peak[:, None]).sum(axis=-1))
-    token_probs = np.exp(text_logits[np.arange(len(text_tokens)), text_tokens] - norm).tolist()
+    logprobs, scores = engine.alignment_scores(tokens, audio_features, alignment_heads, tokenizer.eot)
+    # each text token's probability among the text tokens (position len(sot), the no-timestamps token, predicts the first)
+    token_probs = np.exp(logprobs[len(sot) : len(sot) + len(text_tokens)]).tolist()
 
     weights = softmax(scores[:, :, : num_frames // 2].astype(np.float32) * np.float32(qk_scale))
     mean = weights.mean(axis=-2, keepdims=True)
     std = weights.std(axis=-2, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):  # a constant row (std 0) gives nan there, as the reference's
-        weights = median_filter((weights - mean) / std, medfilt_width)
+        weights -= mean
+        weights /= std
+        weights = median_filter(weights, medfilt_width)
     matrix = weights.mean(axis=0)[len(sot) : -1]
     text_indices, time_indices = dtw(-matrix.astype(np.float64))
 

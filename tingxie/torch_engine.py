@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .audio import TorchMelFrontEnd
+from .engine import next_token_logprobs
 from .model import KVCache, Whisper
 
 
@@ -88,7 +89,9 @@ class TorchEngine:
         return logits.float().cpu().numpy()
 
     @torch.inference_mode()
-    def alignment_scores(self, tokens: np.ndarray, features: TorchFeatures, heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        logits, cross = self.module.cross_attention_logits(torch.from_numpy(np.asarray(tokens, dtype=np.int64)), features.tensor)
+    def alignment_scores(self, tokens: np.ndarray, features: TorchFeatures, heads: list[tuple[int, int]],
+                         text_vocab: int) -> tuple[np.ndarray, np.ndarray]:
+        tokens = np.asarray(tokens, dtype=np.int64)
+        logits, cross = self.module.cross_attention_logits(torch.from_numpy(tokens), features.tensor)
         scores = torch.stack([cross[layer][0, head] for layer, head in heads])
-        return logits[0].float().cpu().numpy(), scores.float().cpu().numpy()
+        return next_token_logprobs(logits[0, :-1].float().cpu().numpy(), tokens[0, 1:], text_vocab), scores.float().cpu().numpy()

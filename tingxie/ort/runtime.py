@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..engine import next_token_logprobs
 from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder
@@ -31,6 +32,7 @@ COMPUTE_TYPES = ("default", "int8")
 # a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
 # copied them every step)
 CAPACITY_STEP = 32
+ALIGNMENT_CHUNK = 16  # tokens per decoder call when aligning: a chunk's logits are 16 x vocab (3.3 MB), not the window's
 
 
 @dataclass
@@ -186,24 +188,37 @@ class OrtWhisper:
     def encode(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         return self.embed_audio(mel, keep_buffers)
 
-    def alignment_scores(self, tokens: np.ndarray, features: WindowFeatures, heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (T, vocab) and the given heads' pre-softmax cross-attention scores (heads, T, frames) for one whole
-        sequence over one window: the decoder graph with its ``heads{layer}`` inputs filled (the scores come out in
-        layer order, so the heads are asked for in that order and the rows put back in the caller's)."""
+    def alignment_scores(self, tokens: np.ndarray, features: WindowFeatures, heads: list[tuple[int, int]],
+                         text_vocab: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each next token's log-probability and the given heads' pre-softmax cross-attention scores (heads, T, frames)
+        for one whole sequence over one window: the decoder graph with its ``heads{layer}`` inputs filled, run over
+        ``ALIGNMENT_CHUNK`` tokens at a time on the keys/values of the earlier ones (so only a chunk's logits, not
+        (T, vocab), are ever held). The scores come out in layer order; rows are put back in the caller's order."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         t, dims = tokens.shape[-1], self.dims
-        d_head = dims.n_text_state // dims.n_text_head
-        empty = np.zeros((1, dims.n_text_head, 0, d_head), np.float32)
-        n = dims.n_text_layer
+        n, d_head = dims.n_text_layer, dims.n_text_state // dims.n_text_head
+        past_k = [np.zeros((1, dims.n_text_head, 0, d_head), np.float32) for _ in range(n)]
+        past_v = list(past_k)
         one = features.select(0)
         by_layer = sorted(range(len(heads)), key=lambda i: heads[i])
-        feeds = {"tokens": tokens, "positions": np.arange(t, dtype=np.int64), "mask": np.triu(np.full((t, t), -np.inf, np.float32), k=1),
-                 "select": np.arange(t, dtype=np.int64)}
-        feeds.update((name, np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64)) for i, name in enumerate(self._head_names))
-        feeds.update(zip(self._prefix_names + self._past_names, [empty] * (4 * n)))
+        feeds = {name: np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64) for i, name in enumerate(self._head_names)}
+        feeds.update(zip(self._prefix_names, [past_k[0]] * (2 * n)))  # no shared prefix: every token is the row's own
         feeds.update(zip(self._cross_names, one.cross_kt + one.cross_v))
-        logits, scores = self.decoder.run(["logits", "cross_scores"], feeds)
-        return logits[0], scores[np.argsort(by_layer)]
+        logprobs, scores = [], []
+        for start in range(0, t, ALIGNMENT_CHUNK):
+            part = tokens[:, start : start + ALIGNMENT_CHUNK]
+            c = part.shape[-1]
+            mask = np.zeros((c, start + c), np.float32)
+            mask[:, start:] = np.triu(np.full((c, c), -np.inf, np.float32), k=1)
+            feeds.update(tokens=part, positions=np.arange(start, start + c, dtype=np.int64), mask=mask, select=np.arange(c, dtype=np.int64))
+            feeds.update(zip(self._past_names, past_k + past_v))
+            logits, *new, chunk_scores = self.decoder.run([*self._step_outputs, "cross_scores"], feeds)
+            past_k = [np.concatenate([a, b], axis=2) for a, b in zip(past_k, new[:n])]
+            past_v = [np.concatenate([a, b], axis=2) for a, b in zip(past_v, new[n:])]
+            targets = tokens[0, start + 1 : start + c + 1]  # the last chunk's last token has none
+            logprobs.append(next_token_logprobs(logits[0, : len(targets)], targets, text_vocab))
+            scores.append(chunk_scores)
+        return np.concatenate(logprobs), np.concatenate(scores, axis=1)[np.argsort(by_layer)]
 
     def embed_audio(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V. ``keep_buffers=False``: the windows of
