@@ -88,7 +88,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def batch_command(args: argparse.Namespace, transcribe_keys: frozenset[str]) -> int:
-    from ..commands import options_from_args
+    from ..cli.commands import options_from_args
     from ..errors import TingxieError
     from ..writers import SubtitleOptions
     from .job import run
