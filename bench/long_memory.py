@@ -5,7 +5,8 @@ Both files are real speech from ../shared (real_concat, tiled) encoded as FLAC i
 in a fresh process, it measures the peak resident memory (VmHWM) of
   - stream:     ``tingxie.audio.iter_audio`` reading the file in 30-s chunks (the bounded decoder), and
   - cli:        ``tingxie transcribe`` with its defaults on the first ``--clip`` seconds (``--clip_timestamps``):
-                the whole file is still decoded and turned into log-mel first, so its peak is the whole run's.
+                the whole file is still read once (its log-mel's maximum, tingxie.mel_source) before the first
+                window, so the peak covers all of the file's decoding.
 and prints the peaks and the 3-hour minus 10-minute difference.
 
     python bench/long_memory.py [--hours 3] [--clip 120]
