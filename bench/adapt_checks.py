@@ -43,7 +43,7 @@ def real_terms_check(data: Path, args: argparse.Namespace) -> dict:
     return out
 
 
-def cost_check(data: Path, args: argparse.Namespace, files: int = 4, rounds: int = 3) -> dict:
+def cost_check(data: Path, args: argparse.Namespace, files: int = 3, rounds: int = 3) -> dict:
     """Decoding time with and without a glossary (and beam 5 with and without the LM), best of ``rounds`` interleaved
     runs per setting, in one process: on real-English files whose text the glossary does not change (the filter's and the
     plausibility check's own cost) and on held-out domain files, where the second pass runs."""
