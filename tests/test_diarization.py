@@ -267,3 +267,15 @@ def test_speech_regions_at_8_khz_agree_with_the_vad():
         masks.append(mask)
     assert masks[0].sum() > 45 * SR and np.mean(masks[0] != masks[1]) < 0.03
     assert speech_regions(np.zeros(SR, np.float32)) == [] and speech_regions(np.zeros(0, np.float32)) == []
+
+
+def test_turn_changes_move_to_pauses_between_words_and_stay_where_no_words_are():
+    from tingxie.diarization.resegment import _turns_at_words
+    from tingxie.diarization.timeline import SpeakerTurn
+    from tingxie.results import Word
+
+    turns = [SpeakerTurn(0.0, 5.0, "A"), SpeakerTurn(5.0, 10.0, "B"), SpeakerTurn(10.0, 20.0, "C")]
+    words = [Word(" one", 1.0, 4.4, 1.0, speaker="A"), Word(" two", 4.8, 6.0, 1.0, speaker="B"), Word(" three", 6.2, 7.0, 1.0, speaker="B")]
+    out = _turns_at_words(turns, words, ((0, 20 * SR),))
+    # A->B moves to the pause between "one" and "two"; B->C has no words near it (speech the model did not write)
+    assert out == [SpeakerTurn(0.0, 4.6, "A"), SpeakerTurn(4.6, 10.0, "B"), SpeakerTurn(10.0, 20.0, "C")]

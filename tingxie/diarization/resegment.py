@@ -1,8 +1,9 @@
 """Speakers onto a transcription: each word takes the speaker of the turn it lies in, segments are split where the
-speaker changes between two words, and the turns' edges move to those word boundaries."""
+speaker changes between two words, and the turns' changes move to the pauses between words near them."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from .timeline import SpeakerTurn, merge_adjacent, speaker_at
 if TYPE_CHECKING:
     from ..tokenizer import Tokenizer
 
-SAMPLE_RATE = 16000
+SNAP_S = 1.0  # a change of speaker moves to a pause between words at most this far (a window step and a bit)
 
 
 def assign_speakers(result: TranscriptionResult, diarization: Diarization, tokenizer: Tokenizer | None = None) -> tuple[TranscriptionResult, list[SpeakerTurn]]:
@@ -54,20 +55,21 @@ def _split(segment: Segment, turns: list[SpeakerTurn], tokenizer: Tokenizer | No
 
 
 def _turns_at_words(turns: list[SpeakerTurn], words: list[Word], regions: tuple[tuple[int, int], ...]) -> list[SpeakerTurn]:
-    """Within each speech region that holds words, the turns redrawn from the words' speakers: a change lies half-way
-    between the last word of one speaker and the first of the next. Regions without words keep their turns."""
-    out: list[SpeakerTurn] = []
-    for begin, end in regions:
-        a, b = begin / SAMPLE_RATE, end / SAMPLE_RATE
-        inside = [w for w in words if a <= (w.start + w.end) / 2 < b and w.speaker is not None]
-        if not inside:
-            out.extend(t for t in turns if a <= (t.start + t.end) / 2 < b)
-            continue
-        start = a
-        for previous, w in zip(inside, inside[1:]):
-            if w.speaker != previous.speaker:
-                cut = min(max((previous.end + w.start) / 2, start), b)
-                out.append(SpeakerTurn(round(start, 3), round(cut, 3), previous.speaker))
-                start = cut
-        out.append(SpeakerTurn(round(start, 3), round(b, 3), inside[-1].speaker))
+    """The turns with each change of speaker inside a stretch of speech moved to the middle of the nearest pause
+    between two words (within SNAP_S of it). A change with no words near it, and speech the transcription has no words
+    for (a language the model does not write, a mumble), keep the turns the voices gave."""
+    del regions  # the turns already lie within the regions; kept for the call's shape
+    timed = sorted((w for w in words if w.speaker is not None), key=lambda w: w.start)
+    pauses = [(a.end + b.start) / 2 for a, b in zip(timed, timed[1:]) if b.start >= a.end]
+    out = [replace(t) for t in turns]
+    for i in range(1, len(out)):
+        before, after = out[i - 1], out[i]
+        if before.speaker == after.speaker or abs(after.start - before.end) > 1e-6:
+            continue  # a pause already separates them
+        cut = before.end
+        k = bisect.bisect_left(pauses, cut)
+        near = [p for p in pauses[max(k - 1, 0) : k + 1] if abs(p - cut) <= SNAP_S and before.start < p < after.end]
+        if near:
+            moved = round(min(near, key=lambda p: abs(p - cut)), 3)
+            out[i - 1], out[i] = replace(before, end=moved), replace(after, start=moved)
     return merge_adjacent([t for t in out if t.end > t.start])
