@@ -1,7 +1,9 @@
-"""The one compiled part: the encoder's bfloat16 attention kernel for x86-64 Linux (everything else is in pyproject.toml).
+"""The compiled parts (everything else is in pyproject.toml): the encoder's bfloat16 attention kernel for x86-64 Linux,
+and word timing's DTW (plain C, every platform).
 
-It is optional: where it does not build (no C compiler, another platform) tingxie runs ONNX Runtime's float32
-attention instead, with the same results up to bfloat16 rounding."""
+Both are optional: where the kernel does not build (no C compiler, another platform) tingxie runs ONNX Runtime's
+float32 attention instead, with the same results up to bfloat16 rounding; without the DTW, NumPy fills the same
+matrix (the same paths, slower)."""
 
 import platform
 import sys
@@ -13,4 +15,6 @@ x86_64_linux = sys.platform.startswith("linux") and platform.machine().lower() i
 flags = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-pthread"]
 extensions = [Extension("tingxie.ort._attention_bf16", ["tingxie/ort/csrc/attention_bf16.c"], extra_compile_args=flags,
                         extra_link_args=["-pthread"], optional=True)] if x86_64_linux else []
+# no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do
+extensions.append(Extension("tingxie._dtw", ["tingxie/csrc/dtw.c"], extra_compile_args=["-O2", "-ffp-contract=off"], optional=True))
 setup(ext_modules=extensions)

@@ -3,6 +3,10 @@ cross-attention and dynamic time warping, then merge punctuation and tidy the ed
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,19 +26,28 @@ class WordTiming:
 
 
 def median_filter(x: np.ndarray, width: int) -> np.ndarray:
-    """Median over a sliding window of odd ``width`` along the last axis, reflect-padded."""
+    """Median over a sliding window of odd ``width`` along the last axis, reflect-padded; NaN sorts last, as in a
+    sort-based filter (the reference's). The ``width`` shifted copies go through a sorting network (odd-even
+    transposition: elementwise minimum/maximum), ~20x faster than sorting every window and exactly its values."""
     if width % 2 != 1 or width <= 0:
         raise ValueError("median filter width must be a positive odd number")
     pad = width // 2
     if x.shape[-1] <= pad:
         return x
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
-    out = np.empty_like(x)
-    # one leading row (a head's tokens x frames) at a time: sorting copies its windows, width times the row's size
-    for index in np.ndindex(x.shape[:-2] if x.ndim > 2 else ()):
-        windows = np.lib.stride_tricks.sliding_window_view(padded[index], width, axis=-1)
-        out[index] = np.sort(windows, axis=-1)[..., pad]
-    return out
+    missing = np.isnan(padded)
+    n = x.shape[-1]
+    # NaN as +inf for the network; a window whose middle rank falls among its NaNs gives NaN, as the sort would
+    lanes = [np.where(missing[..., k : k + n], np.inf, padded[..., k : k + n]) for k in range(width)]
+    for rnd in range(width):
+        for k in range(rnd % 2, width - 1, 2):
+            low = np.minimum(lanes[k], lanes[k + 1])
+            np.maximum(lanes[k], lanes[k + 1], out=lanes[k + 1])
+            lanes[k] = low
+    median = lanes[pad]
+    nan_count = sum(missing[..., k : k + n].astype(np.int8) for k in range(width))
+    median[nan_count > pad] = np.nan
+    return median
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -46,11 +59,21 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Monotonic alignment path (text indices, time indices) of minimum total cost.
+    """Monotonic alignment path (text indices, time indices) of minimum total cost; ties prefer the diagonal, then
+    up, then left, as the reference's loop does. The compiled fill (csrc/dtw.c) where it was built, else NumPy's."""
+    n, m = cost.shape
+    library = _dtw_library()
+    if library is None:
+        return _backtrace(_dtw_trace_numpy(cost))
+    x = np.ascontiguousarray(cost, dtype=np.float64)
+    acc = np.empty((n + 1, m + 1), np.float32)
+    trace = np.full((n + 1, m + 1), -1, dtype=np.int8)
+    library.dtw_fill(x.ctypes.data, n, m, acc.ctypes.data, trace.ctypes.data)
+    return _backtrace(trace)
 
-    Cells are filled one anti-diagonal at a time (vectorised); ties prefer the diagonal, then up,
-    then left, as the reference's loop does.
-    """
+
+def _dtw_trace_numpy(cost: np.ndarray) -> np.ndarray:
+    """The DTW's trace (0 diagonal, 1 up, 2 left), filled one anti-diagonal at a time (vectorised)."""
     n, m = cost.shape
     acc = np.full((n + 1, m + 1), np.inf, dtype=np.float32)  # float32 like the reference, so ties match
     trace = np.full((n + 1, m + 1), -1, dtype=np.int8)
@@ -64,7 +87,22 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         best = np.where(t == 0, c0, np.where(t == 1, c1, c2))
         acc[i, j] = x[i - 1, j - 1] + best
         trace[i, j] = t
-    return _backtrace(trace)
+    return trace
+
+
+@functools.cache
+def _dtw_library() -> ctypes.CDLL | None:
+    """csrc/dtw.c as built at install (optional), or None."""
+    spec = importlib.util.find_spec("tingxie._dtw")
+    if spec is None or spec.origin is None or os.environ.get("TINGXIE_DTW") == "numpy":
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    library.dtw_fill.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    library.dtw_fill.restype = ctypes.c_int
+    return library
 
 
 def _backtrace(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
