@@ -55,13 +55,30 @@ def test_alignatt_stream_commits_every_word_once_and_sooner_than_local_agreement
     streams = {}
     for policy in ("alignatt", "local-agreement"):
         decoder = ScriptedDecoder(SCRIPT)
-        streams[policy] = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, policy=policy, alignatt_frames=5), decoder=decoder)
+        options = StreamOptions(vad=False, step_s=0.5, policy=policy, alignatt_frames=5, min_commit_s=0.5)
+        streams[policy] = StreamingTranscriber(options=options, decoder=decoder)
         decoder.transcriber = streams[policy]
     chunk = np.zeros(int(0.5 * SR), dtype=np.float32)
     # 0.5 s heard: "we" (0-0.4 s) ends before the last 5 frames, so alignatt makes it final from this one decode
     assert [e.text for e in streams["alignatt"].accept(chunk) if e.type == "final"] == ["we"]
     assert not any(e.type == "final" for e in streams["local-agreement"].accept(chunk))
     assert [e.text for e in streams["local-agreement"].accept(chunk) if e.type == "final"] == ["we"]  # one step later
+
+
+def test_a_buffer_shorter_than_min_commit_s_commits_nothing_only_the_partial():
+    """The defaults: in the first 1.5 s of an utterance Whisper guesses from too little speech; its words are shown
+    (partial) but not made final, then the same words commit once the buffer is long enough."""
+    assert StreamOptions().min_commit_s == 1.5
+    decoder = ScriptedDecoder(SCRIPT)
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5), decoder=decoder)
+    decoder.transcriber = stream
+    chunk = np.zeros(int(0.5 * SR), dtype=np.float32)
+    early = stream.accept(chunk) + stream.accept(chunk)  # 1.0 s: two decodes, "we hold" heard and "these" begun
+    assert len(decoder.calls) == 2 and [e.type for e in early] == ["partial", "partial"] and early[-1].text == "we hold th~"
+    later = stream.accept(chunk)  # 1.5 s: the words that end before the attention margin commit
+    assert [e.text for e in later if e.type == "final"] == ["we hold these"]  # "these" ends 0.3 s before the end
+    with pytest.raises(OptionError, match="min_commit_s"):
+        StreamOptions(min_commit_s=-1)
 
 
 def test_degraded_modes_decode_greedily_and_less_often_then_recover():
@@ -124,3 +141,30 @@ def test_serve_and_stream_help_give_the_live_options_and_their_defaults(capsys):
     assert "invalid choice: 'wait-k'" in capsys.readouterr().err
     with pytest.raises(OptionError, match="max_streams must be >= 1"):
         settings_from_args(build_parser().parse_args(["serve", "--max-streams", "0"]))
+
+
+def test_an_endpoint_makes_the_words_before_a_short_silence_final_at_once_and_the_pause_decodes_nothing_more():
+    """Speech 0.5-3 s (a scripted VAD): 0.2 s into the silence the buffer is decoded and every word is final (the words
+    before a silence are whole: no attention margin); at the 0.5-s pause there is nothing left to decode."""
+    from test_streaming import ScriptedVad
+
+    spoken = [TimedWord(" one", 0.6, 1.2), TimedWord(" two", 1.2, 1.8), TimedWord(" three", 1.8, 2.4), TimedWord(" four", 2.4, 2.95)]
+    for endpoint_s in (0.2, 0.0):
+        calls: list[float] = []
+        stream: StreamingTranscriber | None = None
+
+        def decoder(audio, prompt, prefix):
+            start, end = stream._buffer.start / SR, (stream._buffer.start + len(audio)) / SR
+            calls.append(end)
+            return [TimedWord(w.word, w.start - start, min(w.end, end) - start) for w in spoken if w.start < end]
+
+        options = StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5, endpoint_s=endpoint_s)
+        stream = StreamingTranscriber(options=options, vad=ScriptedVad([(0.5, 3.0)]), decoder=decoder)
+        finals = []
+        for k in range(50):  # 5 s in 0.1-s chunks
+            finals += [((k + 1) / 10, e.text) for e in stream.accept(np.zeros(1600, dtype=np.float32)) if e.type == "final"]
+        assert " ".join(t for _, t in finals) == "one two three four"
+        if endpoint_s:
+            assert finals[-1][0] <= 3.3 and max(calls) <= 3.3  # final 0.2-0.3 s after the speech; no decode at the pause
+        else:
+            assert finals[-1][0] >= 3.5  # only at the pause

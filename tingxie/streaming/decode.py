@@ -16,12 +16,16 @@ from ..decoding import decode_with_fallback
 from ..engine import window_features
 from ..options import DecodingOptions, TranscribeOptions
 from ..timing import add_word_timestamps
+from ..tokenizer import UNSPACED_LANGUAGES
 from ..window_step import INPUT_STRIDE, TIME_PRECISION, is_silence, split_at_timestamps
 from .events import TimedWord
 from .options import StreamOptions
 
 # Decoded tokens allowed per second of audio (speech runs at 3-5): bounds the cost of a decode that loops.
 TOKENS_PER_SECOND = 8
+# zeros after the buffer before its STFT: past every frame that reads one of its samples (n_fft 400), so the last
+# column is a silent frame at the floor
+MEL_PADDING = 800
 
 
 class BufferDecoder:
@@ -45,17 +49,22 @@ class BufferDecoder:
         if len(audio) > N_SAMPLES:
             raise ValueError(f"a stream buffer holds at most {N_SAMPLES // SAMPLE_RATE} s, got {len(audio) / SAMPLE_RATE:.1f} s")
         engine = self.model.engine
-        # padded to one window only (not audio + 30 s, as long-form does): the same frames, half the STFT
-        mel = engine.log_mel(audio, padding=N_SAMPLES - len(audio))
+        # the STFT of the buffer alone (not of a 30-s window, as long-form pads it): the encoder reads only its frames
+        # (the rest of the window is zeros), and the floor (8 below the loudest frame) is the same, as every frame
+        # with a sample of the buffer is in; the cost follows the buffer, not the window
+        mel = engine.log_mel(audio, padding=MEL_PADDING)
         frames = min(N_FRAMES, len(audio) // HOP_LENGTH)
         features = window_features(engine, pad_or_trim(mel[:, :frames], N_FRAMES))
         if self._tokenizer is None:  # a multilingual model: the language of the first speech holds for the stream
-            self.language, _ = self.model._detect(mel)
+            # the window as long-form pads it: the silent frames past the buffer are all at the floor (the last column)
+            self.language, _ = self.model._detect(np.concatenate([mel, np.repeat(mel[:, -1:], max(0, N_FRAMES - mel.shape[1]), axis=1)], axis=1))
             self._tokenizer = self.model.tokenizer(self.language, self.options.task)
             self.transcribe_options = replace(self.transcribe_options, decoding=replace(self.transcribe_options.decoding, language=self.language))
         tokenizer = self._tokenizer
         seconds = len(audio) / SAMPLE_RATE
-        prefix_tokens = tokenizer.encode(" " + prefix.strip()) if prefix.strip() else []
+        # Whisper writes a space before each word of a spaced language only: a forced " 我们" was text it never writes
+        space = "" if self.language in UNSPACED_LANGUAGES else " "
+        prefix_tokens = tokenizer.encode(space + prefix.strip()) if prefix.strip() else []
         decoding = replace(
             self.transcribe_options.decoding,
             sample_len=min(engine.dims.n_text_ctx // 2, 16 + int(TOKENS_PER_SECOND * seconds)),
@@ -81,13 +90,17 @@ class BufferDecoder:
             append_punctuations=options.append_punctuations, last_speech_timestamp=0.0,
         )
         words: list[TimedWord] = []
-        forced = len(prefix.split()) if prefix_tokens else 0  # the prefix's words: one segment, at its head
+        # the prefix's characters (one segment, at its head), counted without spaces: a Chinese prefix has no spaces
+        # between its words, and a word may be several characters
+        forced = len("".join(prefix.split())) if prefix_tokens else 0
         for i, segment in enumerate(segments):
             seg_words = segment.get("words") or []
             for j, w in enumerate(seg_words):
                 # a forced word is already committed: dropping it for its probability would only break the alignment
-                if w["probability"] < self.options.min_word_probability and not (i == 0 and j < forced):
+                if w["probability"] < self.options.min_word_probability and not (i == 0 and forced > 0):
                     continue
+                if i == 0:
+                    forced -= len("".join(w["word"].split()))
                 # the last segment's end is only where the buffer stops, not where the speaker did
                 boundary = j == len(seg_words) - 1 and i < len(segments) - 1
                 end = min(w["end"], seconds)

@@ -18,6 +18,11 @@ class SpeechGate:
         self.in_speech = False
         self._run = 0  # consecutive speech windows (in silence) or silent windows (in speech)
 
+    @property
+    def silent_windows(self) -> int:
+        """Silent windows in a row since the last speech, while in speech (0 otherwise)."""
+        return self._run if self.in_speech else 0
+
     def update(self, probability: float) -> Transition:
         if not self.in_speech:
             self._run = self._run + 1 if probability >= self.threshold else 0

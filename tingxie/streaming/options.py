@@ -21,6 +21,9 @@ class StreamOptions:
     vad: bool = True  # Silero VAD: skip silence, finalise at pauses
     vad_threshold: float = 0.5
     pause_s: float = 0.5  # silence after speech that finalises everything heard so far
+    # a shorter silence after speech: decode at once and make every word heard so far final (the words before a
+    # silence are whole), keeping the buffer (the speaker may go on); 0: only at pause_s
+    endpoint_s: float = 0.2
     preroll_s: float = 0.3  # silence kept in front of speech, so its first sound is not clipped
     trim_after_s: float = 0.0  # the buffer is cut at a committed sentence end only once it is longer than this
     max_buffer_s: float = 10.0  # past this, the buffer is cut at the widest pause between committed words
@@ -31,10 +34,14 @@ class StreamOptions:
     # 5 beams int8: 22.0-22.5% with 4, 20.5% with 6 (both files 16.1%), 18.2% on both files with 8
     context_s: float = 6.0
     min_decode_s: float = 0.3  # a buffer shorter than this is not decoded
+    # a decode of a buffer shorter than this commits nothing (its words are only the partial): in a fraction of a second
+    # of speech Whisper guesses ("what your" was "Thank you."), and alignatt would commit the guess at once
+    min_commit_s: float = 1.5
     policy: str = "alignatt"  # see POLICIES; bench/realtime.py picked it (bench/RESULTS.md)
     # alignatt: a word whose attention (its DTW-aligned end) lies within the last this many encoder frames is not
-    # committed yet, nor is anything after it (Papi et al. 2023's f)
-    alignatt_frames: int = 20
+    # committed yet, nor is anything after it (Papi et al. 2023's f). 15 (0.3 s): bench/RESULTS.md, issue 22's second
+    # session (real_concat in process: 10 frames 6.8 % WER, 15 5.4 %, 20 6.1 %; final latency falls 0.1 s per 5 frames)
+    alignatt_frames: int = 15
     commit_margin_s: float = 0.3  # local-agreement: a word ending closer than this to the end of the decoded audio is not committed yet
     min_word_probability: float = 0.01  # words Whisper itself finds this unlikely are dropped (invented in near-silence)
     prefix_committed: bool = True  # force committed text still in the buffer as the decode's prefix (not decoded again)
@@ -54,7 +61,7 @@ class StreamOptions:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("preroll_s", "commit_margin_s", "context_s"):
+        for name in ("preroll_s", "commit_margin_s", "context_s", "min_commit_s", "endpoint_s"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.max_buffer_s <= self.hard_buffer_s <= 28:

@@ -110,6 +110,8 @@ class StreamingTranscriber:
             self._vad = (vad or load_vad()).stream()
             exit_threshold = max(options.vad_threshold - 0.15, 0.01)
             self._gate: SpeechGate | None = SpeechGate(options.vad_threshold, exit_threshold, round(options.pause_s * SAMPLE_RATE / WINDOW))
+            self._endpoint_windows = max(1, round(options.endpoint_s * SAMPLE_RATE / WINDOW)) if 0 < options.endpoint_s < options.pause_s else 0
+            self._endpointed = False  # every word before the current silence is final already
             self._pending = np.zeros(0, dtype=np.float32)  # samples the VAD has not scored yet
             self._preroll = _Audio()
         else:
@@ -188,12 +190,18 @@ class StreamingTranscriber:
                 self._preroll = _Audio(self._buffer.end)
             else:
                 self._buffer.append(window)
+                silent = self._gate.silent_windows
                 if transition == "pause":
                     # the pause itself is left out of the last decode (beyond a short tail): Whisper invents words in silence
                     silence = self._gate.pause_windows * WINDOW - int(TAIL_S * SAMPLE_RATE)
-                    events += self._finalize(drop_tail=max(0, silence))
+                    events += self._finalize(drop_tail=max(0, silence), decode=not self._endpointed)
                 elif self._buffer.length / SAMPLE_RATE >= self.options.hard_buffer_s:
                     events += self._decode_step()
+                elif silent and silent == self._endpoint_windows and self._buffer.length / SAMPLE_RATE >= self.options.min_commit_s:
+                    events += self._decode_step(commit_all=True)  # an endpoint: the words before this silence are whole
+                    self._endpointed = not self.agreement.pending
+                if not silent:
+                    self._endpointed = False
         self._pending = self._pending[len(probs) * WINDOW :]
         return events
 
@@ -226,21 +234,28 @@ class StreamingTranscriber:
         self._decoded_to = self._buffer.end - drop_tail
         return None if words is None else [w.shifted(offset) for w in words]
 
-    def _decode_step(self) -> list[StreamEvent]:
+    def _decode_step(self, commit_all: bool = False) -> list[StreamEvent]:
+        """Decode the buffer, commit what the policy allows (``commit_all``: every word, at an endpoint), trim."""
         words = self._decode()
         if words is None:
             return []
-        horizon = self._buffer.end / SAMPLE_RATE - self.options.commit_horizon_s
+        horizon = self._buffer.end / SAMPLE_RATE - (0.0 if commit_all else self.options.commit_horizon_s)
+        if self._buffer.length / SAMPLE_RATE < self.options.min_commit_s:
+            horizon = float("-inf")
+        if commit_all:
+            committed = self.agreement.flush_hypothesis([w for w in words if w.end <= horizon])
+            events = [final(committed)] if committed else []
+            return events + self._trim() + self._partial()
         committed = self.agreement.insert(words, horizon)
         events = [final(committed)] if committed else []
         events += self._trim()
         return events + self._partial()
 
-    def _finalize(self, drop_tail: int = 0) -> list[StreamEvent]:
-        """Decode the whole utterance once more (less ``drop_tail`` samples of trailing silence) and commit all of it;
-        the buffer starts afresh."""
+    def _finalize(self, drop_tail: int = 0, decode: bool = True) -> list[StreamEvent]:
+        """Decode the whole utterance once more (less ``drop_tail`` samples of trailing silence; not when ``decode`` is
+        False: every word before the pause is final already) and commit all of it; the buffer starts afresh."""
         spoken = (self._buffer.length - drop_tail) / SAMPLE_RATE
-        words = self._decode(drop_tail) if spoken >= self.options.min_decode_s else None
+        words = self._decode(drop_tail) if decode and spoken >= self.options.min_decode_s else None
         committed = self.agreement.flush() if words is None else self.agreement.flush_hypothesis(words)
         self._buffer = _Audio(self._buffer.end)
         self._decoded_to = self._buffer.end
