@@ -135,3 +135,11 @@ def test_digital_silence_and_short_files_are_found_on_the_stream(tiny_en, tmp_pa
     assert result.text == "" and result.duration == 45.0
     with pytest.raises(Exception, match=r"short.wav is only 0.10 s long"):
         tiny_en.transcribe(str(short))
+
+
+def test_diarization_decodes_a_file_object_once(tiny_en_default) -> None:
+    """The speaker turns need all the samples: a file object is decoded once, for both steps (read twice it was empty)."""
+    with open(audio_path("jfk"), "rb") as f:
+        result = tiny_en_default.transcribe(f, diarize=True)
+    assert "ask not what your country can do for you" in result.text.lower()
+    assert {s.speaker for s in result.segments} == {"SPEAKER_00"}

@@ -196,13 +196,15 @@ class WhisperModel:
 
     def transcribe(self, audio: Any, options: TranscribeOptions | None = None, *, on_progress=None, **kwargs: Any) -> TranscriptionResult:
         """Transcribe a path, bytes, file object or 16 kHz float array; keyword options as in the reference."""
+        diarize = options.diarize if options is not None else kwargs.get("diarize")
+        if diarize and not isinstance(audio, np.ndarray):  # the speaker turns need the samples too: decoded once, shared
+            audio = self._samples(audio)
         info, segments = self.iter_transcribe(audio, options, on_progress=on_progress, **kwargs)
         result = self.assemble(info, list(segments))
-        if options.diarize if options is not None else kwargs.get("diarize"):  # who said what (issue 21)
+        if diarize:  # who said what (issue 21)
             from .diarization import diarize_transcription
 
-            samples = audio.decode() if isinstance(audio, AudioFile) else audio
-            result = diarize_transcription(self, samples, result, options if options is not None else build_options(**kwargs))
+            result = diarize_transcription(self, audio, result, options if options is not None else build_options(**kwargs))
         return result
 
     def assemble(self, info: TranscriptionInfo, segments: list[Segment]) -> TranscriptionResult:
