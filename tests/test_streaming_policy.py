@@ -168,3 +168,16 @@ def test_an_endpoint_makes_the_words_before_a_short_silence_final_at_once_and_th
             assert finals[-1][0] <= 3.3 and max(calls) <= 3.3  # final 0.2-0.3 s after the speech; no decode at the pause
         else:
             assert finals[-1][0] >= 3.5  # only at the pause
+
+
+def test_a_hypothesis_that_loops_is_not_trusted():
+    """Over noise base wrote "啊啊啊啊啊啊啊啊" or "回家,回家,回家,回家" from 2 s of a meeting; committed, and then forced as the
+    prefix of every later decode, the loop went on to the end of the clip. Such a decode is not trusted (None)."""
+    from tingxie.streaming.decode import _loops
+
+    def said(text: str) -> list[TimedWord]:
+        return [TimedWord(w, 0.0, 0.0) for w in text.split()]
+
+    assert _loops(said("啊 啊 啊 啊 啊")) and _loops(said("好, 回 家, 回 家, 回 家,")) and _loops(said("and important and important and important"))
+    assert not _loops(said("no no no no")) and not _loops(said("ask what you can do for your country"))
+    assert not _loops(said("that that is is that that")) and not _loops(said("very very good very very"))

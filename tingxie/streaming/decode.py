@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, pad_or_trim
 from ..decoding import decode_with_fallback
+from ..decoding.window import compression_ratio
 from ..engine import window_features
 from ..options import DecodingOptions, TranscribeOptions
 from ..timing import add_word_timestamps
@@ -26,6 +27,9 @@ TOKENS_PER_SECOND = 8
 # zeros after the buffer before its STFT: past every frame that reads one of its samples (n_fft 400), so the last
 # column is a silent frame at the floor
 MEL_PADDING = 800
+# a word this many times in a row is a loop ("啊啊啊啊啊" over noise), not speech: the decode is not trusted
+LOOP_WORDS = 5
+LOOP_RUNS = 3
 
 
 class BufferDecoder:
@@ -76,7 +80,10 @@ class BufferDecoder:
         result = decode_with_fallback(engine, features, tokenizer, options, prompt_tokens)
         if is_silence(result, options):
             return []
-        if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
+        # the committed prefix counts too: offline, a segment's whole text is checked, and a loop forced as the
+        # prefix ("啊啊啊啊", committed from a decode too short to show it) would otherwise go on decode after decode
+        ratio = max(result.compression_ratio, compression_ratio(prefix + result.text))
+        if options.compression_ratio_threshold is not None and ratio > options.compression_ratio_threshold:
             return None  # "and important and important and ...": a loop, not what was said
         if prefix_tokens:
             text_tokens = prefix_tokens + [t for t in result.tokens if t < tokenizer.eot]
@@ -105,7 +112,22 @@ class BufferDecoder:
                 boundary = j == len(seg_words) - 1 and i < len(segments) - 1
                 end = min(w["end"], seconds)
                 words.append(TimedWord(w["word"], min(w["start"], end), end, float(w["probability"]), boundary))
-        return words
+        return None if _loops(words) else words
+
+
+def _loops(words: list[TimedWord]) -> bool:
+    """A word said LOOP_WORDS times in a row, or a run of 2-4 words said LOOP_RUNS times in a row ("回家,回家,回家")."""
+    from .agreement import word_key
+
+    keys = [word_key(w.word) for w in words]
+    for period in range(1, 5):
+        needed = LOOP_WORDS if period == 1 else LOOP_RUNS
+        run = 0  # words since the start of the repetition that equal the word one period before
+        for i in range(period, len(keys)):
+            run = run + 1 if keys[i] == keys[i - period] else 0
+            if run >= period * (needed - 1):
+                return True
+    return False
 
 
 def _language_for(model, language: str | None) -> str | None:
