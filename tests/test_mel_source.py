@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import audio_path
 
+from tingxie import mel_source
 from tingxie.api import WhisperModel
 from tingxie.audio import (
     N_SAMPLES,
@@ -29,9 +30,15 @@ def _chunked(samples: np.ndarray, size: int):
     return lambda: (samples[i : i + size] for i in range(0, samples.size, size))
 
 
+@pytest.fixture
+def streamed(monkeypatch):
+    """Short test audio read window by window, as a long recording is (nothing of the first pass kept)."""
+    monkeypatch.setattr(mel_source, "KEEP_FIRST_PASS_BYTES", 0)
+
+
 @pytest.mark.parametrize("engine", FRONT_ENDS)
 @pytest.mark.parametrize("length", [150, 80_000 - 200, 80_000 + 40, 16_000 * 61 + 123])
-def test_windows_equal_the_whole_log_mel(engine: str, length: int) -> None:
+def test_windows_equal_the_whole_log_mel(engine: str, length: int, streamed) -> None:
     """Every window, across block and chunk boundaries, the start's mirror and the silence after the end, bit for bit."""
     front_end, whole = FRONT_ENDS[engine]
     samples = (np.random.default_rng(length).standard_normal(length) * 0.1).astype(np.float32)
@@ -46,7 +53,7 @@ def test_windows_equal_the_whole_log_mel(engine: str, length: int) -> None:
                 assert np.array_equal(mel.window(seek, size), expected[:, seek : seek + size]), (chunk, seek, size)
 
 
-def test_windows_in_any_order_and_128_mels() -> None:
+def test_windows_in_any_order_and_128_mels(streamed) -> None:
     """A window behind the blocks held reads the audio again; 128 mel bins (large-v3) work the same."""
     samples = (np.random.default_rng(1).standard_normal(16_000 * 40) * 0.1).astype(np.float32)
     expected = log_mel_spectrogram_numpy(samples, 128, padding=N_SAMPLES)
@@ -63,7 +70,25 @@ def test_windows_in_any_order_and_128_mels() -> None:
     assert mel.window(mel.n_frames, 3000).shape == (128, 0)
 
 
-def test_file_read_twice_as_a_stream_equals_its_samples(tmp_path) -> None:
+@pytest.mark.parametrize("engine", FRONT_ENDS)
+def test_short_audio_is_read_and_its_log_mel_computed_once(engine: str) -> None:
+    """Under KEEP_FIRST_PASS_BYTES the first pass's blocks are the log-mel: no second reading, the same windows."""
+    front_end, whole = FRONT_ENDS[engine]
+    samples = (np.random.default_rng(7).standard_normal(16_000 * 70) * 0.1).astype(np.float32)
+    expected = whole(samples, 80)
+    reads = []
+
+    def chunks():
+        reads.append(1)
+        return _chunked(samples, 16_000 * 30)()
+
+    mel = StreamedMel(front_end(80), chunks)
+    for seek in (3000, 0, 6999, 100):
+        assert np.array_equal(mel.window(seek, 3000), expected[:, seek : seek + 3000])
+    assert len(reads) == 1
+
+
+def test_file_read_twice_as_a_stream_equals_its_samples(tmp_path, streamed) -> None:
     """A path, its bytes and a file object (rewound for the second reading) give the samples decode_audio gives."""
     path = audio_path("jfk")
     samples = decode_audio(path)

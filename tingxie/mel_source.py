@@ -23,6 +23,9 @@ from .errors import AudioDecodeError
 
 # seconds of audio per chunk read from a file: about 2 MB of float32
 CHUNK_SECONDS = 30
+# the first pass keeps its blocks up to this size (~13 min of 80-bin log-mel): audio that short is read and its
+# log-mel computed once; longer audio is read again, window by window, in bounded memory
+KEEP_FIRST_PASS_BYTES = 24 * 2**20
 
 
 class MelFrontEnd(Protocol):
@@ -125,11 +128,18 @@ class StreamedMel:
         self._front = front_end
         self._open = open_chunks
         self.n_samples, self.peak, top = 0, 0.0, None
+        kept: list[np.ndarray] | None = []
         for _, block in self._blocks(first_pass=True):
             block_top = block.max()
             top = block_top if top is None else max(top, block_top)
+            if kept is not None:
+                kept.append(block)
+                if len(kept) * block.nbytes > KEEP_FIRST_PASS_BYTES:
+                    kept = None
         self._top = top
         self.n_frames = (self.n_samples + N_SAMPLES) // HOP_LENGTH
+        # short audio: the whole log-mel, finished now; windows are slices of it
+        self._whole = None if kept is None else np.concatenate([front_end.finish(b, top) for b in kept], axis=1)
         self._held: dict[int, np.ndarray] = {}
         self._reader: Iterator[tuple[int, np.ndarray | None]] | None = None
         self._next_block = 0
@@ -143,6 +153,8 @@ class StreamedMel:
         stop = min(seek + n_frames, self.n_frames)
         if stop <= seek:
             return np.zeros((self._front.n_mels, 0), np.float32)
+        if self._whole is not None:
+            return self._whole[:, seek:stop]
         size = self._front.block_frames
         first, last = seek // size, (stop - 1) // size
         if first not in self._held and first < self._next_block:  # behind the reading: read again from the start
