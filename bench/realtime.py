@@ -4,6 +4,7 @@
                                                       # /v1/realtime, 1, 2 and 4 streams at once, both commit policies
     python bench/realtime.py                          # in process: tiny.en, real_concat + declaration_tts, simulated clock
     python bench/realtime.py --clock real             # the same, sleeping so audio arrives at wall-clock speed
+    python bench/realtime.py --clock steps            # decodes as if free: the latency the commit policy adds by itself
     python bench/realtime.py --files jfk --step 0.5   # other recordings (manifest ids), other settings
     python bench/realtime.py --set policy=local-agreement   # any StreamOptions field
 
@@ -87,6 +88,11 @@ def replay(model, audio, options, chunk_s: float, clock: str) -> tuple[list[tupl
     wall0 = time.perf_counter()
     fed = 0
     while fed < len(audio):
+        if clock == "steps":  # every chunk on time, decodes taking no time: how long the policy itself holds words back
+            arrived = min(len(audio), fed + chunk)
+            emitted += [(arrived / sr, e) for e in stream.accept(audio[fed:arrived])]
+            fed = arrived
+            continue
         if clock == "real":
             now = time.perf_counter() - wall0
         arrived = min(len(audio), int(now * sr + 1e-6) // chunk * chunk)  # the epsilon: float time never stalls on a boundary
@@ -104,7 +110,7 @@ def replay(model, audio, options, chunk_s: float, clock: str) -> tuple[list[tupl
         emitted += [(now, e) for e in events]
     started = time.perf_counter()
     events = stream.finish()
-    now = time.perf_counter() - wall0 if clock == "real" else max(now, len(audio) / sr) + time.perf_counter() - started
+    now = time.perf_counter() - wall0 if clock == "real" else max(now, len(audio) / sr) + (time.perf_counter() - started) * (clock != "steps")
     emitted += [(now, e) for e in events]
     return emitted, stream.stats, now
 
@@ -306,8 +312,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), help=f"manifest ids (default: {' '.join(DEFAULT_FILES)})")
     parser.add_argument("--model", default="tiny.en", help="model (default: tiny.en)")
-    parser.add_argument("--clock", choices=["simulated", "real"], default="simulated",
-                        help="simulated (measured processing, no waiting) or real (default: simulated)")
+    parser.add_argument("--clock", choices=["simulated", "real", "steps"], default="simulated",
+                        help="simulated (measured processing, no waiting), real, or steps (every chunk decoded as if decoding took no "
+                             "time: the latency the commit policy adds by itself, the same decodes whatever the machine's load) (default: simulated)")
     parser.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per arriving chunk, as a microphone callback (default: 0.1)")
     parser.add_argument("--step", type=float, default=None, help="StreamOptions.step_s (default: the transcriber's)")
     parser.add_argument("--pause", type=float, default=None, help="StreamOptions.pause_s (default: the transcriber's)")
