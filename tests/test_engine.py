@@ -91,13 +91,14 @@ def test_the_alignment_heads_give_the_torch_engine_s_cross_attention(engines):
 def test_alignment_in_chunks_equals_one_pass(engines, monkeypatch):
     """The ONNX Runtime engine aligns a long sequence a chunk of tokens at a time (bounded logits): the same scores
     and log-probabilities as in one call."""
+    # (the prompt's chunks: test_a_prompt_in_chunks_decodes_as_the_torch_engine)
     from tingxie.ort import runtime
 
     _, ort_engine = engines
     features = ort_engine.encode(np.random.default_rng(5).standard_normal((1, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32))
     tokens = np.random.default_rng(6).integers(0, DIMS.n_vocab, (1, 11))
     whole = ort_engine.alignment_scores(tokens, features, [(0, 1), (1, 0)], DIMS.n_vocab)
-    monkeypatch.setattr(runtime, "ALIGNMENT_CHUNK", 4)
+    monkeypatch.setattr(runtime, "SEQUENCE_CHUNK", 4)
     chunked = ort_engine.alignment_scores(tokens, features, [(0, 1), (1, 0)], DIMS.n_vocab)
     np.testing.assert_allclose(chunked[0], whole[0], atol=1e-4)
     np.testing.assert_allclose(chunked[1], whole[1], atol=1e-4)
@@ -117,3 +118,16 @@ def test_a_batch_of_windows_decodes_alike_on_both_engines(engines, options):
     assert [r.tokens for r in runs[0]] == [r.tokens for r in runs[1]]
     assert [r.sum_logprob for r in runs[0]] == pytest.approx([r.sum_logprob for r in runs[1]], abs=1e-2)
     assert any(r.tokens for r in runs[0]), "the random model produced nothing to compare"
+
+
+def test_a_prompt_in_chunks_decodes_as_the_torch_engine(engines, monkeypatch):
+    """A window's first call (prompt + start tokens) runs a few tokens per decoder call on ONNX Runtime: beams and
+    scores as the torch engine's whole-sequence call."""
+    from tingxie.ort import runtime
+
+    monkeypatch.setattr(runtime, "SEQUENCE_CHUNK", 2)
+    options = DecodingOptions(language="en", temperature=0.0, beam_size=2, prompt=tuple(range(1, 10)))
+    mel = np.random.default_rng(8).standard_normal((2, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
+    runs = [decode(e, mel, get_tokenizer(False), options, generator=np.random.default_rng(7)) for e in engines]
+    assert [r.tokens for r in runs[0]] == [r.tokens for r in runs[1]]
+    assert [r.sum_logprob for r in runs[0]] == pytest.approx([r.sum_logprob for r in runs[1]], abs=1e-2)

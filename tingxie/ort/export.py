@@ -184,7 +184,7 @@ class DecoderStepGraph(nn.Module):
             ca = block.cross_attn
             cq = ReshapeTo.apply(self.scaled_queries[2 * layer + 1](block.cross_attn_ln(x)), shapes.by_audio).transpose(1, 2)
             scores = cq @ cross_kt[layer]  # (audio, head, group * t, frames)
-            cross_scores.append(scores[0].index_select(0, heads[layer]))
+            cross_scores.append(scores.index_select(1, heads[layer])[0])  # the heads first: decoding asks none, so nothing is copied
             out = torch.softmax(scores, dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
             x = x + ca.out(ReshapeTo.apply(out.transpose(1, 2), shapes.rows_state))
             x = x + block.mlp(block.mlp_ln(x))

@@ -32,7 +32,7 @@ COMPUTE_TYPES = ("default", "int8")
 # a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
 # copied them every step)
 CAPACITY_STEP = 32
-ALIGNMENT_CHUNK = 16  # tokens per decoder call when aligning: a chunk's logits are 16 x vocab (3.3 MB), not the window's
+SEQUENCE_CHUNK = 16  # tokens per decoder call for a prompt or an alignment: a chunk's scores and logits, not the sequence's
 
 
 @dataclass
@@ -191,34 +191,46 @@ class OrtWhisper:
     def alignment_scores(self, tokens: np.ndarray, features: WindowFeatures, heads: list[tuple[int, int]],
                          text_vocab: int) -> tuple[np.ndarray, np.ndarray]:
         """Each next token's log-probability and the given heads' pre-softmax cross-attention scores (heads, T, frames)
-        for one whole sequence over one window: the decoder graph with its ``heads{layer}`` inputs filled, run over
-        ``ALIGNMENT_CHUNK`` tokens at a time on the keys/values of the earlier ones (so only a chunk's logits, not
-        (T, vocab), are ever held). The scores come out in layer order; rows are put back in the caller's order."""
+        for one whole sequence over one window: the decoder graph with its ``heads{layer}`` inputs filled, a chunk of
+        tokens at a time (only a chunk's logits, not (T, vocab), are ever held). The scores come out in layer order;
+        rows are put back in the caller's order."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-        t, dims = tokens.shape[-1], self.dims
-        n, d_head = dims.n_text_layer, dims.n_text_state // dims.n_text_head
-        past_k = [np.zeros((1, dims.n_text_head, 0, d_head), np.float32) for _ in range(n)]
-        past_v = list(past_k)
+        t = tokens.shape[-1]
         one = features.select(0)
         by_layer = sorted(range(len(heads)), key=lambda i: heads[i])
-        feeds = {name: np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64) for i, name in enumerate(self._head_names)}
-        feeds.update(zip(self._prefix_names, [past_k[0]] * (2 * n)))  # no shared prefix: every token is the row's own
-        feeds.update(zip(self._cross_names, one.cross_kt + one.cross_v))
+        per_layer = [np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64) for i in range(self.dims.n_text_layer)]
         logprobs, scores = [], []
-        for start in range(0, t, ALIGNMENT_CHUNK):
-            part = tokens[:, start : start + ALIGNMENT_CHUNK]
-            c = part.shape[-1]
-            mask = np.zeros((c, start + c), np.float32)
-            mask[:, start:] = np.triu(np.full((c, c), -np.inf, np.float32), k=1)
-            feeds.update(tokens=part, positions=np.arange(start, start + c, dtype=np.int64), mask=mask, select=np.arange(c, dtype=np.int64))
-            feeds.update(zip(self._past_names, past_k + past_v))
-            logits, *new, chunk_scores = self.decoder.run([*self._step_outputs, "cross_scores"], feeds)
-            past_k = [np.concatenate([a, b], axis=2) for a, b in zip(past_k, new[:n])]
-            past_v = [np.concatenate([a, b], axis=2) for a, b in zip(past_v, new[n:])]
-            targets = tokens[0, start + 1 : start + c + 1]  # the last chunk's last token has none
+        for start, logits, _, _, chunk_scores in self._in_chunks(tokens, one.cross_kt + one.cross_v, np.arange(t), per_layer):
+            targets = tokens[0, start + 1 : start + logits.shape[1] + 1]  # the last token has none
             logprobs.append(next_token_logprobs(logits[0, : len(targets)], targets, text_vocab))
             scores.append(chunk_scores)
         return np.concatenate(logprobs), np.concatenate(scores, axis=1)[np.argsort(by_layer)]
+
+    def _in_chunks(self, tokens: np.ndarray, cross: list[np.ndarray], select: np.ndarray, heads: list[np.ndarray] | None = None):
+        """A sequence from its start (one row per audio), ``SEQUENCE_CHUNK`` tokens per decoder call, each chunk
+        attending to the earlier ones as a shared prefix: a long prompt's or alignment's attention scores and logits
+        are a chunk's at a time (a 224-token prompt in one call was the long-form peak). Yields (chunk start, logits
+        at the chunk's ``select`` positions, the keys and values so far per layer, the heads' scores or None)."""
+        dims = self.dims
+        n, d_head = dims.n_text_layer, dims.n_text_state // dims.n_text_head
+        audios, t = tokens.shape
+        keys = [np.zeros((audios, dims.n_text_head, 0, d_head), np.float32) for _ in range(n)]
+        values = list(keys)
+        feeds = dict(zip(self._cross_names, cross))
+        feeds.update(zip(self._past_names, [keys[0]] * (2 * n)))
+        feeds.update(self._no_heads if heads is None else zip(self._head_names, heads))
+        outputs = self._step_outputs if heads is None else [*self._step_outputs, "cross_scores"]
+        for start in range(0, t, SEQUENCE_CHUNK):
+            part = tokens[:, start : start + SEQUENCE_CHUNK]
+            c = part.shape[-1]
+            chosen = select[(select >= start) & (select < start + c)] - start
+            feeds.update(zip(self._prefix_names, keys + values))
+            feeds.update(tokens=part, positions=np.arange(start, start + c, dtype=np.int64), select=chosen.astype(np.int64),
+                         mask=np.triu(np.full((c, c), -np.inf, np.float32), k=1))
+            logits, *new = self.decoder.run(outputs, feeds)
+            keys = [np.concatenate([a, b], axis=2) for a, b in zip(keys, new[:n])]
+            values = [np.concatenate([a, b], axis=2) for a, b in zip(values, new[n : 2 * n])]
+            yield start, logits, keys, values, (new[2 * n] if heads is not None else None)
 
     def embed_audio(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         """mel (audio, n_mels, 3000) float32 -> each decoder layer's cross K/V. ``keep_buffers=False``: the windows of
@@ -277,8 +289,11 @@ class OrtWhisper:
             n = self.dims.n_text_layer
             key = (tokens[::g].shape, tokens[::g].tobytes(), select_.tobytes())
             if key not in cache.prompts:
-                logits, *new = self._run(tokens[::g], offset, cache, 0, select_)
-                cache.prompts[key] = (logits, new[:n], new[n:])
+                order = np.argsort(select_, kind="stable")  # the chunks give the selected positions in order
+                parts = list(self._in_chunks(tokens[::g], cache.cross_kt + cache.cross_v, select_[order]))
+                logits = np.empty_like(np.concatenate([part[1] for part in parts], axis=1))
+                logits[:, order] = np.concatenate([part[1] for part in parts], axis=1)
+                cache.prompts[key] = (logits, parts[-1][2], parts[-1][3])
             logits, cache.prefix_k, cache.prefix_v = cache.prompts[key]  # read only: a later call appends, never writes
             cache.length = cache.prefix_length = t
             return np.repeat(logits, g, axis=0)  # a copy: the logit filters edit it in place
