@@ -90,3 +90,34 @@ def test_speech_after_an_early_end_is_transcribed_on_real_audio():
     text = " ".join(model.transcribe(audio).text.lower().replace(",", " ").split())
     assert "course of human events" in text and "necessary for one people" in text, text
     assert "ask what you can do for your country" in text  # and the speech before the join is still there
+
+
+class _SpreadingAligner:
+    """An engine whose alignment heads attend token i to frame i * 1500 / T: DTW spreads the text over every frame
+    it is given, as a window's alignment does when the decode stopped early in it."""
+
+    def alignment_scores(self, tokens, features, heads, text_vocab):
+        t = tokens.shape[-1]
+        frames = np.arange(1500)[None, :]
+        scores = -np.abs(frames - np.arange(t)[:, None] * 1500 / t).astype(np.float32)
+        return np.zeros(t - 1, np.float32), scores[None]
+
+
+@pytest.mark.parametrize("threshold, next_seek", [(5.0, 1000 + 900), (None, None)])
+def test_words_of_a_window_that_ended_early_stay_within_its_decoded_part(threshold, next_seek):
+    """A window (from 10 s) whose text ends on <|9.00|><|9.00|> with 21 s left: aligned over the whole window its words
+    ran to ~39 s and the next window started there (the 9-30 s of speech lost, as on declaration_tts with int8); they
+    are aligned again within the 9 s decoded and the next window starts at 19 s. early_end_threshold None keeps the
+    reference's rule (the next window at the last word's end)."""
+    text = TOKENIZER.encode(" We hold these truths to be self evident, that all men are created equal.")
+    result = DecodingResult(tokens=[TS + 50, *text, TS + 450, TS + 450], text="", language="en", avg_logprob=-0.1, no_speech_prob=0.0,
+                            temperature=0.0, compression_ratio=1.0)
+    options = build_options(language="en", word_timestamps=True, early_end_threshold=threshold, temperature=0.0)
+    outcome = window_step.finish_window(_SpreadingAligner(), result, TOKENIZER, options, seek=1000, segment_size=3000, content_frames=10000,
+                                        alignment_heads=[(0, 0)], early_end_min_left=window_step.early_end_frames(options, False))
+    words = [w for s in outcome.segments for w in s["words"]]
+    if next_seek is None:
+        assert words[-1]["end"] > 30 and outcome.next_seek == round(words[-1]["end"] * 100)
+    else:
+        assert outcome.next_seek == next_seek
+        assert 10.4 <= words[0]["start"] and words[-1]["end"] <= 19.0

@@ -6,6 +6,7 @@ silence check, split at timestamps, resume after an early end, word timing, hall
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
@@ -191,20 +192,33 @@ def finish_window(
     time_offset = seek * HOP_LENGTH / SAMPLE_RATE
     window_end = (seek + N_FRAMES) * HOP_LENGTH / SAMPLE_RATE
     segments, new_seek, single_ending = split_at_timestamps(result, tokenizer, seek, segment_size, TIME_PRECISION, INPUT_STRIDE)
+    aligned_frames = segment_size
     if single_ending and early_end_min_left is not None:
-        new_seek = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, segment_size, INPUT_STRIDE, new_seek, early_end_min_left)
+        resumed = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, segment_size, INPUT_STRIDE, new_seek, early_end_min_left)
+        if resumed != new_seek:  # the words are aligned within the decoded part (DTW ends on the last frame it is given)
+            new_seek, aligned_frames = resumed, resumed - seek
     if options.word_timestamps and alignment_heads:
         from .timing import add_word_timestamps
 
-        add_word_timestamps(
-            segments=segments, engine=engine, tokenizer=tokenizer, audio_features=result.audio_features, num_frames=segment_size,
-            alignment_heads=alignment_heads, prepend_punctuations=options.prepend_punctuations,
-            append_punctuations=options.append_punctuations, last_speech_timestamp=last_speech_timestamp,
-        )
+        def align(frames: int) -> list[dict]:
+            aligned = copy.deepcopy(segments)
+            add_word_timestamps(
+                segments=aligned, engine=engine, tokenizer=tokenizer, audio_features=result.audio_features, num_frames=frames,
+                alignment_heads=alignment_heads, prepend_punctuations=options.prepend_punctuations,
+                append_punctuations=options.append_punctuations, last_speech_timestamp=last_speech_timestamp,
+            )
+            return aligned
+
+        aligned = align(aligned_frames)
         if not single_ending:
-            last_end = _last_word_end(segments)
-            if last_end is not None and last_end > time_offset:
+            last_end = _last_word_end(aligned)
+            if last_end is not None and early_end_min_left is not None and round(last_end * FRAMES_PER_SECOND) > new_seek + early_end_min_left:
+                # the words were spread far past the decoded text's last timestamp (DTW ends on the window's last
+                # frame): aligned again within the decoded part, and the next window starts at that timestamp
+                aligned = align(new_seek - seek)
+            elif last_end is not None and last_end > time_offset:
                 new_seek = round(last_end * FRAMES_PER_SECOND)
+        segments = aligned
         if options.hallucination_silence_threshold is not None:
             content_duration = content_frames * HOP_LENGTH / SAMPLE_RATE
             new_seek, restart = skip_hallucinations(
