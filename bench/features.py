@@ -29,7 +29,8 @@ FW_SUBTITLES = """
 import sys
 from faster_whisper import WhisperModel
 model = WhisperModel(sys.argv[1], device="cpu", compute_type="int8")
-segments, _ = model.transcribe(sys.argv[2], beam_size=5, language="en", word_timestamps=True)
+words = sys.argv[5] == "1"
+segments, _ = model.transcribe(sys.argv[2], beam_size=int(sys.argv[4]), language="en", word_timestamps=words)
 def ts(t):
     ms = round(t * 1000); h, ms = divmod(ms, 3600000); m, ms = divmod(ms, 60000); s, ms = divmod(ms, 1000)
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
@@ -37,30 +38,37 @@ with open(sys.argv[3], "w") as f:
     for i, s in enumerate(segments, 1):
         f.write(f"{i}\\n{ts(s.start)} --> {ts(s.end)}\\n{s.text.strip()}\\n\\n")
 """
+# (name, beam, word timestamps): the subtitle job and the same file's plain transcription, greedy and beam 5
+SUBTITLE_RUNS = (("greedy", 1, False), ("beam 5", 5, False), ("beam 5, word timestamps, SRT", 5, True))
 
 
 def subtitles(path: Path, repeats: int) -> list[str]:
-    """Whole processes, alternating: the tingxie CLI's defaults with --word_timestamps True -f srt, and faster-whisper int8."""
+    """Whole processes, alternating: the tingxie CLI's defaults (SRT out; --beam_size None for greedy, --word_timestamps
+    as named) and faster-whisper int8 with the same beam and word_timestamps."""
     with tempfile.TemporaryDirectory() as out:
         script = Path(out) / "fw_srt.py"
         script.write_text(FW_SUBTITLES)
-        commands = {
-            "tingxie": [sys.executable, "-m", "tingxie", "transcribe", str(path), "--word_timestamps", "True", "--output_format", "srt",
-                        "--output_dir", out, "--verbose", "False", "--progress", "False"],
-            "fw-int8": [sys.executable, str(script), fw_model_dir(), str(path), str(Path(out) / "fw.srt")],
-        }
-        run_child_rss(commands["tingxie"])  # the first run exports the graphs into the cache: not timed
-        times: dict[str, list[float]] = {k: [] for k in commands}
-        rss: dict[str, list[float]] = {k: [] for k in commands}
+        commands = {}
+        for name, beam, words in SUBTITLE_RUNS:
+            greedy = ["--beam_size", "None"] if beam == 1 else []
+            commands[("tingxie", name)] = [sys.executable, "-m", "tingxie", "transcribe", str(path), *greedy, "--word_timestamps", str(words),
+                                           "--output_format", "srt", "--output_dir", out, "--verbose", "False", "--progress", "False"]
+            commands[("fw-int8", name)] = [sys.executable, str(script), fw_model_dir(), str(path), str(Path(out) / "fw.srt"), str(beam), str(int(words))]
+        run_child_rss(commands[("tingxie", SUBTITLE_RUNS[-1][0])])  # the first run exports the graphs into the cache: not timed
+        times: dict[tuple, list[float]] = {k: [] for k in commands}
+        rss: dict[tuple, list[float]] = {k: [] for k in commands}
         for _ in range(repeats):
-            for name, cmd in commands.items():
+            for key, cmd in commands.items():
                 wall, peak, _ = run_child_rss(cmd)
-                times[name].append(wall)
-                rss[name].append(peak)
-    t, f = statistics.median(times["tingxie"]), statistics.median(times["fw-int8"])
-    rt, rf = max(rss["tingxie"]), max(rss["fw-int8"])
-    return [f"subtitles, {path.name}, whole process, beam 5, word timestamps, SRT: tingxie {t:.2f} s / {rt:.0f} MiB, "
-            f"faster-whisper int8 {f:.2f} s / {rf:.0f} MiB: ratio {t / f:.2f}x wall, {rt / rf:.2f}x peak RSS"]
+                times[key].append(wall)
+                rss[key].append(peak)
+    lines = []
+    for name, _, _ in SUBTITLE_RUNS:
+        t, f = statistics.median(times[("tingxie", name)]), statistics.median(times[("fw-int8", name)])
+        rt, rf = max(rss[("tingxie", name)]), max(rss[("fw-int8", name)])
+        lines.append(f"{path.name}, whole process, {name}: tingxie {t:.2f} s / {rt:.0f} MiB, faster-whisper int8 {f:.2f} s / {rf:.0f} MiB: "
+                     f"ratio {t / f:.2f}x wall, {rt / rf:.2f}x peak RSS")
+    return lines
 
 
 def vocabulary_cost(path: Path, repeats: int, lm: str | None) -> list[str]:
