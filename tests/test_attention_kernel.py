@@ -128,7 +128,8 @@ def test_tiny_en_int8_with_the_kernel_is_as_close_to_float32_as_int8_alone(monke
     _kernel_library()
     require_shared()
     from tingxie import load_model
-    from tingxie.audio import decode_audio, log_mel_spectrogram_numpy
+    from tingxie.audio import decode_audio
+    from tingxie.mel import log_mel_spectrogram_numpy
     from tingxie.normalizers.english import english_normalize
 
     mel = log_mel_spectrogram_numpy(decode_audio(audio_path("real_concat")), 80, padding=480000)[None, :, :3000]

@@ -12,19 +12,9 @@ import pytest
 import torch
 from conftest import DATA, GOLDEN, audio_path, manifest_rows, require_shared
 
-from tingxie.audio import (
-    HOP_LENGTH,
-    N_FFT,
-    N_FRAMES,
-    N_SAMPLES,
-    SAMPLE_RATE,
-    decode_audio,
-    load_audio,
-    log_mel_spectrogram,
-    mel_filters,
-    pad_or_trim,
-)
+from tingxie.audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, decode_audio, load_audio, pad_or_trim
 from tingxie.errors import AudioDecodeError
+from tingxie.mel import log_mel_spectrogram, mel_filters
 
 
 def _reference_filters() -> Path:

@@ -41,7 +41,8 @@ def test_shipped_graphs_equal_a_fresh_export(tmp_path):
 def test_the_model_bound_without_torch_computes_exactly_what_the_exported_one_does(tmp_path, compute_type):
     """The folder made from the shipped graphs and the embedded checkpoint's arrays against the one exported through
     PyTorch (and quantized by the exporter, for int8): the same encoder output and decoder logits, bit for bit."""
-    from tingxie.audio import decode_audio, log_mel_spectrogram_numpy, pad_or_trim
+    from tingxie.audio import decode_audio, pad_or_trim
+    from tingxie.mel import log_mel_spectrogram_numpy
     from tingxie.ort.export import export_model
     from tingxie.ort.finish import bind_model
     from tingxie.ort.runtime import OrtWhisper

@@ -10,14 +10,8 @@ from conftest import audio_path
 
 from tingxie import mel_source
 from tingxie.api import WhisperModel
-from tingxie.audio import (
-    N_SAMPLES,
-    NumpyMelFrontEnd,
-    TorchMelFrontEnd,
-    decode_audio,
-    log_mel_spectrogram,
-    log_mel_spectrogram_numpy,
-)
+from tingxie.audio import N_SAMPLES, decode_audio
+from tingxie.mel import NumpyMelFrontEnd, TorchMelFrontEnd, log_mel_spectrogram, log_mel_spectrogram_numpy
 from tingxie.mel_source import AudioFile, StreamedMel, file_mel, samples_mel
 
 FRONT_ENDS = {

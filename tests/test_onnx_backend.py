@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from conftest import DATA, GOLDEN, audio_path, golden, manifest_rows, require_shared
-from tingxie.audio import decode_audio, log_mel_spectrogram, log_mel_spectrogram_numpy
+from tingxie.audio import decode_audio
+from tingxie.mel import log_mel_spectrogram, log_mel_spectrogram_numpy
 from tingxie.decoding.filters import ApplyTimestampRules, SuppressBlank, SuppressTokens
 from tingxie.decoding.selectors import BeamSearchSelector, GreedySelector, top_k, top_k_rows
 from tingxie.errors import OptionError

@@ -3,7 +3,7 @@
 Whisper's log-mel floors every frame at 8 below the maximum of the *whole* input, so a window's values depend on
 all of the audio. A :class:`StreamedMel` reads its audio twice: once to find that maximum (and the length and peak),
 then again, window by window, as the loop's seek moves forward. Both passes compute the engine's own log-mel
-blocks (``tingxie.audio.NumpyMelFrontEnd`` / ``TorchMelFrontEnd``) on the same grid of frames as the whole-signal
+blocks (``tingxie.mel.NumpyMelFrontEnd`` / ``TorchMelFrontEnd``) on the same grid of frames as the whole-signal
 computation, from the same samples, so every window equals the slice of the whole log-mel exactly.
 
 The audio comes from a file read by PyAV packet by packet (:class:`AudioFile`), or from samples already in memory.

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import TorchMelFrontEnd
 from .engine import next_token_logprobs
+from .mel import TorchMelFrontEnd
 from .model import KVCache, Whisper
 
 
@@ -62,7 +62,7 @@ class TorchEngine:
         return f"torch {precision} ({self.device})"
 
     def log_mel(self, samples: np.ndarray, padding: int = 0) -> np.ndarray:
-        from .audio import log_mel_spectrogram
+        from .mel import log_mel_spectrogram
 
         # the reference's own STFT (torch), so the float32 CPU path reproduces its features bit for bit
         return log_mel_spectrogram(samples, self.dims.n_mels, padding=padding).cpu().numpy()

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..audio import slaney_mel_filterbank
+from ..mel import slaney_mel_filterbank
 
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms

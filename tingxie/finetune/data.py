@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, decode_audio, log_mel_spectrogram, pad_or_trim
+from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, decode_audio, pad_or_trim
 from ..errors import AudioDecodeError, OptionError
+from ..mel import log_mel_spectrogram
 from ..tokenizer import Tokenizer
 
 # Labels of positions that carry no loss (the prompt and the padding).

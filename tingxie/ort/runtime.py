@@ -25,7 +25,7 @@ from .encoder import StagedEncoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION
 
 if TYPE_CHECKING:
-    from ..audio import NumpyMelFrontEnd
+    from ..mel import NumpyMelFrontEnd
 
 COMPUTE_TYPES = ("default", "int8")
 # the self-attention buffers grow this many positions at a time: a step reads at most this many unused ones, and
@@ -175,13 +175,13 @@ class OrtWhisper:
         return f"onnxruntime {'int8' if self.compute_type == 'int8' else 'float32'} (cpu)"
 
     def log_mel(self, samples: np.ndarray, padding: int = 0) -> np.ndarray:
-        from ..audio import log_mel_spectrogram_numpy
+        from ..mel import log_mel_spectrogram_numpy
 
         return log_mel_spectrogram_numpy(samples, self.dims.n_mels, padding=padding)
 
     def mel_front_end(self) -> NumpyMelFrontEnd:
         """``log_mel`` in blocks, for windows of a long recording (tingxie.mel_source)."""
-        from ..audio import NumpyMelFrontEnd
+        from ..mel import NumpyMelFrontEnd
 
         return NumpyMelFrontEnd(self.dims.n_mels)
 
@@ -291,8 +291,9 @@ class OrtWhisper:
             if key not in cache.prompts:
                 order = np.argsort(select_, kind="stable")  # the chunks give the selected positions in order
                 parts = list(self._in_chunks(tokens[::g], cache.cross_kt + cache.cross_v, select_[order]))
-                logits = np.empty_like(np.concatenate([part[1] for part in parts], axis=1))
-                logits[:, order] = np.concatenate([part[1] for part in parts], axis=1)
+                joined = np.concatenate([part[1] for part in parts], axis=1)
+                logits = np.empty_like(joined)
+                logits[:, order] = joined
                 cache.prompts[key] = (logits, parts[-1][2], parts[-1][3])
             logits, cache.prefix_k, cache.prefix_v = cache.prompts[key]  # read only: a later call appends, never writes
             cache.length = cache.prefix_length = t
