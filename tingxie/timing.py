@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +101,7 @@ def _dtw_trace_numpy(cost: np.ndarray) -> np.ndarray:
 def _dtw_library() -> ctypes.CDLL | None:
     """csrc/dtw.c as built at install (optional), or None."""
     spec = importlib.util.find_spec("tingxie._dtw")
-    if spec is None or spec.origin is None or os.environ.get("TINGXIE_DTW") == "numpy":
+    if spec is None or spec.origin is None:
         return None
     try:
         library = ctypes.CDLL(spec.origin)
