@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 SYSTEMS = {
     "tingxie-int8": "tingxie default on a CPU (ONNX Runtime int8, quantize_plan)",
@@ -69,8 +71,14 @@ def audio_of(row: dict, group: str):
     return audio
 
 
-def transcriber(system: str, model_name: str):
-    """A function (audio, language) -> text, or a string saying why the system cannot run."""
+def transcriber(system: str, model_name: str, int8_folders: dict[str, str] | None = None):
+    """A function (audio, language) -> text, or a string saying why the system cannot run. ``int8_folders``: model
+    name -> an exported int8 model folder to run as tingxie-int8 instead of the default (a variant of the plan)."""
+    if system == "tingxie-int8" and (int8_folders or {}).get(model_name):
+        from int8_error import load_folder
+
+        model = load_folder(int8_folders[model_name])
+        return lambda audio, language: model.transcribe(audio, language=language, beam_size=5, best_of=5).text
     if system.startswith("tingxie"):
         import tingxie
 
@@ -113,15 +121,20 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--groups", default="en,zh,other,radio,nonspeech", help="comma-separated groups (default: all five)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated among {', '.join(SYSTEMS)} (default: all)")
+    p.add_argument("--int8_folder", action="append", default=[], metavar="MODEL=FOLDER",
+                   help="run tingxie-int8 of MODEL from this exported folder (a quantize_plan variant), e.g. tiny.en=/tmp/variant")
+    p.add_argument("--texts", help="also write every output text to this JSON file ({group: {system: [texts]}})")
     args = p.parse_args()
     groups, systems = args.groups.split(","), args.systems.split(",")
+    folders = dict(spec.split("=", 1) for spec in args.int8_folder)
+    texts: dict[str, dict[str, list[str]]] = {}
     lines = ["| group (model) | system | utterances | reference units | WER / CER | longest repeat | seconds |", "|---|---|---|---|---|---|---|"]
     by_model: dict[str, list[str]] = {}
     for group in groups:
         by_model.setdefault(MODELS[group], []).append(group)
     for model_name, model_groups in by_model.items():
         for system in systems:
-            run = transcriber(system, model_name)
+            run = transcriber(system, model_name, folders)
             if isinstance(run, str):
                 print(f"skipped {system} ({model_name}): {run}", flush=True)
                 continue
@@ -130,6 +143,7 @@ def main() -> int:
                 start = time.perf_counter()
                 hyps = [run(audio_of(r, group), r["language"]) for r in chosen]
                 seconds = time.perf_counter() - start
+                texts.setdefault(group, {})[system] = hyps
                 if group == "nonspeech":
                     written = sum(len(h.strip()) for h in hyps)
                     line = f"| {group} ({model_name}) | {system} | {len(chosen)} | - | {written} characters written | - | {seconds:.0f} |"
@@ -142,6 +156,8 @@ def main() -> int:
                 print(line, flush=True)
                 lines.append(line)
     print("\n" + "\n".join(lines))
+    if args.texts:
+        Path(args.texts).write_text(json.dumps(texts, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 
 

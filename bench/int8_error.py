@@ -7,7 +7,8 @@ Teacher-forced on the reference's own tokens (../shared/golden/*.beam5.json, fir
 - decoder alone: float32's encoder features into the int8 decoder: next-token KL to float32 and top-1 agreement;
 - whole: both int8.
 The int8 model is whatever ``tingxie.load_model(model)`` makes on this machine (the default: ONNX Runtime int8, made by
-tingxie/ort/quantize_plan.py); set TINGXIE_CACHE to a fresh folder to measure a changed quantizer.
+tingxie/ort/quantize_plan.py), or ``--int8_folder``: an exported model folder (e.g. a variant of the plan exported with
+``tingxie.ort.export.export_model``), to measure a changed quantizer without regenerating the shipped graphs.
 """
 
 from __future__ import annotations
@@ -37,11 +38,28 @@ def compare(reference: np.ndarray, logits: np.ndarray) -> tuple[float, float, in
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny.en", help="an English model whose golden outputs ../shared holds (default: tiny.en)")
+    p.add_argument("--int8_folder", help="an exported int8 model folder of that model to measure instead of the default")
     args = p.parse_args()
     import tingxie
+
+    int8 = load_folder(args.int8_folder) if args.int8_folder else tingxie.load_model(args.model)
+    print(report(args.model, int8, tingxie.load_model(args.model, compute_type="float32")))
+    return 0
+
+
+def load_folder(folder: str):
+    """A WhisperModel over an exported ONNX Runtime model folder (its meta.json and graphs)."""
+    from tingxie.api import WhisperModel
+    from tingxie.ort.runtime import OrtWhisper
+
+    engine = OrtWhisper(Path(folder))
+    return WhisperModel(engine, alignment_heads=engine.alignment_heads or None)
+
+
+def report(model_name: str, int8, float32) -> str:
+    """The three measures of int8 against float32 on the golden first windows, as printed lines."""
     from tingxie.ort.runtime import WindowFeatures
 
-    int8, float32 = tingxie.load_model(args.model), tingxie.load_model(args.model, compute_type="float32")
     sot = [50257]
     totals = {"decoder alone": [0.0, 0.0, 0], "whole": [0.0, 0.0, 0]}
     encoder_errors = []
@@ -65,11 +83,10 @@ def main() -> int:
             totals[name][0] += kl
             totals[name][1] += agree
             totals[name][2] += n
-    print(f"{args.model}: {len(encoder_errors)} windows, {totals['whole'][2]} tokens; int8 = {int8.engine.description}")
-    print(f"encoder: cross K/V relative error {np.mean(encoder_errors) * 100:.2f} %")
-    for name, (kl, agree, n) in totals.items():
-        print(f"{name}: next-token KL {kl / n:.5f}, top-1 agreement {agree / n * 100:.2f} %")
-    return 0
+    lines = [f"{model_name}: {len(encoder_errors)} windows, {totals['whole'][2]} tokens; int8 = {int8.engine.description}",
+             f"encoder: cross K/V relative error {np.mean(encoder_errors) * 100:.2f} %"]
+    lines += [f"{name}: next-token KL {kl / n:.5f}, top-1 agreement {agree / n * 100:.2f} %" for name, (kl, agree, n) in totals.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
