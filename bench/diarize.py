@@ -5,6 +5,7 @@
     python bench/diarize.py --rttm-dir out/rttm      # also write each conversation's reference and hypothesis RTTM
     python bench/diarize.py --set heldout --no-transcribe   # another set of conversations (dev, tune, heldout, all)
     python bench/diarize.py --timing 3               # time: whole transcriptions with and without diarization, interleaved
+    python bench/diarize.py --timing 3 --decoding greedy --rounds 1   # a shorter time run (greedy only, one round)
 
 Each conversation (fixed seeds) takes 2-4 voices, turns of 1-15 s of one voice's speech (whole stretches between its
 pauses of <= 10 s, never a cut word), 0.2-1.0 s pauses between turns, some turns starting 0.3-1.0 s before the previous one ends
@@ -186,10 +187,11 @@ def write_rttm(path: Path, uri: str, spans) -> None:
             f.write(f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {label} <NA> <NA>\n")
 
 
-def timing(set_name: str, count: int, rounds: int = 2) -> int:
+def timing(set_name: str, count: int, rounds: int = 2, decodings: str = "both") -> int:
     """Wall time of whole transcriptions (tiny.en, the engine load_model picks) of the same samples: plain, with word
-    timestamps, and with diarization (which turns word timestamps on), each decoded greedily (the API's default) and
-    with beam 5 / best of 5 (the CLI's), in alternating order so that the machine's load falls on all alike."""
+    timestamps, and with diarization (which turns word timestamps on), each decoded greedily (the API's default) and/or
+    with beam 5 / best of 5 (the CLI's), in alternating order so that the machine's load falls on all alike; and the
+    most resident memory each kind of call added over the memory before it."""
     import tingxie
 
     convs = conversations("dev" if set_name == "all" else set_name)[:count]
@@ -199,18 +201,23 @@ def timing(set_name: str, count: int, rounds: int = 2) -> int:
     load_encoder()
     model.transcribe(convs[0].samples[: 5 * SR], diarize=True)  # warm-up: each runtime's first call pays its start
     kinds = {"plain": {}, "words": {"word_timestamps": True}, "diarize": {"diarize": True}}
-    for decoding, extra in (("greedy", {}), ("beam 5", {"beam_size": 5, "best_of": 5})):
+    chosen = [d for d in (("greedy", {}), ("beam 5", {"beam_size": 5, "best_of": 5})) if decodings in ("both", d[0].split()[0])]
+    for decoding, extra in chosen:
         totals = dict.fromkeys(kinds, 0.0)
+        added = dict.fromkeys(kinds, 0)
         for r in range(rounds):
             for i, conv in enumerate(convs):
                 order = list(kinds) if (r + i) % 2 == 0 else list(kinds)[::-1]
                 for kind in order:
-                    t0 = time.perf_counter()
-                    model.transcribe(conv.samples, **kinds[kind], **extra)
-                    totals[kind] += time.perf_counter() - t0
+                    with PeakRss() as rss:
+                        t0 = time.perf_counter()
+                        model.transcribe(conv.samples, **kinds[kind], **extra)
+                        totals[kind] += time.perf_counter() - t0
+                    added[kind] = max(added[kind], rss.peak - rss.start)
         plain, words, diar = totals["plain"], totals["words"], totals["diarize"]
         print(f"{decoding}: {len(convs)} conversations x {rounds}: plain {plain:.1f} s, word timestamps {words:.1f} s, diarize {diar:.1f} s; "
-              f"diarize over plain +{100 * (diar / plain - 1):.1f} %, over word timestamps +{100 * (diar / words - 1):.1f} %")
+              f"diarize over plain +{100 * (diar / plain - 1):.1f} %, over word timestamps +{100 * (diar / words - 1):.1f} %; "
+              f"memory added by the call: " + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in added.items()))
     return 0
 
 
@@ -225,9 +232,11 @@ def main() -> int:
     parser.add_argument("--set", default="dev", choices=[*SETS, "all"], help="which conversations (default: dev, the first twelve)")
     parser.add_argument("--timing", type=int, default=0, metavar="N",
                         help="only time whole transcriptions of the set's first N conversations, with and without diarization")
+    parser.add_argument("--decoding", default="both", choices=["both", "greedy", "beam"], help="with --timing: greedy, beam 5 or both (default)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --timing: rounds over the conversations (default 2)")
     args = parser.parse_args()
     if args.timing:
-        return timing(args.set, args.timing)
+        return timing(args.set, args.timing, args.rounds, args.decoding)
 
     from dataclasses import replace
 

@@ -279,3 +279,20 @@ def test_turn_changes_move_to_pauses_between_words_and_stay_where_no_words_are()
     out = _turns_at_words(turns, words, ((0, 20 * SR),))
     # A->B moves to the pause between "one" and "two"; B->C has no words near it (speech the model did not write)
     assert out == [SpeakerTurn(0.0, 4.6, "A"), SpeakerTurn(4.6, 10.0, "B"), SpeakerTurn(10.0, 20.0, "C")]
+
+
+def test_speaker_turns_found_beside_the_transcription_match_those_found_after(tiny_en_default, conversation, diarized):
+    from tingxie.diarization import diarize_samples, start_speakers
+    from tingxie.diarization.pipeline import Stopped
+    from tingxie.options import build_options
+
+    options = build_options(diarize=True)
+    with start_speakers(conversation, options) as speakers:
+        assert speakers.diarization() == diarize_samples(conversation)
+    assert diarized.segments == start_speakers(conversation, options).apply(tiny_en_default, tiny_en_default.transcribe(conversation,
+                                                                                                                         word_timestamps=True)).segments
+    # a transcription that fails stops the speaker work between batches of windows
+    stopped = start_speakers(np.tile(conversation, 8), options)
+    stopped.cancel()
+    with pytest.raises(Stopped):
+        stopped.diarization()

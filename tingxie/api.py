@@ -197,15 +197,17 @@ class WhisperModel:
     def transcribe(self, audio: Any, options: TranscribeOptions | None = None, *, on_progress=None, **kwargs: Any) -> TranscriptionResult:
         """Transcribe a path, bytes, file object or 16 kHz float array; keyword options as in the reference."""
         diarize = options.diarize if options is not None else kwargs.get("diarize")
-        if diarize and not isinstance(audio, np.ndarray):  # the speaker turns need the samples too: decoded once, shared
-            audio = self._samples(audio)
-        info, segments = self.iter_transcribe(audio, options, on_progress=on_progress, **kwargs)
-        result = self.assemble(info, list(segments))
-        if diarize:  # who said what (issue 21)
-            from .diarization import diarize_transcription
+        if not diarize:
+            info, segments = self.iter_transcribe(audio, options, on_progress=on_progress, **kwargs)
+            return self.assemble(info, list(segments))
+        from .diarization import start_speakers
 
-            result = diarize_transcription(self, audio, result, options if options is not None else build_options(**kwargs))
-        return result
+        if not isinstance(audio, np.ndarray):  # the speaker turns need the samples too: decoded once, shared
+            audio = self._samples(audio)
+        # who said what (issue 21): the speaker turns are found on their own thread while the samples are transcribed
+        with start_speakers(audio, options if options is not None else build_options(**kwargs)) as speakers:
+            info, segments = self.iter_transcribe(audio, options, on_progress=on_progress, **kwargs)
+            return speakers.apply(self, self.assemble(info, list(segments)))
 
     def assemble(self, info: TranscriptionInfo, segments: list[Segment]) -> TranscriptionResult:
         """The whole result from the segments ``iter_transcribe`` produced."""

@@ -98,16 +98,10 @@ def transcribe_command(args: dict[str, Any]) -> int:
     for i, path in enumerate(args["audio"]):
         try:
             audio = _prefetched(first_audio, path) if i == 0 and first_audio is not None else path
-            if options.diarize and not hasattr(audio, "shape"):  # the speaker step needs the samples too: decoded once
-                from ..audio import decode_audio
-
-                audio = decode_audio(path)
-            result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, audio)
             if options.diarize:
-                from ..diarization import diarize_result
-
-                progress = args["progress"] if args["progress"] is not None else sys.stderr.isatty()  # None: auto, on a terminal
-                result = diarize_result(model, audio, result, options, progress=progress, references=references)
+                result = _diarized_one(model, path, options, args, audio, references)
+            else:
+                result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, audio)
             write_result(result.to_dict(), path, output_dir, args["output_format"], subtitle)
             if not result.text.strip():
                 failures.append((path, "no speech detected (the outputs were written, empty)"))
@@ -118,6 +112,18 @@ def transcribe_command(args: dict[str, Any]) -> int:
     for path, reason in failures:
         print(f"tingxie: {path}: {reason}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _diarized_one(model, path: str, options: TranscribeOptions, args: dict[str, Any], audio: Any, references: Any):
+    """One file transcribed while its speaker turns are found beside it (the samples decoded once, shared)."""
+    from ..audio import decode_audio
+    from ..diarization import start_speakers
+
+    samples = audio if hasattr(audio, "shape") else decode_audio(path)
+    progress = args["progress"] if args["progress"] is not None else sys.stderr.isatty()  # None: auto, on a terminal
+    with start_speakers(samples, options, progress=progress, references=references) as speakers:
+        result = _transcribe_one(model, path, options, args["verbose"], args["progress"], args.get("batch_size") or 0, samples)
+        return speakers.apply(model, result)
 
 
 def _diarization_ready(options: TranscribeOptions, model_dir: str | None) -> Any:

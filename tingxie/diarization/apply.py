@@ -1,14 +1,16 @@
-"""The one call the API, the CLI, the server and batch jobs make: a finished transcription gets its speakers."""
+"""The calls the API, the CLI, the server and batch jobs make: a finished transcription gets its speakers, the speaker
+turns found on a thread of their own while the recording is transcribed (``start_speakers``) or after it."""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import AudioDecodeError, OptionError
 from ..results import TranscriptionResult
-from .pipeline import DiarizeSettings, diarize_samples
+from .pipeline import Diarization, DiarizeSettings, diarize_samples
 from .resegment import assign_speakers
 
 if TYPE_CHECKING:
@@ -52,6 +54,56 @@ def diarize_result(model: Any, samples: np.ndarray, result: TranscriptionResult,
     diarization = diarize_samples(samples, settings_from_options(options, references, names), progress=progress)
     tokenizer = model.tokenizer(result.language) if model is not None else None
     return assign_speakers(result, diarization, tokenizer)[0]
+
+
+class SpeakerTask:
+    """The speaker turns of a recording, found on a thread beside its transcription: the speaker encoder and the VAD
+    run while the decoder waits on its own small steps, so most of their time is hidden (``speakers(result)`` waits
+    for what is left). ``cancel()`` stops it between batches of windows when the transcription failed."""
+
+    def __init__(self, samples: np.ndarray, settings: DiarizeSettings, progress: bool = False) -> None:
+        self._stop = threading.Event()
+        self._diarization: Diarization | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(samples, settings, progress), name="tingxie-speakers", daemon=True)
+        self._thread.start()
+
+    def _run(self, samples: np.ndarray, settings: DiarizeSettings, progress: bool) -> None:
+        try:
+            self._diarization = diarize_samples(samples, settings, progress=progress, stop=self._stop)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, raised there
+            self._error = e
+
+    def diarization(self) -> Diarization:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._diarization is not None
+        return self._diarization
+
+    def apply(self, model: Any, result: TranscriptionResult) -> TranscriptionResult:
+        """``result`` (transcribed from the same samples, with word timestamps) with its speakers."""
+        if not result.segments:
+            self.cancel()
+            return result
+        tokenizer = model.tokenizer(result.language) if model is not None else None
+        return assign_speakers(result, self.diarization(), tokenizer)[0]
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def __enter__(self) -> SpeakerTask:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()  # a transcription that failed leaves no speaker work running; a finished task ignores it
+
+
+def start_speakers(samples: np.ndarray, options: TranscribeOptions, *, progress: bool = False, references: tuple[Any, ...] | None = None,
+                   names: tuple[str, ...] | None = None) -> SpeakerTask:
+    """Start finding the speaker turns of ``samples`` (the reference voices are read here, so a bad one is said before
+    any work); ``task.apply(model, result)`` once ``result`` is transcribed from them."""
+    return SpeakerTask(samples, settings_from_options(options, references, names), progress)
 
 
 def diarize_transcription(model: Any, audio: Any, result: TranscriptionResult, options: TranscribeOptions, *,

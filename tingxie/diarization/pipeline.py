@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,16 +40,21 @@ class Diarization:
     regions: tuple[tuple[int, int], ...]  # the VAD's speech, in samples
 
 
+class Stopped(Exception):
+    """The caller's stop event was set: the transcription the turns were for has failed."""
+
+
 def diarize_samples(samples: np.ndarray, settings: DiarizeSettings = DiarizeSettings(), *, encoder: SpeakerEncoder | None = None,
-                    progress: bool = False, cache_dir: str | None = None) -> Diarization:
-    """Who speaks when in 16 kHz mono ``samples``. No speech gives no turns and no speakers."""
+                    progress: bool = False, cache_dir: str | None = None, stop: threading.Event | None = None) -> Diarization:
+    """Who speaks when in 16 kHz mono ``samples``. No speech gives no turns and no speakers. Setting ``stop`` ends the
+    work between batches of windows (``Stopped``)."""
     from .speech import speech_regions
 
     regions = speech_regions(samples, settings.vad_threshold, settings.vad_min_silence_ms)
     if not regions:
         return Diarization((), (), ())
     encoder = encoder or load_encoder(cache_dir)
-    windows, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, progress)
+    windows, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, progress, stop)
     labels = cluster_embeddings(embeddings, num_speakers=settings.num_speakers, min_speakers=settings.min_speakers,
                                 max_speakers=settings.max_speakers, threshold=settings.threshold, regions=np.array([w.region for w in windows]))
     names = speaker_labels(labels, windows)
@@ -60,7 +66,7 @@ def diarize_samples(samples: np.ndarray, settings: DiarizeSettings = DiarizeSett
 
 
 def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequence[tuple[int, int]], step_frames: int = STEP_FRAMES,
-                  progress: bool = False) -> tuple[list[EmbeddingWindow], np.ndarray]:
+                  progress: bool = False, stop: threading.Event | None = None) -> tuple[list[EmbeddingWindow], np.ndarray]:
     """The windows laid over ``regions`` and their embeddings (n, 256)."""
     from tqdm import tqdm
 
@@ -71,6 +77,8 @@ def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequenc
               leave=False, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of speech [{elapsed}<{remaining}]") as bar:
         done_until = 0
         for batch_windows, batch in iter_window_batches(samples, list(regions), step_frames=step_frames):
+            if stop is not None and stop.is_set():
+                raise Stopped("speaker diarization stopped")
             windows.extend(batch_windows)
             parts.append(encoder.embed(batch))
             reached = batch_windows[-1].region

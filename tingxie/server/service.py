@@ -92,12 +92,12 @@ def iter_job(slot: Slot, job: Job, audio: Any, on_progress: Callable[[int, int],
     return info, checked()
 
 
-def diarize(job: Job, samples: Any, result: Any) -> Any:
-    """On the worker, in the job's slot: speakers for ``result`` from the samples it was transcribed from."""
-    from ..diarization import diarize_result
+def start_speakers(job: Job, samples: Any) -> Any:
+    """On the worker, in the job's slot: the speaker turns of the samples, found beside their transcription."""
+    from ..diarization import start_speakers
 
     names, references = job.speakers or ((), ())
-    return diarize_result(job.model, samples, result, job.options, names=names, references=references)
+    return start_speakers(samples, job.options, names=names, references=references)
 
 
 async def until_disconnected(receive: Callable[[], Any], slot: Slot) -> None:
@@ -115,12 +115,14 @@ async def transcribe(slot: Slot, job: Job, receive: Callable[[], Any] | None = N
     def work() -> Any:
         try:
             audio = job_audio(slot, job)
-            info, segments = iter_job(slot, job, audio)
-            result = job.model.assemble(info, list(segments))
-            if job.speakers is not None:
+            if job.speakers is None:
+                info, segments = iter_job(slot, job, audio)
+                return job.model.assemble(info, list(segments))
+            with start_speakers(job, audio) as speakers:
+                info, segments = iter_job(slot, job, audio)
+                result = job.model.assemble(info, list(segments))
                 slot.check()
-                result = diarize(job, audio, result)
-            return result
+                return speakers.apply(job.model, result)
         except JobCancelled as e:  # logged here: a request cancelled at shutdown no longer awaits its job
             log.info("transcription cancelled", extra={"reason": e.code, "model": job.model_name})
             raise
