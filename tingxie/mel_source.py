@@ -173,6 +173,20 @@ class StreamedMel:
         joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
         return joined[:, seek - first * size : stop - first * size]
 
+    def samples(self, start: int, stop: int) -> np.ndarray:
+        """The audio's samples [start, stop), read again from the start (a window's audio for a check that needs it:
+        ``decoding.nonspeech``). The window reading restarts too: a file object has one position for both."""
+        parts, offset = [], 0
+        for chunk in self._open():
+            if offset + chunk.size > start and offset < stop:
+                parts.append(chunk[max(start - offset, 0) : min(stop, offset + chunk.size) - offset])
+            offset += chunk.size
+            if offset >= stop:
+                break
+        if self._reader is not None:
+            self._reader, self._next_block, self._held = None, 0, {}
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
     def _blocks(self, first_pass: bool) -> Iterator[tuple[int, np.ndarray | None]]:
         """(index, log10 block) for every block of the grid, in order; the first pass counts the samples and peak."""
         size, half = self._front.block_frames, N_FFT // 2

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, pad_or_trim
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, pad_or_trim
 from .decoding.fallback import decode_with_fallback
 from .decoding.filters import LogitFilter
+from .decoding.nonspeech import is_nonspeech
 from .engine import Engine, window_features
 from .mel_source import ArrayMel, MelSource
 from .options import TranscribeOptions
 from .results import Segment
 from .tokenizer import Tokenizer, get_tokenizer
-from .window_step import _to_segment, early_end_frames, finish_window
+from .window_step import WindowOutcome, _to_segment, early_end_frames, finish_window
 
 
 @dataclass
@@ -55,6 +56,12 @@ def window_prompt(state: _State, options: TranscribeOptions, n_text_ctx: int) ->
         ignored = max(len(state.initial_prompt_tokens), state.prompt_reset_since)
         return state.initial_prompt_tokens + state.all_tokens[ignored:][-remaining:]
     return state.all_tokens[state.prompt_reset_since :]
+
+
+def _window_samples(source: MelSource, seek: int, n_frames: int) -> np.ndarray | None:
+    """The audio of mel frames [seek, seek + n_frames), where the source can read it again (not a whole log-mel)."""
+    read = getattr(source, "samples", None)
+    return None if read is None else read(seek * HOP_LENGTH, (seek + n_frames) * HOP_LENGTH)
 
 
 def _tokenizer_for(engine: Engine, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
@@ -99,9 +106,12 @@ def iter_segments(
         result = decode_with_fallback(engine, features, tokenizer, options, prompt, extra_filters=extra_filters, generator=generator)
         # without a language, each window was decoded in the language detected for it (code-switched audio)
         window_tokenizer = tokenizer if language else _tokenizer_for(engine, tokenizer, result.language)
-        outcome = finish_window(engine, result, window_tokenizer, options, seek=seek, segment_size=segment_size, content_frames=content_frames,
-                                alignment_heads=alignment_heads, last_speech_timestamp=state.last_speech_timestamp,
-                                early_end_min_left=min_left)
+        if is_nonspeech(result, options, lambda: _window_samples(source, seek, segment_size)):  # laughter, music: no text
+            outcome = WindowOutcome([], seek + segment_size, silent=True, last_speech_timestamp=state.last_speech_timestamp)
+        else:
+            outcome = finish_window(engine, result, window_tokenizer, options, seek=seek, segment_size=segment_size,
+                                    content_frames=content_frames, alignment_heads=alignment_heads,
+                                    last_speech_timestamp=state.last_speech_timestamp, early_end_min_left=min_left)
         state.seek, state.last_speech_timestamp = outcome.next_seek, outcome.last_speech_timestamp
         if outcome.restart:
             continue
