@@ -216,3 +216,31 @@ def test_tune_help_gives_every_default():
     options = [e for e in entries if not e.lstrip().startswith("-h")]
     assert len(options) > 20 and "--tune NAME=V1,V2,..." in text and "--guard" in text
     assert all("(default:" in line for line in options), [line for line in options if "(default:" not in line]
+
+
+def test_second_pass_needs_the_model_to_have_considered_a_term():
+    from tingxie.decoding.glossary import MIN_MARGIN, second_pass_sample_len
+
+    glossary = make_glossary("Kubernetes, ComfyUI:2, Grafana, Traefik", None, 0)
+    text = "Then you go into your comfyu eye folder on cooper netties."
+    margins = {"Kubernetes": MIN_MARGIN - 1, "ComfyUI": MIN_MARGIN - 0.5, "Grafana": 0.0, "Traefik": 0.0}
+    assert second_pass_glossary(glossary, text, evidence=margins.get) is None  # both sound-alikes far below the best token
+    margins["ComfyUI"] = MIN_MARGIN
+    assert set(second_pass_glossary(glossary, text, evidence=margins.get).terms) == {"Kubernetes", "ComfyUI"}  # one is enough
+    assert second_pass_sample_len(20, 5) > 25
+
+
+def test_term_evidence_keeps_each_term_s_best_first_token_margin():
+    from tingxie.decoding.hotwords import TermEvidence
+
+    glossary = make_glossary("ComfyUI, Grafana", None, 0)
+    evidence = TermEvidence(TOKENIZER, glossary)
+    assert evidence.margin("Grafana") == -np.inf  # no step seen
+    logits = np.zeros((2, V), np.float32)
+    logits[:, 0] = 10.0
+    logits[1, ids(" Com")[0]] = 7.0  # a second row (beam) nearer to the term
+    evidence.apply(logits, np.zeros((2, 3), np.int64))
+    logits[:] = -20.0
+    logits[0, ids("Grafana")[0]] = logits[1, 0] = 1.0  # the term's start-of-text spelling is the best token here
+    evidence.apply(logits, np.zeros((2, 4), np.int64))
+    assert evidence.margin("ComfyUI") == -3.0 and evidence.margin("Grafana") == 0.0

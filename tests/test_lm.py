@@ -157,3 +157,20 @@ def test_a_window_the_lm_makes_loop_is_decoded_again_without_it(arpa, monkeypatc
     options = build_options(beam_size=5, lm=str(arpa))
     result = fallback.decode_with_fallback(None, None, TOKENIZER, options)
     assert result.text == "Grafana started much faster." and calls == [(str(arpa), 0.0, 5), (None, 0.0, 5)]
+
+
+def test_loop_stop_ends_a_search_only_once_every_beam_loops():
+    import numpy as np
+
+    from tingxie.decoding.lm import LoopStop
+
+    stop = LoopStop(TOKENIZER, every=1, min_tokens=4)
+    begin = [TOKENIZER.sot] * 3
+    looping = TOKENIZER.encode(" Splunk, Splunk, Splunk, Splunk, Splunk, Splunk")
+    plain = TOKENIZER.encode(" We run the service on Kubernetes, and then we checked the three nodes of the cluster again today")[: len(looping)]
+    logits = np.zeros((2, 51864), np.float32)
+    stop.apply(logits, np.asarray([begin, begin]))  # the first call: the initial tokens
+    stop.apply(logits, np.asarray([begin + looping, begin + plain]))
+    assert not stop.stopped and (logits == 0).all()  # one beam still speaks
+    stop.apply(logits, np.asarray([begin + looping, begin + looping]))
+    assert stop.stopped and logits[:, TOKENIZER.eot].tolist() == [0.0, 0.0] and np.isinf(logits[:, : TOKENIZER.eot]).all()

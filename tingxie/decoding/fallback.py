@@ -11,6 +11,8 @@ from ..options import TranscribeOptions
 from ..tokenizer import Tokenizer
 from .decoder import decode
 from .filters import LogitFilter
+from .hotwords import TermEvidence
+from .lm import LoopStop
 from .repetition import drop_looped_tail, loops
 from .window import DecodingResult
 
@@ -46,35 +48,54 @@ def decode_with_fallback(
 ) -> DecodingResult:
     """Decode one window's features, trying each temperature in turn."""
     result: DecodingResult | None = None
+    evidence = term_evidence(tokenizer, options)
+    first_filters = [*(extra_filters or []), evidence] if evidence is not None else extra_filters
     for temperature in options.temperature:
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
-        result = decode(engine, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
-        if needs_fallback(result, options) and window.lm is not None and window.beam_size is not None:
+        with_lm = window.lm is not None and window.beam_size is not None
+        stop = [LoopStop(tokenizer)] if with_lm and options.compression_ratio_threshold is not None else []  # a loop fails needs_fallback
+        result = decode(engine, features, tokenizer, window, extra_filters=[*(first_filters or []), *stop] or extra_filters, generator=generator)[0]
+        if with_lm and needs_fallback(result, options):
             # the LM made a loop or an unlikely text (a word spelled on and on is never scored): the same beam without it
             plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=extra_filters, generator=generator)[0]
             result = plain if not needs_fallback(plain, options) else result
         if not needs_fallback(result, options):
             break
     assert result is not None
-    result = second_pass(engine, features, tokenizer, options, prompt, result, extra_filters, generator)
+    result = second_pass(engine, features, tokenizer, options, prompt, result, extra_filters, generator, evidence)
     # with one temperature (no fallback asked for: the reference's outputs, as the golden tests check) a loop stays
     looping_checked = options.compression_ratio_threshold is not None and len(options.temperature) > 1
     return drop_looped_tail(result, tokenizer) if looping_checked else result
 
 
 def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int] | None,
-                result: DecodingResult, extra_filters: list[LogitFilter] | None, generator: np.random.Generator | None) -> DecodingResult:
+                result: DecodingResult, extra_filters: list[LogitFilter] | None, generator: np.random.Generator | None,
+                evidence: TermEvidence | None = None) -> DecodingResult:
     """With a glossary, the window decoded again (same features) with only the terms its text seems to mis-spell in
-    the prompt, kept where it spells one and has about as many words (``glossary.second_pass_holds``); else ``result``."""
-    from .glossary import Glossary, second_pass_glossary, second_pass_holds
+    the prompt (and, given the first pass's ``evidence``, that the model considered), kept where it spells one and has
+    about as many words (``glossary.second_pass_holds``); else ``result``."""
+    from .glossary import Glossary, second_pass_glossary, second_pass_holds, second_pass_sample_len
 
     glossary = options.decoding.hotwords
     if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
         return result
-    narrowed = second_pass_glossary(glossary, result.text)
+    narrowed = second_pass_glossary(glossary, result.text, evidence=evidence.margin if evidence is not None else None)
     if narrowed is None:
         return result
+    cap = second_pass_sample_len(len(result.tokens), len(tokenizer.encode(" " + ", ".join(narrowed.terms))))
     window = replace(options.window_decoding(result.temperature), prompt=tuple(prompt) if prompt else None, hotwords=narrowed,
-                     hotword_prompt_budget=narrowed.prompt_budget)
+                     hotword_prompt_budget=narrowed.prompt_budget, sample_len=min(cap, options.decoding.sample_len or cap))
     again = decode(engine, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
+    if len(again.tokens) >= window.sample_len:  # cut short: it ran on past what second_pass_holds keeps
+        return result
     return again if not needs_fallback(again, options) and second_pass_holds(result.text, again.text, narrowed) else result
+
+
+def term_evidence(tokenizer: Tokenizer, options: TranscribeOptions) -> TermEvidence | None:
+    """A recorder of how near the first pass came to each glossary term, where a second pass may follow."""
+    from .glossary import Glossary
+
+    glossary = options.decoding.hotwords
+    if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
+        return None
+    return TermEvidence(tokenizer, glossary)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -272,13 +272,23 @@ def plausible_terms(terms: Sequence[str], text: str, max_words: int = 3) -> tupl
     return tuple(sorted(best, key=lambda t: (best[t], order[t])))
 
 
-def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget: int = 64, max_terms: int = 3) -> Glossary | None:
+# the margin (logits) by which the first pass must have considered one of the chosen terms' first tokens; chosen on
+# the dev split and real English (bench/RESULTS.md, issue 25, 2026-12-03)
+MIN_MARGIN = -8.0
+
+
+def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget: int = 64, max_terms: int = 3,
+                         evidence: Callable[[str], float] | None = None, min_margin: float = MIN_MARGIN) -> Glossary | None:
     """The glossary narrowed to the (at most ``max_terms``) terms a first pass's text plausibly contains, closest
     first, all of them in the prompt (within ``prompt_budget`` tokens); None when it contains none or already spells
-    every one (the first pass stands). A prompt of terms that are said helps tiny models spell them; one of terms that
-    are not makes them hallucinate (bench/ADAPT.md)."""
+    every one (the first pass stands), or when ``evidence`` (a term's margin in the first pass:
+    ``hotwords.TermEvidence.margin``) is below ``min_margin`` for every one of them: ordinary words sound like some
+    term of a long glossary, and the model's own doubt tells a mis-heard term from them. A prompt of terms that are
+    said helps tiny models spell them; one of terms that are not makes them hallucinate (bench/ADAPT.md)."""
     chosen = plausible_terms(glossary.terms, first_pass_text)[:max_terms]
     if not chosen or not set(chosen) - seen_terms(chosen, first_pass_text):
+        return None
+    if evidence is not None and max(evidence(t) for t in chosen) < min_margin:
         return None
     weight = glossary.weight_of()
     return Glossary(chosen, tuple(weight[t] for t in chosen), prompt_budget)
@@ -306,3 +316,10 @@ def second_pass_holds(first_text: str, second_text: str, narrowed: Glossary) -> 
     spelled = sum(second.count(f" {_words(t)} ") for t in narrowed.terms)
     n_first, n_second = len(_words(first_text).split()), len(second.split())
     return n_first - 2 * spelled - 1 <= n_second <= n_first + 2
+
+
+def second_pass_sample_len(first_pass_tokens: int, narrowed_tokens: int) -> int:
+    """Most tokens a second pass may sample: one that ends later spells more than its terms beyond the first pass, and
+    so has more words than ``second_pass_holds`` keeps; a prompt of terms sometimes makes tiny models write a term over
+    and over, to the window's 224 tokens (then that decode cost ten first passes)."""
+    return first_pass_tokens + narrowed_tokens + 16

@@ -229,3 +229,32 @@ def hotword_filter(tokenizer, hotwords: str | Sequence[str] | Glossary, boost: f
         return None
     word, start = hotword_tries(tokenizer, glossary.terms, glossary.weights)
     return HotwordBoost(word, start, boost, sample_begin, tokenizer.eot)
+
+
+@lru_cache(maxsize=32)
+def _first_tokens(tokenizer, terms: tuple[str, ...]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """(the distinct first tokens of the terms' spellings, per term the positions of its own in that array)."""
+    firsts = [sorted({tokenizer.encode(space + v)[0] for v in spellings(t) for space in (" ", "")}) for t in terms]
+    index = np.asarray(sorted({x for f in firsts for x in f}), np.int64)
+    where = {int(x): i for i, x in enumerate(index)}
+    return index, tuple(np.asarray([where[x] for x in f], np.int64) for f in firsts)
+
+
+class TermEvidence(LogitFilter):
+    """How near a decode came to beginning each glossary term: per term, the largest margin (the logit of one of its
+    first tokens less its row's best, after the other filters) over every step and row seen. A second pass is worth
+    its decode only where the model itself gave a sound-alike term a chance (``glossary.second_pass_glossary``)."""
+
+    def __init__(self, tokenizer, glossary: Glossary):
+        self.terms = glossary.terms
+        self.index, self.slots = _first_tokens(tokenizer, glossary.terms)
+        self.best = np.full(len(self.index), -np.inf, np.float32)
+        self._term_at = {t: i for i, t in enumerate(self.terms)}
+
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
+        picked = logits[:, self.index] - logits.max(axis=-1, keepdims=True)
+        np.maximum(self.best, picked.max(axis=0), out=self.best)
+
+    def margin(self, term: str) -> float:
+        """The term's largest margin so far (-inf where no step was seen)."""
+        return float(self.best[self.slots[self._term_at[term]]].max())

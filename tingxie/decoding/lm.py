@@ -162,3 +162,29 @@ class LanguageModelFusion:
 
     def total(self, row: int) -> float:
         return self.beams[row].total
+
+
+class LoopStop:
+    """A logit filter for an LM-fused beam search: once every beam's text loops (``repetition.loops``, checked every
+    ``every`` steps), only end of text is allowed. Such a decode fails the fallback checks whatever comes after, and is
+    then made again without the LM; run on to the window's 224 tokens it had cost several whole decodes."""
+
+    def __init__(self, tokenizer: Any, every: int = 8, min_tokens: int = 12):
+        self.tokenizer, self.eot = tokenizer, tokenizer.eot
+        self.every, self.min_tokens = every, min_tokens
+        self.sample_begin: int | None = None
+        self.stopped = False
+
+    def apply(self, logits: Any, tokens: Any) -> None:
+        if self.sample_begin is None:  # the first call sees the initial tokens only
+            self.sample_begin = tokens.shape[1]
+        sampled = tokens.shape[1] - self.sample_begin
+        if not self.stopped and sampled >= self.min_tokens and sampled % self.every == 0:
+            from .repetition import loops
+
+            rows = tokens[:, self.sample_begin :].tolist()
+            self.stopped = all(loops(self.tokenizer.decode([t for t in row if t < self.eot])) for row in rows)
+        if self.stopped:
+            logits[:, : self.eot] = -math.inf
+            logits[:, self.eot + 1 :] = -math.inf
+            logits[:, self.eot] = 0.0
