@@ -21,8 +21,20 @@ class StagedEncoder:
                        for name in encoder_graph_names(n_layer)]
         self.attention = load_attention(folder, compute_type, n_head, n_state, attention_options, threads)
 
-    def run(self, mel: np.ndarray) -> list[np.ndarray]:
+    @property
+    def takes_fewer_frames(self) -> bool:
+        """Whether the stages after the first accept fewer than the window's frames (graphs exported with a named
+        frames axis: every part of a stage but the attention works frame by frame)."""
+        session = getattr(self.attention, "_session", None)  # ONNX Runtime's attention graph, where it runs
+        graphs = [self.stages[1], *([session] if session is not None else [])]
+        return all(isinstance(graph.get_inputs()[0].shape[1], str) for graph in graphs)
+
+    def run(self, mel: np.ndarray, frames: int | None = None) -> list[np.ndarray]:
+        """``frames``: encode only the first this many frames of the window after the convolutions (the attention
+        sees only them: not the reference's arithmetic; see ``takes_fewer_frames``)."""
         x, q, k, v = self.stages[0].run(None, {"mel": mel})
+        if frames is not None and frames < x.shape[1]:
+            x, q, k, v = (np.ascontiguousarray(a[:, :frames]) for a in (x, q, k, v))
         for stage in self.stages[1:-1]:
             x, q, k, v = stage.run(None, {"x": x, "attention": self.attention(q, k, v)})
         return self.stages[-1].run(None, {"x": x, "attention": self.attention(q, k, v)})

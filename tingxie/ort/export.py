@@ -254,10 +254,15 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         for index, name in enumerate(encoder_graph_names(dims.n_audio_layer)):
             inputs, args = (["mel"], (torch.zeros(1, dims.n_mels, 2 * dims.n_audio_ctx),)) if index == 0 else (["x", "attention"], (stream, stream))
             outputs = cross if index == dims.n_audio_layer else ["x_next", "q", "k", "v"]
+            # after the convolutions every stage works frame by frame: a named frames axis lets a stream encode only
+            # its buffer's frames (StagedEncoder.run(..., frames))
+            axes = {axis: {0: "audio"} if axis == "mel" else {0: "audio", 1: "frames"} for axis in inputs + outputs}
+            if index == dims.n_audio_layer:
+                axes |= {name: {0: "audio", 3 if name.startswith("cross_kt") else 2: "frames"} for name in cross}
             torch.onnx.export(EncoderStage(model, index), args, str(out_dir / name), input_names=inputs, output_names=outputs,
-                              dynamic_axes={axis: {0: "audio"} for axis in inputs + outputs}, opset_version=OPSET, dynamo=False)
+                              dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         torch.onnx.export(EncoderAttention(dims.n_audio_head), (stream, stream, stream), str(out_dir / "attention.onnx"),
-                          input_names=["q", "k", "v"], output_names=["out"], dynamic_axes={axis: {0: "audio"} for axis in ("q", "k", "v", "out")},
+                          input_names=["q", "k", "v"], output_names=["out"], dynamic_axes={axis: {0: "audio", 1: "frames"} for axis in ("q", "k", "v", "out")},
                           opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1})
         # traced with 2 beams of 1 audio, 3 new tokens after a prefix of 5 and 4 cached: every varying size is named
         prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
@@ -267,10 +272,10 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         inputs += _names("heads", n)
         outputs = ["logits"] + _names("new_k", n) + _names("new_v", n) + ["cross_scores"]
         axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "select": {0: "selected"},
-                "logits": {0: "batch", 1: "selected"}, "cross_scores": {0: "heads", 1: "selected"}}
+                "logits": {0: "batch", 1: "selected"}, "cross_scores": {0: "heads", 1: "selected", 2: "frames"}}
         axes |= {name: {0: "audio", 2: "prefix"} for name in inputs[4 : 4 + 2 * n]}
         axes |= {name: {0: "batch", 2: "past"} for name in inputs[4 + 2 * n : 4 + 4 * n]}
-        axes |= {name: {0: "audio"} for name in cross}
+        axes |= {name: {0: "audio", 3 if name.startswith("cross_kt") else 2: "frames"} for name in cross}
         axes |= {name: {0: "heads"} for name in _names("heads", n)}
         axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:-1]}
         heads = [torch.tensor([0, 1]) for _ in range(n)]  # traced with two heads a layer; the count is a named axis

@@ -3,7 +3,7 @@ the runtime alike, so that neither imports the other)."""
 
 from __future__ import annotations
 
-EXPORT_VERSION = 20  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 21  # bump when the exported graphs change: older exports are then made again
 DECODER_GRAPH = "decoder.onnx"  # the decoder step; with alignment heads asked for, also their cross-attention scores
 
 

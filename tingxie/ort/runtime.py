@@ -188,6 +188,20 @@ class OrtWhisper:
     def encode(self, mel: np.ndarray, keep_buffers: bool = True) -> WindowFeatures:
         return self.embed_audio(mel, keep_buffers)
 
+    @property
+    def encodes_fewer_frames(self) -> bool:
+        """Whether ``encode_frames`` can encode part of a window (graphs with a named frames axis, EXPORT_VERSION 21)."""
+        return self.encoder.takes_fewer_frames and isinstance(self.decoder.get_inputs()[-1 - self.dims.n_text_layer].shape[-2], str)
+
+    def encode_frames(self, mel: np.ndarray, frames: int) -> WindowFeatures:
+        """One window (1, n_mels, 3000) -> the features of its first ``frames`` encoder frames only, their attention
+        over those alone (whisper.cpp's audio_ctx: a streaming buffer's cost follows its length, not the window's)."""
+        if self._malloc_trim is not None:
+            self._malloc_trim(0)
+        out = self.encoder.run(np.ascontiguousarray(mel, dtype=np.float32), frames if self.encodes_fewer_frames else None)
+        n = self.dims.n_text_layer
+        return WindowFeatures(out[:n], out[n:])
+
     def alignment_scores(self, tokens: np.ndarray, features: WindowFeatures, heads: list[tuple[int, int]],
                          text_vocab: int) -> tuple[np.ndarray, np.ndarray]:
         """Each next token's log-probability and the given heads' pre-softmax cross-attention scores (heads, T, frames)
