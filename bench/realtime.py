@@ -368,7 +368,7 @@ def main() -> int:
         elif isinstance(current, bool):
             overrides[name] = value.lower() in ("1", "true", "yes")
         else:
-            overrides[name] = type(current)(value) if current is not None else int(value)
+            overrides[name] = type(current)(value) if current is not None else (int(value) if value.isdigit() else float(value))
     options = dataclasses.replace(StreamOptions(language=args.language), vad=not args.no_vad, **{k: v for k, v in overrides.items() if v is not None})
     rows = manifest()
     print(f"model {args.model} (compute_type {args.compute_type}), torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, "

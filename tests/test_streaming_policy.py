@@ -8,7 +8,7 @@ import pytest
 from test_streaming import SCRIPT, SR, ScriptedDecoder, run_scripted, text, words
 
 from tingxie.errors import OptionError
-from tingxie.streaming.agreement import LocalAgreement
+from tingxie.streaming.agreement import LocalAgreement, word_key
 from tingxie.streaming.alignatt import AttentionCommit, commit_policy
 from tingxie.streaming.events import TimedWord
 from tingxie.streaming.options import StreamOptions
@@ -181,3 +181,33 @@ def test_a_hypothesis_that_loops_is_not_trusted():
     assert _loops(said("啊 啊 啊 啊 啊")) and _loops(said("好, 回 家, 回 家, 回 家,")) and _loops(said("and important and important and important"))
     assert not _loops(said("no no no no")) and not _loops(said("ask what you can do for your country"))
     assert not _loops(said("that that is is that that")) and not _loops(said("very very good very very"))
+
+
+def test_a_buffer_encoded_over_its_own_frames_and_a_margin_reads_the_same_words(tiny_en_default):
+    """encode_margin_s: the encoder reads the buffer's frames and that much padding after them, not the 30-s window."""
+    from conftest import audio_path
+
+    from tingxie.audio import decode_audio
+    from tingxie.streaming.decode import BufferDecoder
+
+    audio = decode_audio(audio_path("jfk"))[: 8 * SR]
+    engine = tiny_en_default.engine
+    assert engine.encodes_fewer_frames  # the shipped graphs have a named frames axis
+    asked = []
+    encode_frames = engine.encode_frames
+
+    def spy(mel, frames):
+        asked.append(frames)
+        features = encode_frames(mel, frames)
+        assert features.cross_v[0].shape[2] == frames  # only these frames were encoded
+        return features
+
+    engine.encode_frames = spy
+    try:
+        partial = BufferDecoder(tiny_en_default, StreamOptions(encode_margin_s=6.0))(audio)
+    finally:
+        del engine.encode_frames
+    whole = BufferDecoder(tiny_en_default, StreamOptions(encode_margin_s=None))(audio)
+    assert asked == [(8 * 100 + 600) // 2]  # 8 s of buffer and 6 s of margin: 100 mel frames a second, 2 per encoder frame
+    assert [word_key(w.word) for w in partial] == [word_key(w.word) for w in whole]  # punctuation may differ ("so," / "so")
+    assert text(partial).replace(",", "").startswith("And so my fellow Americans")

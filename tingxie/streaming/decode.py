@@ -58,7 +58,7 @@ class BufferDecoder:
         # with a sample of the buffer is in; the cost follows the buffer, not the window
         mel = engine.log_mel(audio, padding=MEL_PADDING)
         frames = min(N_FRAMES, len(audio) // HOP_LENGTH)
-        features = window_features(engine, pad_or_trim(mel[:, :frames], N_FRAMES))
+        features = self._encode(pad_or_trim(mel[:, :frames], N_FRAMES), frames)
         if self._tokenizer is None:  # a multilingual model: the language of the first speech holds for the stream
             # the window as long-form pads it: the silent frames past the buffer are all at the floor (the last column)
             self.language, _ = self.model._detect(np.concatenate([mel, np.repeat(mel[:, -1:], max(0, N_FRAMES - mel.shape[1]), axis=1)], axis=1))
@@ -113,6 +113,15 @@ class BufferDecoder:
                 end = min(w["end"], seconds)
                 words.append(TimedWord(w["word"], min(w["start"], end), end, float(w["probability"]), boundary))
         return None if _loops(words) else words
+
+
+    def _encode(self, window: np.ndarray, frames: int):
+        """The window's features: where the engine can and ``encode_margin_s`` is set, of the buffer's encoder frames
+        and that margin of the padding after them only (their cost follows the buffer, not the 30-s window)."""
+        engine, margin = self.model.engine, self.options.encode_margin_s
+        if margin is None or not getattr(engine, "encodes_fewer_frames", False):
+            return window_features(engine, window)
+        return engine.encode_frames(window[None], min(N_FRAMES, frames + int(round(margin * SAMPLE_RATE / HOP_LENGTH))) // 2)
 
 
 def _loops(words: list[TimedWord]) -> bool:

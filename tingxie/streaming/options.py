@@ -50,6 +50,9 @@ class StreamOptions:
     # beam search: bench/realtime.py (tiny.en, int8, 2 cores) streamed WER 22.6% greedy -> 17.3% with 5 beams, median
     # final latency 1.0 -> 1.1 s; None decodes greedily (the fastest)
     beam_size: int | None = 5
+    # the encoder reads the buffer and this much of the silent padding after it, not the whole 30-s window, where the
+    # engine can (ONNX Runtime); None: the whole window, the reference's arithmetic
+    encode_margin_s: float | None = None
 
     @property
     def commit_horizon_s(self) -> float:
@@ -82,5 +85,7 @@ class StreamOptions:
             raise OptionError(f"beam_size must be >= 1, got {self.beam_size}")
         if not 0 <= self.min_word_probability < 1:
             raise OptionError(f"min_word_probability must be in [0, 1), got {self.min_word_probability}")
+        if self.encode_margin_s is not None and self.encode_margin_s < 0:
+            raise OptionError(f"encode_margin_s must be >= 0 or None, got {self.encode_margin_s}")
         if self.prompt_chars < 0:
             raise OptionError(f"prompt_chars must be >= 0, got {self.prompt_chars}")
