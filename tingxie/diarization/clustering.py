@@ -2,7 +2,7 @@
 
 With no count given, the tree is cut where the average distance between two groups passes ``threshold`` (tuned on
 bench/diarize.py's conversations), held within [min_speakers, max_speakers], and then checked twice: a small group
-joins its nearest voice unless it is far from every voice, and a group whose two halves never share a stretch of
+joins its nearest voice unless it is as far from every voice as the cut puts two voices, and a group whose two halves never share a stretch of
 speech (``regions``) is split in two, since one voice's windows interleave within its turns where two voices' do not.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 
 DEFAULT_THRESHOLD = 0.35  # cosine distance between group averages above which two groups are two voices
 MIN_WINDOWS = 5  # with the count found automatically, a group of fewer windows (~4 s of speech) joins its nearest...
-FAR_DISTANCE = 0.40  # ...unless its centre is this far from every larger group's (one voice's stray groups: <= 0.35)
+FAR_DISTANCE = DEFAULT_THRESHOLD  # ...unless its centre is as far from every larger group's as two voices' (0.40: one voice fewer on tune)
 MIN_FAR_WINDOWS = 2  # a far group of one window alone (a laugh, a cough) still joins its nearest
 SPLIT_MIN_WINDOWS = 6  # a group is split only into two halves of at least this many windows each,
 SPLIT_DISTANCE = 0.15  # whose centres lie at least this far apart,
