@@ -402,7 +402,21 @@ def test_a_job_decodes_its_upload_once_inside_its_slot(tmp_path, monkeypatch, sp
     decodes, diarized = [], []
     real_decode = mel_source.decode_audio
     monkeypatch.setattr(mel_source, "decode_audio", lambda *a, **k: decodes.append(k) or real_decode(*a, **k))
-    monkeypatch.setattr(service, "diarize", lambda job, samples, result: diarized.append((threading.current_thread().name, samples)) or result)
+
+    class _Speakers:  # records where the speaker work starts; its apply hands the transcription back
+        def __init__(self, job, samples):
+            diarized.append((threading.current_thread().name, samples))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def apply(self, model, result):
+            return result
+
+    monkeypatch.setattr(service, "start_speakers", _Speakers)
     model = _RecordingModel()
     queue = JobQueue(workers=1, max_queue=0)
     job = service.Job(model=model, model_name="m", audio=path, filename="a.wav", options=build_options(diarize=speakers is not None),
