@@ -15,13 +15,12 @@ import numpy as np
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, pad_or_trim
 from .decoding.fallback import decode_with_fallback
 from .decoding.filters import LogitFilter
-from .decoding.nonspeech import is_nonspeech
 from .engine import Engine, window_features
 from .mel_source import ArrayMel, MelSource
 from .options import TranscribeOptions
 from .results import Segment
 from .tokenizer import Tokenizer, get_tokenizer
-from .window_step import WindowOutcome, _to_segment, early_end_frames, finish_window
+from .window_step import _to_segment, early_end_frames, finish_window
 
 
 @dataclass
@@ -106,12 +105,9 @@ def iter_segments(
         result = decode_with_fallback(engine, features, tokenizer, options, prompt, extra_filters=extra_filters, generator=generator)
         # without a language, each window was decoded in the language detected for it (code-switched audio)
         window_tokenizer = tokenizer if language else _tokenizer_for(engine, tokenizer, result.language)
-        if is_nonspeech(result, options, lambda: _window_samples(source, seek, segment_size)):  # laughter, music: no text
-            outcome = WindowOutcome([], seek + segment_size, silent=True, last_speech_timestamp=state.last_speech_timestamp)
-        else:
-            outcome = finish_window(engine, result, window_tokenizer, options, seek=seek, segment_size=segment_size,
-                                    content_frames=content_frames, alignment_heads=alignment_heads,
-                                    last_speech_timestamp=state.last_speech_timestamp, early_end_min_left=min_left)
+        outcome = finish_window(engine, result, window_tokenizer, options, seek=seek, segment_size=segment_size, content_frames=content_frames,
+                                alignment_heads=alignment_heads, last_speech_timestamp=state.last_speech_timestamp,
+                                early_end_min_left=min_left, window_samples=lambda: _window_samples(source, seek, segment_size))
         state.seek, state.last_speech_timestamp = outcome.next_seek, outcome.last_speech_timestamp
         if outcome.restart:
             continue

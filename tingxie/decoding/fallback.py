@@ -49,12 +49,12 @@ def decode_with_fallback(
     """Decode one window's features, trying each temperature in turn."""
     result: DecodingResult | None = None
     evidence = term_evidence(tokenizer, options)
-    first_filters = [*(extra_filters or []), evidence] if evidence is not None else extra_filters
     for temperature in options.temperature:
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
         with_lm = window.lm is not None and window.beam_size is not None
         stop = [LoopStop(tokenizer)] if with_lm and options.compression_ratio_threshold is not None else []  # a loop fails needs_fallback
-        result = decode(engine, features, tokenizer, window, extra_filters=[*(first_filters or []), *stop] or extra_filters, generator=generator)[0]
+        first_filters = [*(extra_filters or []), *([evidence] if evidence is not None else []), *stop]
+        result = decode(engine, features, tokenizer, window, extra_filters=first_filters, generator=generator)[0]
         if with_lm and needs_fallback(result, options):
             # the LM made a loop or an unlikely text (a word spelled on and on is never scored): the same beam without it
             plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=extra_filters, generator=generator)[0]

@@ -51,7 +51,10 @@ def diarize_result(model: Any, samples: np.ndarray, result: TranscriptionResult,
     segments split where the speaker changes. No speech in the audio leaves the result as it is."""
     if not result.segments:
         return result
-    diarization = diarize_samples(samples, settings_from_options(options, references, names), progress=progress)
+    return _with_speakers(model, result, diarize_samples(samples, settings_from_options(options, references, names), progress=progress))
+
+
+def _with_speakers(model: Any, result: TranscriptionResult, diarization: Diarization) -> TranscriptionResult:
     tokenizer = model.tokenizer(result.language) if model is not None else None
     return assign_speakers(result, diarization, tokenizer)[0]
 
@@ -86,8 +89,7 @@ class SpeakerTask:
         if not result.segments:
             self.cancel()
             return result
-        tokenizer = model.tokenizer(result.language) if model is not None else None
-        return assign_speakers(result, self.diarization(), tokenizer)[0]
+        return _with_speakers(model, result, self.diarization())
 
     def cancel(self) -> None:
         self._stop.set()
