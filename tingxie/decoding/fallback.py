@@ -10,6 +10,7 @@ from ..engine import Engine, Features
 from ..options import TranscribeOptions
 from ..tokenizer import Tokenizer
 from .decoder import decode
+from .drafted import can_draft, decode_drafted
 from .filters import LogitFilter
 from .hotwords import TermEvidence
 from .lm import LoopStop
@@ -79,13 +80,18 @@ def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, option
     glossary = options.decoding.hotwords
     if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
         return result
-    narrowed = second_pass_glossary(glossary, result.text, evidence=evidence.margin if evidence is not None else None)
+    narrowed = second_pass_glossary(glossary, result.text, evidence=evidence.on_path(result.tokens) if evidence is not None else None)
     if narrowed is None:
         return result
     cap = second_pass_sample_len(len(result.tokens), len(tokenizer.encode(" " + ", ".join(narrowed.terms))))
     window = replace(options.window_decoding(result.temperature), prompt=tuple(prompt) if prompt else None, hotwords=narrowed,
                      hotword_prompt_budget=narrowed.prompt_budget, sample_len=min(cap, options.decoding.sample_len or cap))
-    again = decode(engine, features, tokenizer, window, extra_filters=extra_filters, generator=generator)[0]
+    # a looping second pass fails needs_fallback below whatever follows: it ends there, not at the cap
+    filters = [*(extra_filters or []), *([LoopStop(tokenizer)] if options.compression_ratio_threshold is not None else [])]
+    if can_draft(window, features):  # the first pass's text, where the second writes it again, checked a run at a time
+        again = decode_drafted(engine, features, tokenizer, window, result.tokens, extra_filters=filters)
+    else:
+        again = decode(engine, features, tokenizer, window, extra_filters=filters, generator=generator)[0]
     if len(again.tokens) >= window.sample_len:  # cut short: it ran on past what second_pass_holds keeps
         return result
     return again if not needs_fallback(again, options) and second_pass_holds(result.text, again.text, narrowed) else result

@@ -256,11 +256,12 @@ def plausible_terms(terms: Sequence[str], text: str, max_words: int = 3) -> tupl
             continue
         lengths, letters, pairs = _table(spans)
         term_lengths, term_letters, term_pairs = kind.table
-        limits = kind.limits[:, None]
-        near = np.abs(term_lengths[:, None] - lengths[None, :]) <= limits
-        near &= _popcount(term_letters[:, None] & ~letters[None, :]) <= limits  # each edit brings back one letter at most
-        near &= _popcount(term_pairs[:, None, :] & ~pairs[None, :, :]).sum(-1) <= 2 * limits  # and two letter pairs
-        rows, cols = np.nonzero(near)
+        # each bound on the pairs the last one left (the length bound leaves a few % of them)
+        rows, cols = np.nonzero(np.abs(term_lengths[:, None] - lengths[None, :]) <= kind.limits[:, None])
+        keep = _popcount(term_letters[rows] & ~letters[cols]) <= kind.limits[rows]  # each edit brings back one letter at most
+        rows, cols = rows[keep], cols[keep]
+        keep = _popcount(term_pairs[rows] & ~pairs[cols]).sum(-1) <= 2 * kind.limits[rows]  # and two letter pairs
+        rows, cols = rows[keep], cols[keep]
         if rows.size == 0:
             continue
         distances = myers(kind.masks[rows], term_lengths[rows].astype(np.uint64), letter_codes(spans, kind.alphabet)[cols])
@@ -282,13 +283,15 @@ def second_pass_glossary(glossary: Glossary, first_pass_text: str, prompt_budget
     """The glossary narrowed to the (at most ``max_terms``) terms a first pass's text plausibly contains, closest
     first, all of them in the prompt (within ``prompt_budget`` tokens); None when it contains none or already spells
     every one (the first pass stands), or when ``evidence`` (a term's margin in the first pass:
-    ``hotwords.TermEvidence.margin``) is below ``min_margin`` for every one of them: ordinary words sound like some
+    ``hotwords.TermEvidence.on_path``) is below ``min_margin`` for every one it does not spell yet (only those can
+    make a second pass worth keeping: ``second_pass_holds``): ordinary words sound like some
     term of a long glossary, and the model's own doubt tells a mis-heard term from them. A prompt of terms that are
     said helps tiny models spell them; one of terms that are not makes them hallucinate (bench/ADAPT.md)."""
     chosen = plausible_terms(glossary.terms, first_pass_text)[:max_terms]
-    if not chosen or not set(chosen) - seen_terms(chosen, first_pass_text):
+    unspelled = set(chosen) - seen_terms(chosen, first_pass_text)
+    if not unspelled:
         return None
-    if evidence is not None and max(evidence(t) for t in chosen) < min_margin:
+    if evidence is not None and max(evidence(t) for t in unspelled) < min_margin:  # a spelled term is never newly spelled
         return None
     weight = glossary.weight_of()
     return Glossary(chosen, tuple(weight[t] for t in chosen), prompt_budget)

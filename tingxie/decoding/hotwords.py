@@ -12,7 +12,7 @@ list there makes small models write lists (60 terms: held-out WER 57 -> 92 % on 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -242,19 +242,40 @@ def _first_tokens(tokenizer, terms: tuple[str, ...]) -> tuple[np.ndarray, tuple[
 
 class TermEvidence(LogitFilter):
     """How near a decode came to beginning each glossary term: per term, the largest margin (the logit of one of its
-    first tokens less its row's best, after the other filters) over every step and row seen. A second pass is worth
-    its decode only where the model itself gave a sound-alike term a chance (``glossary.second_pass_glossary``)."""
+    first tokens less its row's best, after the other filters) over every step and row seen, and per step of the last
+    decode each row's margins, to read them along one hypothesis (``on_path``). A second pass is worth its decode only
+    where the model itself gave a sound-alike term a chance (``glossary.second_pass_glossary``)."""
 
     def __init__(self, tokenizer, glossary: Glossary):
         self.terms = glossary.terms
         self.index, self.slots = _first_tokens(tokenizer, glossary.terms)
         self.best = np.full(len(self.index), -np.inf, np.float32)
         self._term_at = {t: i for i, t in enumerate(self.terms)}
+        self._begin = 0  # the last decode's sample_begin
+        self._steps: list[tuple[np.ndarray, np.ndarray]] = []  # per step of the last decode: (rows' sampled tokens, margins)
 
     def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         picked = logits[:, self.index] - logits.max(axis=-1, keepdims=True)
         np.maximum(self.best, picked.max(axis=0), out=self.best)
+        if tokens.shape[1] != self._begin + len(self._steps):  # not the next step: a new decode (another temperature)
+            self._begin, self._steps = tokens.shape[1], []
+        self._steps.append((tokens[:, self._begin :].copy(), picked))
 
     def margin(self, term: str) -> float:
         """The term's largest margin so far (-inf where no step was seen)."""
         return float(self.best[self.slots[self._term_at[term]]].max())
+
+    def on_path(self, sampled: Sequence[int]) -> Callable[[str], float]:
+        """Margins (as ``margin``) taken only at the last decode's steps along ``sampled`` (its rows whose tokens
+        were a prefix of it: beam search's other beams are left out); ``margin`` itself where that decode did not
+        write ``sampled`` (a re-decode without this filter)."""
+        best = np.full(len(self.index), -np.inf, np.float32)
+        path = np.asarray(sampled, np.int64)
+        for j, (rows, picked) in enumerate(self._steps[: len(path) + 1]):
+            on = (rows == path[:j]).all(axis=1)
+            if not on.any():
+                return self.margin
+            np.maximum(best, picked[on].max(axis=0), out=best)
+        if not self._steps:
+            return self.margin
+        return lambda term: float(best[self.slots[self._term_at[term]]].max())

@@ -165,9 +165,10 @@ class LanguageModelFusion:
 
 
 class LoopStop:
-    """A logit filter for an LM-fused beam search: once every beam's text loops (``repetition.loops``, checked every
-    ``every`` steps), only end of text is allowed. Such a decode fails the fallback checks whatever comes after, and is
-    then made again without the LM; run on to the window's 224 tokens it had cost several whole decodes."""
+    """A logit filter for a decode whose text is dropped if it loops (an LM-fused beam search, made again without
+    the LM; a glossary's second pass, which the first pass then stands for): once every row's text loops
+    (``repetition.loops``, checked every ``every`` steps), only end of text is allowed. Such a decode fails the
+    fallback checks whatever comes after; run on to the window's 224 tokens it had cost several whole decodes."""
 
     def __init__(self, tokenizer: Any, every: int = 8, min_tokens: int = 12):
         self.tokenizer, self.eot = tokenizer, tokenizer.eot

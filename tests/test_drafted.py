@@ -1,0 +1,91 @@
+"""A glossary's second pass, made cheap: the drafted greedy decode (the first pass's tokens checked a run per decoder
+call) gives the plain decode's tokens in fewer calls; the term evidence read along the chosen hypothesis only; a
+spelled term's margin opens no second pass."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from tingxie.decoding.decoder import decode
+from tingxie.decoding.drafted import can_draft, decode_drafted, next_draft
+from tingxie.decoding.glossary import MIN_MARGIN, make_glossary, second_pass_glossary
+from tingxie.decoding.hotwords import TermEvidence
+from tingxie.options import DecodingOptions
+from tingxie.tokenizer import get_tokenizer
+
+TOKENIZER = get_tokenizer(False)
+V = 51864
+
+
+def test_next_draft_follows_the_text_where_it_ends_as_the_draft_does():
+    draft = [1, 2, 3, 4, 5, 6, 2, 3, 9]
+    assert next_draft(draft, [], 4) == [1, 2, 3, 4]  # nothing written yet: the draft's start
+    assert next_draft(draft, [7, 2, 3], 3) == [4, 5, 6]  # the last two tokens, at their first place in the draft
+    assert next_draft(draft, [8, 3], 3) == []  # the text left the draft
+    assert next_draft(draft, [5], 10) == [6, 2, 3, 9]  # one token written: that one
+    assert next_draft(draft, [2, 3], 0) == []
+
+
+class _Counting:
+    """An engine that counts its decoder calls."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def decode(self, *args, **kwargs):
+        self.calls += 1
+        return self.engine.decode(*args, **kwargs)
+
+
+def test_drafted_decode_gives_the_plain_decode_in_fewer_calls(tiny_en, shared):
+    from conftest import audio_path
+
+    from tingxie.audio import N_FRAMES, decode_audio, pad_or_trim
+    from tingxie.engine import window_features
+
+    engine = _Counting(tiny_en.engine)
+    tokenizer = tiny_en.tokenizer("en")
+    mel = pad_or_trim(tiny_en.engine.log_mel(decode_audio(str(audio_path("comfyui_hotword")))), N_FRAMES)
+    features = window_features(tiny_en.engine, mel)
+    first = decode(engine, features, tokenizer, DecodingOptions(language="en", temperature=0.0))[0]
+    # a second pass's options: the term in the prompt and boosted; the text changes where the first pass mis-spelled it
+    second = DecodingOptions(language="en", temperature=0.0, hotwords=make_glossary("ComfyUI", None, 16), hotword_prompt_budget=16)
+    assert can_draft(second, features) and not can_draft(replace(second, beam_size=5), features)
+    engine.calls = 0
+    plain = decode(engine, features, tokenizer, second)[0]
+    plain_calls, engine.calls = engine.calls, 0
+    drafted = decode_drafted(engine, features, tokenizer, second, first.tokens)
+    assert plain.text.count("ComfyUI") == 2 and "ComfyUI" not in first.text, (first.text, plain.text)
+    assert drafted.tokens == plain.tokens and drafted.text == plain.text
+    assert abs(drafted.avg_logprob - plain.avg_logprob) < 1e-3 and drafted.no_speech_prob == plain.no_speech_prob
+    assert engine.calls < plain_calls, (engine.calls, plain_calls)  # the text around the terms came a run per call (10 of 17)
+
+
+def test_term_evidence_on_a_path_leaves_the_other_beams_out():
+    glossary = make_glossary("ComfyUI, Grafana", None, 0)
+    evidence = TermEvidence(TOKENIZER, glossary)
+    com, gra = TOKENIZER.encode(" Com")[0], TOKENIZER.encode(" Graf")[0]
+    begin = [[50257, 50362, 50363]] * 2
+    for row_tokens, near in [([[], []], (gra, 0)), ([[11], [12]], (com, 1))]:  # (rows' sampled tokens, (token, row))
+        logits = np.zeros((2, V), np.float32)
+        logits[:, 0] = 10.0
+        logits[near[1], near[0]] = 9.0  # the term's first token 1 below the best, on one beam only
+        evidence.apply(logits, np.asarray([b + r for b, r in zip(begin, row_tokens)], np.int64))
+    on_first_beam = evidence.on_path([11, 0])
+    assert evidence.margin("ComfyUI") == evidence.margin("Grafana") == -1.0  # over every beam
+    assert on_first_beam("Grafana") == -1.0 and on_first_beam("ComfyUI") == -10.0  # ComfyUI was near on the other beam only
+    assert evidence.on_path([99, 0])("ComfyUI") == -1.0  # a path the decode never wrote: every beam's margin
+
+
+def test_a_spelled_term_opens_no_second_pass():
+    glossary = make_glossary("Kubernetes, Keycloak", None, 0)
+    text = "She asked why Kubernetes needs key clock so much."
+    margins = {"Kubernetes": 0.0, "Keycloak": MIN_MARGIN - 1}  # the spelled term's own tokens were the best
+    assert second_pass_glossary(glossary, text, evidence=margins.get) is None
+    margins["Keycloak"] = MIN_MARGIN
+    assert set(second_pass_glossary(glossary, text, evidence=margins.get).terms) == {"Kubernetes", "Keycloak"}
