@@ -2,6 +2,7 @@
 
     python bench/accuracy.py                      # every group and system (one repeat; ~15-25 min on 2 busy cores)
     python bench/accuracy.py --groups en --systems tingxie-int8,tingxie-float32
+    python bench/accuracy.py --groups nonspeech --systems tingxie-int8,tingxie-torch --batch_size 4   # VAD-batched
 
 Groups (human references only; ``extra/`` included):
 - en: English utterances with tiny.en (data/en without the long-form concatenation, and extra/en_*), WER;
@@ -33,6 +34,7 @@ sys.path.insert(0, str(REPO / "bench"))
 SYSTEMS = {
     "tingxie-int8": "tingxie default on a CPU (ONNX Runtime int8, quantize_plan)",
     "tingxie-float32": "tingxie --compute_type float32 (the reference's outputs)",
+    "tingxie-torch": "tingxie --backend torch --compute_type float32 (the PyTorch engine)",
     "fw-int8": "faster-whisper compute_type=int8 (CTranslate2)",
     "openai": "openai-whisper float32 (the reference)",
 }
@@ -71,18 +73,23 @@ def audio_of(row: dict, group: str):
     return audio
 
 
-def transcriber(system: str, model_name: str, int8_folders: dict[str, str] | None = None):
+def transcriber(system: str, model_name: str, int8_folders: dict[str, str] | None = None, batch_size: int = 0):
     """A function (audio, language) -> text, or a string saying why the system cannot run. ``int8_folders``: model
-    name -> an exported int8 model folder to run as tingxie-int8 instead of the default (a variant of the plan)."""
-    if system == "tingxie-int8" and (int8_folders or {}).get(model_name):
-        from int8_error import load_folder
-
-        model = load_folder(int8_folders[model_name])
-        return lambda audio, language: model.transcribe(audio, language=language, beam_size=5, best_of=5).text
+    name -> an exported int8 model folder to run as tingxie-int8 instead of the default (a variant of the plan).
+    ``batch_size``: tingxie in VAD-batched mode (``--batch_size``), 0 sequential."""
     if system.startswith("tingxie"):
         import tingxie
+        from tingxie.batched import transcribe_batched
 
-        model = tingxie.load_model(model_name, compute_type="auto" if system == "tingxie-int8" else "float32")
+        if system == "tingxie-int8" and (int8_folders or {}).get(model_name):
+            from int8_error import load_folder
+
+            model = load_folder(int8_folders[model_name])
+        else:
+            backend = "torch" if system == "tingxie-torch" else "auto"
+            model = tingxie.load_model(model_name, backend=backend, compute_type="auto" if system == "tingxie-int8" else "float32")
+        if batch_size:
+            return lambda audio, language: transcribe_batched(model, audio, batch_size=batch_size, language=language, beam_size=5, best_of=5).text
         return lambda audio, language: model.transcribe(audio, language=language, beam_size=5, best_of=5).text
     if system == "fw-int8":
         try:
@@ -123,6 +130,7 @@ def main() -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated among {', '.join(SYSTEMS)} (default: all)")
     p.add_argument("--int8_folder", action="append", default=[], metavar="MODEL=FOLDER",
                    help="run tingxie-int8 of MODEL from this exported folder (a quantize_plan variant), e.g. tiny.en=/tmp/variant")
+    p.add_argument("--batch_size", type=int, default=0, help="run the tingxie systems in VAD-batched mode with this batch size (0: sequential)")
     p.add_argument("--texts", help="also write every output text to this JSON file ({group: {system: [texts]}})")
     args = p.parse_args()
     groups, systems = args.groups.split(","), args.systems.split(",")
@@ -134,10 +142,11 @@ def main() -> int:
         by_model.setdefault(MODELS[group], []).append(group)
     for model_name, model_groups in by_model.items():
         for system in systems:
-            run = transcriber(system, model_name, folders)
+            run = transcriber(system, model_name, folders, args.batch_size)
             if isinstance(run, str):
                 print(f"skipped {system} ({model_name}): {run}", flush=True)
                 continue
+            name = f"{system} --batch_size {args.batch_size}" if args.batch_size and system.startswith("tingxie") else system
             for group in model_groups:
                 chosen = group_rows(group)
                 start = time.perf_counter()
@@ -146,12 +155,12 @@ def main() -> int:
                 texts.setdefault(group, {})[system] = hyps
                 if group == "nonspeech":
                     written = sum(len(h.strip()) for h in hyps)
-                    line = f"| {group} ({model_name}) | {system} | {len(chosen)} | - | {written} characters written | - | {seconds:.0f} |"
+                    line = f"| {group} ({model_name}) | {name} | {len(chosen)} | - | {written} characters written | - | {seconds:.0f} |"
                 else:
                     s = score(group, [r["reference"] for r in chosen], hyps, [r["language"] for r in chosen])
                     rate = s.wer * 100
                     label = "CER" if s.unit == "character" else "WER"
-                    line = (f"| {group} ({model_name}) | {system} | {len(chosen)} | {s.reference_words} {'characters' if label == 'CER' else 'words'} | "
+                    line = (f"| {group} ({model_name}) | {name} | {len(chosen)} | {s.reference_words} {'characters' if label == 'CER' else 'words'} | "
                             f"{label} {rate:.2f} % | {longest_loop(hyps)} | {seconds:.0f} |")
                 print(line, flush=True)
                 lines.append(line)

@@ -130,7 +130,7 @@ class WhisperModel:
         if front is not None:
             return samples_mel(front, samples), speech, duration
         peak = 0.0 if samples.size == 0 else max(float(samples.max()), -float(samples.min()))
-        return ArrayMel(self.engine.log_mel(samples, padding=N_SAMPLES), samples.size, peak), speech, duration
+        return ArrayMel(self.engine.log_mel(samples, padding=N_SAMPLES), samples.size, peak, samples), speech, duration
 
     def _prepare_options(self, options: TranscribeOptions) -> TranscribeOptions:
         raw = options.decoding.language

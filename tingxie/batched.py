@@ -114,7 +114,8 @@ def iter_batched_segments(
             seek = round(chunk.start / HOP_LENGTH)
             before = max((end for at, end in last_speech.items() if at <= chunk.start), default=0.0)
             outcome = finish_window(engine, result, tokenizer, options, seek=seek, segment_size=frames, content_frames=content_frames,
-                                    alignment_heads=model.alignment_heads, last_speech_timestamp=before, early_end_min_left=min_left)
+                                    alignment_heads=model.alignment_heads, last_speech_timestamp=before, early_end_min_left=min_left,
+                                    window_samples=lambda: samples[chunk.start : chunk.end])
             last_speech[chunk.end] = outcome.last_speech_timestamp
             rest = chunk.end - outcome.next_seek * HOP_LENGTH
             # the decode stopped early or skipped a hallucination: the rest of the chunk is decoded again

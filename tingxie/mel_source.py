@@ -12,7 +12,7 @@ The audio comes from a file read by PyAV packet by packet (:class:`AudioFile`), 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +53,10 @@ class MelSource(Protocol):
 
     def window(self, seek: int, n_frames: int) -> np.ndarray:
         """Frames [seek, seek + n_frames) as (n_mels, frames), fewer where the log-mel ends first."""
+        ...
+
+    def samples(self, start: int, stop: int) -> np.ndarray | None:
+        """The audio's samples [start, stop) (a window's audio, for ``decoding.nonspeech``), None where not held."""
         ...
 
 
@@ -100,10 +104,12 @@ class AudioFile:
 
 
 class ArrayMel:
-    """A whole log-mel already computed (an engine without a front end): windows are slices."""
+    """A whole log-mel already computed (an engine without a front end): windows are slices, and so is the audio
+    where it is given."""
 
-    def __init__(self, mel: np.ndarray, n_samples: int | None = None, peak: float = 1.0) -> None:
+    def __init__(self, mel: np.ndarray, n_samples: int | None = None, peak: float = 1.0, audio: np.ndarray | None = None) -> None:
         self._mel = mel
+        self._audio = audio
         self.n_frames = mel.shape[-1]
         self.n_samples = (self.n_frames - N_FRAMES) * HOP_LENGTH if n_samples is None else n_samples
         self.peak = peak
@@ -115,6 +121,9 @@ class ArrayMel:
     def window(self, seek: int, n_frames: int) -> np.ndarray:
         return self._mel[:, seek : seek + n_frames]
 
+    def samples(self, start: int, stop: int) -> np.ndarray | None:
+        return None if self._audio is None else self._audio[start:stop]
+
 
 class StreamedMel:
     """The log-mel of audio read from ``open_chunks()`` (called once per pass), computed window by window.
@@ -124,9 +133,10 @@ class StreamedMel:
     start cost one more reading of the audio in all; a window before the blocks held starts a fresh reading.
     """
 
-    def __init__(self, front_end: MelFrontEnd, open_chunks: Callable[[], Iterator[np.ndarray]]) -> None:
+    def __init__(self, front_end: MelFrontEnd, open_chunks: Callable[[], Iterator[np.ndarray]], audio: np.ndarray | None = None) -> None:
         self._front = front_end
         self._open = open_chunks
+        self._audio = audio  # the samples when they are in memory: a window's audio is then a slice
         self.n_samples, self.peak, top = 0, 0.0, None
         kept: list[np.ndarray] | None = []
         for _, block in self._blocks(first_pass=True):
@@ -141,6 +151,7 @@ class StreamedMel:
         # short audio: the whole log-mel, finished now; windows are slices of it
         self._whole = None if kept is None else np.concatenate([front_end.finish(b, top) for b in kept], axis=1)
         self._held: dict[int, np.ndarray] = {}
+        self._recent: list[tuple[int, np.ndarray]] = []  # (first sample, chunk) the window reading passed from its first block on
         self._reader: Iterator[tuple[int, np.ndarray | None]] | None = None
         self._next_block = 0
         self._wanted_from = 0
@@ -158,7 +169,7 @@ class StreamedMel:
         size = self._front.block_frames
         first, last = seek // size, (stop - 1) // size
         if first not in self._held and first < self._next_block:  # behind the reading: read again from the start
-            self._reader, self._next_block, self._held = None, 0, {}
+            self._reader, self._next_block, self._held, self._recent = None, 0, {}, []
         for index in [k for k in self._held if k < first]:
             del self._held[index]
         self._wanted_from = first
@@ -174,18 +185,17 @@ class StreamedMel:
         return joined[:, seek - first * size : stop - first * size]
 
     def samples(self, start: int, stop: int) -> np.ndarray:
-        """The audio's samples [start, stop), read again from the start (a window's audio for a check that needs it:
-        ``decoding.nonspeech``). The window reading restarts too: a file object has one position for both."""
-        parts, offset = [], 0
-        for chunk in self._open():
-            if offset + chunk.size > start and offset < stop:
-                parts.append(chunk[max(start - offset, 0) : min(stop, offset + chunk.size) - offset])
-            offset += chunk.size
-            if offset >= stop:
-                break
-        if self._reader is not None:
-            self._reader, self._next_block, self._held = None, 0, {}
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        """The audio's samples [start, stop) (a window's audio for a check that needs it: ``decoding.nonspeech``): a
+        slice of samples in memory or of the chunks the window reading just passed, else read again from the start.
+        The window reading restarts then too: a file object has one position for both."""
+        if self._audio is not None:
+            return self._audio[start:stop]
+        stop = min(stop, self.n_samples)
+        recent = self._recent
+        if recent and recent[0][0] <= start and stop <= recent[-1][0] + recent[-1][1].size:
+            return _cut(recent, start, stop)
+        self._reader, self._next_block, self._held, self._recent = None, 0, {}, []
+        return _cut(_numbered(self._open()), start, stop)
 
     def _blocks(self, first_pass: bool) -> Iterator[tuple[int, np.ndarray | None]]:
         """(index, log10 block) for every block of the grid, in order; the first pass counts the samples and peak."""
@@ -218,6 +228,9 @@ class StreamedMel:
                     self.n_samples += chunk.size
                     if chunk.size:
                         self.peak = max(self.peak, float(chunk.max()), -float(chunk.min()))
+                else:
+                    window_start = self._wanted_from * size * HOP_LENGTH
+                    self._recent = [(b, c) for b, c in self._recent if b + c.size > window_start] + [(offset + held.size, chunk)]
                 held = np.concatenate([held, chunk]) if held.size else chunk
             if length is not None:
                 stop = min(stop, (length + N_SAMPLES) // HOP_LENGTH)
@@ -231,6 +244,24 @@ class StreamedMel:
             keep = max(stop * HOP_LENGTH - half, 0)  # the next block's first sample
             if keep > offset:
                 held, offset = held[keep - offset :], keep
+
+def _numbered(chunks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    offset = 0
+    for chunk in chunks:
+        yield offset, chunk
+        offset += chunk.size
+
+
+def _cut(pieces: Iterable[tuple[int, np.ndarray]], start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of consecutive pieces given as (index of the first sample, samples); read up to stop only."""
+    parts = []
+    for begin, piece in pieces:
+        if begin + piece.size > start:
+            parts.append(piece[max(start - begin, 0) : max(stop - begin, 0)])
+        if begin + piece.size >= stop:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
 
 def _segment(held: np.ndarray, offset: int, length: int | None, begin: int, end: int) -> np.ndarray:
     """Signal samples [begin, end) as the centred STFT reads them: mirrored before 0, zeros from ``length`` on
@@ -247,7 +278,7 @@ def _segment(held: np.ndarray, offset: int, length: int | None, begin: int, end:
 def samples_mel(front_end: MelFrontEnd, samples: np.ndarray) -> StreamedMel:
     """The log-mel windows of samples in memory (no whole log-mel held: 3 hours of it is 330 MiB)."""
     step = CHUNK_SECONDS * SAMPLE_RATE
-    return StreamedMel(front_end, lambda: (samples[i : i + step] for i in range(0, samples.size, step)))
+    return StreamedMel(front_end, lambda: (samples[i : i + step] for i in range(0, samples.size, step)), samples)
 
 
 def file_mel(front_end: MelFrontEnd, audio: AudioFile) -> StreamedMel:

@@ -58,9 +58,8 @@ def window_prompt(state: _State, options: TranscribeOptions, n_text_ctx: int) ->
 
 
 def _window_samples(source: MelSource, seek: int, n_frames: int) -> np.ndarray | None:
-    """The audio of mel frames [seek, seek + n_frames), where the source can read it again (not a whole log-mel)."""
-    read = getattr(source, "samples", None)
-    return None if read is None else read(seek * HOP_LENGTH, (seek + n_frames) * HOP_LENGTH)
+    """The audio of mel frames [seek, seek + n_frames), where the source holds it or can read it again."""
+    return source.samples(seek * HOP_LENGTH, (seek + n_frames) * HOP_LENGTH)
 
 
 def _tokenizer_for(engine: Engine, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
