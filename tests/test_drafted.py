@@ -21,11 +21,10 @@ V = 51864
 
 def test_next_draft_follows_the_text_where_it_ends_as_the_draft_does():
     draft = [1, 2, 3, 4, 5, 6, 2, 3, 9]
-    assert next_draft(draft, [], 4) == [1, 2, 3, 4]  # nothing written yet: the draft's start
     assert next_draft(draft, [7, 2, 3], 3) == [4, 5, 6]  # the last two tokens, at their first place in the draft
+    assert next_draft(draft, [1, 2], 10) == [3, 4, 5, 6, 2, 3, 9]
     assert next_draft(draft, [8, 3], 3) == []  # the text left the draft
-    assert next_draft(draft, [5], 10) == [6, 2, 3, 9]  # one token written: that one
-    assert next_draft(draft, [2, 3], 0) == []
+    assert next_draft(draft, [1], 3) == [] and next_draft(draft, [2, 3], 0) == []  # one token is too little to follow
 
 
 class _Counting:

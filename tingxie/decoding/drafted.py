@@ -25,7 +25,7 @@ from .selectors import GreedySelector
 from .window import DecodingResult, WindowBatch, initial_tokens, logit_filters, pick_results, window_languages
 
 DRAFT_TOKENS = 10  # most draft tokens per call: a call of 11 tokens costs about two steps of one (tiny.en int8, CPU)
-MATCH = 2  # last tokens that must equal the draft's for its next ones to be tried
+MATCH = 2  # last tokens that must equal the draft's for its next ones to be tried (a failed call of 11 costs ~2 steps)
 
 
 def can_draft(options: DecodingOptions, features: Features) -> bool:
@@ -34,16 +34,13 @@ def can_draft(options: DecodingOptions, features: Features) -> bool:
 
 
 def next_draft(draft: list[int], sampled: list[int], limit: int) -> list[int]:
-    """The draft's tokens after the place where it ends as ``sampled`` does (its last MATCH tokens, or all of them
-    when fewer; the draft's start when nothing is sampled yet), at most ``limit``; [] where it does not."""
-    if limit <= 0:
+    """The draft's tokens after the first place where it ends as ``sampled`` does (its last MATCH tokens: one is
+    often a timestamp both passes begin with), at most ``limit``; [] where it does not."""
+    if limit <= 0 or len(sampled) < MATCH:
         return []
-    m = min(MATCH, len(sampled))
-    if m == 0:
-        return draft[:limit]
-    tail = sampled[-m:]
-    for end in range(m, len(draft) + 1):  # the first place: a second pass keeps the first pass's order
-        if draft[end - m : end] == tail:
+    tail = sampled[-MATCH:]
+    for end in range(MATCH, len(draft) + 1):  # the first place: a second pass keeps the first pass's order
+        if draft[end - MATCH : end] == tail:
             return draft[end : end + limit]
     return []
 
