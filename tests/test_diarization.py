@@ -252,6 +252,31 @@ def test_clustering_keeps_a_voice_that_spoke_little_when_it_is_far_from_the_rest
     assert len(set(cluster_embeddings(points[:25]).tolist())) == 2  # one window far from the rest is not a voice
 
 
+def test_a_small_group_looked_at_closely_stays_a_voice_when_its_closer_look_is_far():
+    from tingxie.diarization.clustering import FAR_DISTANCE, cluster_embeddings
+
+    rng = np.random.default_rng(3)
+    points = _two_close_voices(rng, distance=FAR_DISTANCE - 0.05, n=12)[:15]  # 12 windows of one voice, 3 of a near one
+    split = FAR_DISTANCE - 0.04  # a cut that leaves the 3 apart, a small group
+    assert len(set(cluster_embeddings(points, threshold=split).tolist())) == 1  # their mean is within FAR_DISTANCE: they join
+    far = rng.normal(size=256)  # what a closer look at their speech finds: a voice far from the 12
+    looked = []
+    labels = cluster_embeddings(points, threshold=split, closer_look=lambda idx: looked.append(idx.tolist()) or far / np.linalg.norm(far))
+    assert looked == [[12, 13, 14]]
+    assert len(set(labels[:12].tolist())) == 1 and set(labels[12:].tolist()) == {1 - labels[0]}
+    # three fragments of speech each shorter than a window are too little to tell a voice by: they still join
+    short = np.arange(15) >= 12
+    assert len(set(cluster_embeddings(points, threshold=split, closer_look=lambda idx: far / np.linalg.norm(far), full=~short).tolist())) == 1
+
+
+def test_group_spans_join_the_windows_that_overlap_within_a_region():
+    from tingxie.diarization.windows import EmbeddingWindow, group_spans
+
+    windows = [EmbeddingWindow(0, 0, 100), EmbeddingWindow(0, 80, 180), EmbeddingWindow(0, 300, 400), EmbeddingWindow(1, 390, 500)]
+    assert group_spans(windows, np.array([0, 1, 2, 3])) == [(0, 180), (300, 400), (390, 500)]
+    assert group_spans(windows, np.array([1])) == [(80, 180)]
+
+
 def test_speech_regions_at_8_khz_agree_with_the_vad():
     require_shared()
     from tingxie.audio import decode_audio

@@ -2,18 +2,21 @@
 
 With no count given, the tree is cut where the average distance between two groups passes ``threshold`` (tuned on
 bench/diarize.py's conversations), held within [min_speakers, max_speakers], and then checked twice: a small group
-joins its nearest voice unless it is as far from every voice as the cut puts two voices, and a group whose two halves never share a stretch of
+joins its nearest voice unless its centre, looked at again more closely (``closer_look``: denser windows over its
+speech), is far from every larger group's, and a group whose two halves never share a stretch of
 speech (``regions``) is split in two, since one voice's windows interleave within its turns where two voices' do not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 DEFAULT_THRESHOLD = 0.35  # cosine distance between group averages above which two groups are two voices
 MIN_WINDOWS = 5  # with the count found automatically, a group of fewer windows (~4 s of speech) joins its nearest...
-FAR_DISTANCE = DEFAULT_THRESHOLD  # ...unless its centre is as far from every larger group's as two voices' (0.40: one voice fewer on tune)
-MIN_FAR_WINDOWS = 2  # a far group of one window alone (a laugh, a cough) still joins its nearest
+FAR_DISTANCE = 0.27  # ...unless its centre is this far from every larger group's (stray pairs of a voice <= 0.25, new voices >= 0.29 on dev/tune/tune2)
+MIN_FAR_WINDOWS = 2  # a far group of one window alone (a laugh, a cough; one voice's lone windows lie up to 0.42 away) still joins its nearest
 SPLIT_MIN_WINDOWS = 6  # a group is split only into two halves of at least this many windows each,
 SPLIT_DISTANCE = 0.15  # whose centres lie at least this far apart,
 SPLIT_MAX_SHARED = 0.1  # and which are next to each other in at most this share of their neighbouring windows
@@ -21,9 +24,12 @@ SPLIT_MAX_SHARED = 0.1  # and which are next to each other in at most this share
 
 def cluster_embeddings(embeddings: np.ndarray, *, num_speakers: int | None = None, min_speakers: int = 1,
                        max_speakers: int | None = None, threshold: float = DEFAULT_THRESHOLD,
-                       regions: np.ndarray | None = None) -> np.ndarray:
+                       regions: np.ndarray | None = None, closer_look: Callable[[np.ndarray], np.ndarray] | None = None,
+                       full: np.ndarray | None = None) -> np.ndarray:
     """A speaker index (0..k-1) per row of unit-length ``embeddings``; ``regions`` (the speech region of each window,
-    in time order) enables the split check of a found count."""
+    in time order) enables the split check of a found count; ``closer_look(indices)`` gives a small group's unit-length
+    centre from a closer look at its windows' speech (without it, their mean); ``full`` marks the windows that hold a
+    whole window of speech (not a short stretch repeated to fill one; all of them when not given)."""
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -44,22 +50,27 @@ def cluster_embeddings(embeddings: np.ndarray, *, num_speakers: int | None = Non
     refined = _refine(embeddings, labels)
     if num_speakers is not None:  # a count that was asked for is kept even where refining would empty a group
         return labels if refined.max() < labels.max() else refined
-    labels = _absorb_small(embeddings, refined, min_speakers)
+    labels = _absorb_small(embeddings, refined, min_speakers, closer_look, np.ones(n, bool) if full is None else np.asarray(full, bool))
     if regions is not None and len(regions) == n:
         labels = _split_apart(embeddings, labels, np.asarray(regions), max_speakers)
     return labels
 
 
-def _absorb_small(embeddings: np.ndarray, labels: np.ndarray, min_speakers: int) -> np.ndarray:
+def _absorb_small(embeddings: np.ndarray, labels: np.ndarray, min_speakers: int,
+                  closer_look: Callable[[np.ndarray], np.ndarray] | None, full: np.ndarray) -> np.ndarray:
     """Groups of fewer than MIN_WINDOWS windows moved to the nearest larger group (a cough, a laugh, two voices at
     once, a voice's stray windows), keeping at least ``min_speakers`` groups; small groups far from every larger one
-    are a voice that spoke little: they join each other where close, and stay when they hold MIN_FAR_WINDOWS."""
+    are a voice that spoke little: they join each other where close, and stay when they hold MIN_FAR_WINDOWS, one of
+    them a whole window of speech (a voice's stray fragments, each shorter than a window, lie up to 0.31 from it)."""
     sizes = np.bincount(labels)
     keep = np.argsort(-sizes)[: max(int(np.sum(sizes >= MIN_WINDOWS)), min(min_speakers, len(sizes)), 1)]
     if len(keep) == len(sizes):
         return labels
     centres = centroids(embeddings, labels)
     small = [c for c in range(len(sizes)) if c not in set(keep.tolist())]
+    if closer_look is not None:
+        for c in small:
+            centres[c] = closer_look(np.flatnonzero(labels == c))
     far = [c for c in small if float(np.min(1 - centres[keep] @ centres[c])) >= FAR_DISTANCE]
     target = {c: int(keep[np.argmax(centres[keep] @ centres[c])]) for c in small}
     for i, c in enumerate(far):  # a far group joins an earlier far group within the clustering's own reach
@@ -70,7 +81,8 @@ def _absorb_small(embeddings: np.ndarray, labels: np.ndarray, min_speakers: int)
         else:
             target[c] = c
     for c in far:
-        if target[c] == c and sum(sizes[o] for o in far if target[o] == c) < MIN_FAR_WINDOWS:
+        joined = np.isin(labels, [o for o in far if target[o] == c])
+        if target[c] == c and (int(np.sum(joined)) < MIN_FAR_WINDOWS or not bool(np.any(full[joined]))):
             for o in far:
                 if target[o] == c:
                     target[o] = int(keep[np.argmax(centres[keep] @ centres[o])])

@@ -11,8 +11,9 @@ import numpy as np
 from ..errors import OptionError
 from .clustering import DEFAULT_THRESHOLD, centroids, cluster_embeddings
 from .encoder import SpeakerEncoder, load_encoder
+from .features import HOP
 from .timeline import SpeakerTurn, merge_adjacent, region_turns
-from .windows import STEP_FRAMES, EmbeddingWindow, iter_window_batches
+from .windows import CLOSE_STEP_FRAMES, STEP_FRAMES, WINDOW_FRAMES, EmbeddingWindow, group_spans, iter_window_batches
 
 SAMPLE_RATE = 16000
 PROGRESS_MIN_BATCHES = 4  # a progress bar only where embedding takes a few batches (long files)
@@ -56,7 +57,9 @@ def diarize_samples(samples: np.ndarray, settings: DiarizeSettings = DiarizeSett
     encoder = encoder or load_encoder(cache_dir)
     windows, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, progress, stop)
     labels = cluster_embeddings(embeddings, num_speakers=settings.num_speakers, min_speakers=settings.min_speakers,
-                                max_speakers=settings.max_speakers, threshold=settings.threshold, regions=np.array([w.region for w in windows]))
+                                max_speakers=settings.max_speakers, threshold=settings.threshold, regions=np.array([w.region for w in windows]),
+                                closer_look=lambda indices: closer_look(encoder, samples, windows, indices),
+                                full=np.array([w.end - w.start >= (WINDOW_FRAMES - 1) * HOP for w in windows]))
     names = speaker_labels(labels, windows)
     if settings.speaker_references:
         names = _known_names(names, labels, embeddings, settings, encoder)
@@ -86,6 +89,14 @@ def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequenc
             done_until = reached
         bar.update(max(0.0, bar.total - bar.n))
     return windows, (np.concatenate(parts) if parts else np.zeros((0, 256), np.float32))
+
+
+def closer_look(encoder: SpeakerEncoder, samples: np.ndarray, windows: list[EmbeddingWindow], indices: np.ndarray) -> np.ndarray:
+    """The unit-length centre of the windows at ``indices``, embedded again with windows every CLOSE_STEP_FRAMES over
+    the speech they cover."""
+    _, embeddings = embed_windows(encoder, samples, group_spans(windows, indices), CLOSE_STEP_FRAMES)
+    mean = embeddings.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def speaker_labels(labels: np.ndarray, windows: list[EmbeddingWindow]) -> list[str]:
