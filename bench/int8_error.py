@@ -75,9 +75,9 @@ def report(model_name: str, int8, float32) -> str:
         f32 = float32.engine.encode(mel)
         f8 = int8.engine.encode(mel)
         encoder_errors.append(np.mean([np.linalg.norm(a - b) / np.linalg.norm(a) for a, b in
-                                       zip(f32.cross_kt + f32.cross_v, f8.cross_kt + f8.cross_v)]))
+                                       zip(f32.cross_k + f32.cross_vt, f8.cross_k + f8.cross_vt)]))
         reference = float32.engine.decode(sequence, float32.engine.new_cache(f32))[0, :-1].copy()
-        fresh = WindowFeatures(f32.cross_kt, f32.cross_v)  # no prompt results cached from the float32 decoder
+        fresh = WindowFeatures(f32.cross_k, f32.cross_vt)  # no prompt results cached from the float32 decoder
         for name, features in (("decoder alone", fresh), ("whole", f8)):
             kl, agree, n = compare(reference, int8.engine.decode(sequence, int8.engine.new_cache(features))[0, :-1])
             totals[name][0] += kl

@@ -12,7 +12,7 @@ from tingxie.decoding.decoder import decode
 from tingxie.engine import Engine
 from tingxie.model import Whisper
 from tingxie.options import DecodingOptions
-from tingxie.ort.export import DecoderStepGraph, export_module
+from tingxie.ort.export import DecoderStepGraph, LogitsGraph, export_module
 from tingxie.ort.runtime import OrtWhisper
 from tingxie.tokenizer import get_tokenizer
 from tingxie.torch_engine import TorchEngine
@@ -62,10 +62,11 @@ def test_every_decoder_layer_of_the_two_definitions_agrees(engines):
         d_head = DIMS.n_text_state // DIMS.n_text_head
         n = DIMS.n_text_layer
         empty = [torch.zeros(1, DIMS.n_text_head, 0, d_head) for _ in range(4 * n)]
-        cross = [k.transpose(-1, -2) for k in cache.cross_k] + list(cache.cross_v)
+        cross = list(cache.cross_k) + [v.transpose(-1, -2) for v in cache.cross_v]
         mask = torch.triu(torch.full((6, 6), float("-inf")), diagonal=1)
         no_heads = [torch.zeros(0, dtype=torch.long) for _ in range(n)]
-        logits, *_ = graph(tokens, torch.arange(6), mask, torch.arange(6), *empty, *cross, *no_heads)
+        hidden, *_ = graph(tokens, torch.arange(6), mask, torch.arange(6), *empty, *cross, *no_heads)
+        logits = LogitsGraph(model)(hidden)
         for h in handles:
             h.remove()
     assert len(seen["model"]) == len(seen["graph"]) == n

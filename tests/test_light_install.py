@@ -53,7 +53,7 @@ def test_the_model_bound_without_torch_computes_exactly_what_the_exported_one_do
     assert bound.dims == exported.dims and bound.alignment_heads == exported.alignment_heads
     mel = pad_or_trim(log_mel_spectrogram_numpy(decode_audio(str(audio_path("jfk"))), bound.dims.n_mels), 3000)[None]
     features = [model.embed_audio(mel) for model in (bound, exported)]
-    for a, b in zip(features[0].cross_kt + features[0].cross_v, features[1].cross_kt + features[1].cross_v):
+    for a, b in zip(features[0].cross_k + features[0].cross_vt, features[1].cross_k + features[1].cross_vt):
         assert np.array_equal(a, b)
     tokens = np.array([[50257, 50362, 400, 370]], dtype=np.int64)  # <|startoftranscript|><|notimestamps|> And so
     logits = [model.decode(tokens, model.new_cache(f)) for model, f in zip((bound, exported), features)]

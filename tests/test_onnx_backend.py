@@ -98,8 +98,8 @@ def test_exported_encoder_gives_the_cross_attention_keys_and_values(random_pair)
         cache = model.new_cache(model.embed_audio(mel))
     features = ort_model.embed_audio(mel.numpy())
     for layer in range(DIMS.n_text_layer):
-        np.testing.assert_allclose(features.cross_kt[layer], cache.cross_k[layer].transpose(-1, -2).numpy(), atol=1e-5)
-        np.testing.assert_allclose(features.cross_v[layer], cache.cross_v[layer].numpy(), atol=1e-5)
+        np.testing.assert_allclose(features.cross_k[layer], cache.cross_k[layer].numpy(), atol=1e-5)
+        np.testing.assert_allclose(features.cross_vt[layer], cache.cross_v[layer].transpose(-1, -2).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("group,shared_prompt", [(1, True), (3, True), (3, False)])
@@ -378,7 +378,7 @@ def test_spinning_and_sleeping_threads_give_the_same_features_and_logits(random_
     rng = np.random.default_rng(6)
     mel = rng.standard_normal((2, shared.dims.n_mels, 2 * shared.dims.n_audio_ctx)).astype(np.float32)
     a, b = shared.embed_audio(mel), own.embed_audio(mel)
-    np.testing.assert_array_equal(a.cross_v[0], b.cross_v[0])
+    np.testing.assert_array_equal(a.cross_vt[0], b.cross_vt[0])
     tokens = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
     np.testing.assert_array_equal(shared.decode(tokens, shared.new_cache(a)), own.decode(tokens, own.new_cache(b)))
 
@@ -436,7 +436,7 @@ def test_a_fallback_decode_reuses_the_window_s_prompt(onnx_int8, monkeypatch):
     options = DecodingOptions(temperature=0.4, best_of=3, prompt=prompt)
     again = decode_windows(module, features, tokenizer, options, generator=np.random.default_rng(1))[0]
     assert prompt_calls == [len(prompt) + 2], "the prompt was decoded again"
-    fresh = decode_windows(module, WindowFeatures(features.cross_kt, features.cross_v), tokenizer, options, generator=np.random.default_rng(1))[0]
+    fresh = decode_windows(module, WindowFeatures(features.cross_k, features.cross_vt), tokenizer, options, generator=np.random.default_rng(1))[0]
     assert len(prompt_calls) == 2
     assert "ask not what your country can do for you" in first.text
     assert (again.tokens, again.sum_logprob, again.no_speech_prob) == (fresh.tokens, fresh.sum_logprob, fresh.no_speech_prob)
@@ -467,6 +467,6 @@ def test_batch_windows_encode_alike_with_or_without_the_encoder_s_arena(random_p
     _, ort_model = random_pair
     mel = np.random.default_rng(7).standard_normal((2, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
     kept, returned = ort_model.embed_audio(mel), ort_model.embed_audio(mel, keep_buffers=False)
-    for a, b in zip(kept.cross_kt + kept.cross_v, returned.cross_kt + returned.cross_v):
+    for a, b in zip(kept.cross_k + kept.cross_vt, returned.cross_k + returned.cross_vt):
         np.testing.assert_array_equal(a, b)
     assert ort_model._arenaless_encoder is not None and ort_model._arenaless_encoder is not ort_model.encoder

@@ -199,7 +199,7 @@ def test_a_buffer_encoded_over_its_own_frames_and_a_margin_reads_the_same_words(
     def spy(mel, frames):
         asked.append(frames)
         features = encode_frames(mel, frames)
-        assert features.cross_v[0].shape[2] == frames  # only these frames were encoded
+        assert features.cross_k[0].shape[2] == frames  # only these frames were encoded
         return features
 
     engine.encode_frames = spy

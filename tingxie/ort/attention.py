@@ -10,11 +10,12 @@ kernel run the same attention as a one-node ONNX Runtime graph.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
+
+from .native import cpu_has, load_kernel, usable_cpus
 
 D_HEAD = 64  # every Whisper model's head size, which the kernel assumes
 REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "fma")
@@ -62,7 +63,7 @@ def load_attention(folder: Path, compute_type: str, n_head: int, n_state: int, s
     wanted = compute_type == "int8" and n_state == n_head * D_HEAD and os.environ.get("TINGXIE_ATTENTION") != "float32"
     library = bf16_library() if wanted else None
     if library is not None:
-        return Bf16Attention(library, n_head, threads or _usable_cpus())
+        return Bf16Attention(library, n_head, threads or usable_cpus())
     import onnxruntime as ort
 
     return OrtAttention(ort.InferenceSession(str(folder / "attention.onnx"), session_options, providers=["CPUExecutionProvider"]))
@@ -70,33 +71,10 @@ def load_attention(folder: Path, compute_type: str, n_head: int, n_state: int, s
 
 def bf16_library() -> ctypes.CDLL | None:
     """The compiled kernel, or None where it was not built (optional at install) or the CPU lacks AVX512-BF16."""
-    if not cpu_has_bf16():
-        return None
-    spec = importlib.util.find_spec("tingxie.ort._attention_bf16")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        return ctypes.CDLL(spec.origin)
-    except OSError:
-        return None
+    return load_kernel("tingxie.ort._attention_bf16", REQUIRED_FLAGS)
 
 
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether every instruction set the kernel is compiled for is on this CPU (and enabled by the OS: Linux lists
     AVX-512 flags only then). False where /proc/cpuinfo cannot be read."""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return all(flag in flags for flag in REQUIRED_FLAGS)
-    except OSError:
-        pass
-    return False
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return cpu_has(REQUIRED_FLAGS, cpuinfo)

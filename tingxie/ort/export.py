@@ -4,14 +4,16 @@ The graphs are traced from the same modules the PyTorch path runs (their Linear,
 embedding layers), so there is one model definition:
 
 - ``encoder0.onnx`` ... ``encoder<n_layer>.onnx``: the encoder cut at each self-attention (``EncoderStage``), from
-  mel (batch, n_mels, 3000) to each decoder layer's cross-attention keys, transposed (batch, head, d_head, frames),
-  and values (batch, head, frames, d_head); the attention between them runs in ``attention.py`` (bfloat16 products
+  mel (batch, n_mels, 3000) to each decoder layer's cross-attention keys (batch, head, frames, d_head) and values,
+  transposed (batch, head, d_head, frames); the attention between them runs in ``attention.py`` (bfloat16 products
   where the CPU has them) or as ``attention.onnx``, ONNX Runtime's fused float32 kernel.
 - ``decoder.onnx``: new tokens, their positions, an additive attention mask over the rows' own
-  cache buffer and the new tokens, and each layer's self-attention cache buffers -> logits and the
-  new tokens' keys/values (the caller owns the cache and writes them into its buffers). Beams of one
+  cache buffer and the new tokens, and each layer's self-attention cache buffers -> the final hidden state
+  (after the last LayerNorm) and the new tokens' keys/values (the caller owns the cache and writes them into its buffers). Beams of one
   audio share its cross keys/values and the keys/values of its prompt (batch = audio x group), so a
   beam step reads them once, not per beam.
+- ``logits.onnx``: that hidden state against the token embedding (``logits.py``: int8 models run a compiled kernel
+  instead where the CPU has one).
 
 int8: MatMul weights are quantized per output channel (ONNX Runtime's dynamic quantization;
 activations quantized per call); convolutions stay float32, as in the PyTorch int8 path.
@@ -29,7 +31,8 @@ from torch import Tensor, nn
 
 from ..model import Whisper
 from .finish import optimize_graphs, quantize_graphs, write_model_folder
-from .layout import DECODER_GRAPH, EXPORT_VERSION, encoder_graph_names
+from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH, encoder_graph_names
+from .logits import write_kernel_weights
 
 OPSET = 17
 
@@ -89,8 +92,8 @@ class EncoderStage(nn.Module):
     """The encoder between two self-attentions, so that the attention itself can run outside ONNX Runtime
     (``attention.py``: bfloat16 products where the CPU has them). Stage 0: mel -> the residual stream after the
     convolutions and the first block's q, k, v. Stage i: the stream and block i-1's attention result -> the stream
-    after block i-1 and block i's q, k, v; the last stage ends with each decoder layer's cross-attention keys,
-    transposed (audio, head, d_head, frames), and values (audio, head, frames, d_head)."""
+    after block i-1 and block i's q, k, v; the last stage ends with each decoder layer's cross-attention keys
+    (audio, head, frames, d_head) and values, transposed (audio, head, d_head, frames)."""
 
     def __init__(self, model: Whisper, index: int):
         super().__init__()
@@ -114,8 +117,11 @@ class EncoderStage(nn.Module):
         keys, values = [], []
         for block in self.model.decoder.blocks:
             attn = block.cross_attn
-            keys.append(attn.heads(attn.key(features)).transpose(-1, -2))  # (audio, head, d_head, frames): a step's q @ k is then a plain product
-            values.append(attn.heads(attn.value(features)))
+            # the window's frames lead both products of a decoder step (keys @ queries', values' @ weights'): the large
+            # operand is then read as it is and only the few query rows are packed (packing the 1500 frames' side,
+            # as queries @ keys' does, cost ~1.5x the product)
+            keys.append(attn.heads(attn.key(features)))
+            values.append(attn.heads(attn.value(features)).transpose(-1, -2))
         return (*keys, *values)
 
 
@@ -156,13 +162,13 @@ class DecoderStepGraph(nn.Module):
         n = self.n_layer
         heads, cache = cache[-n:], cache[:-n]
         prefix_k, prefix_v, past_k, past_v = cache[:n], cache[n : 2 * n], cache[2 * n : 3 * n], cache[3 * n : 4 * n]
-        cross_kt, cross_v = cache[4 * n : 5 * n], cache[5 * n :]
+        cross_k, cross_vt = cache[4 * n : 5 * n], cache[5 * n :]
         dec = self.decoder
         n_head, n_state = self.n_head, self.n_state
         d_head = n_state // n_head
         # the few dynamic shapes, computed once per call: audios, new tokens per row, prefix length
         # (the prefix may be empty: its axis is the inferred -1, since an explicit 0 means "keep" to ONNX's Reshape)
-        audios, rows, new = torch._shape_as_tensor(cross_v[0])[:1], torch._shape_as_tensor(tokens)[:1], torch._shape_as_tensor(tokens)[1:2]
+        audios, rows, new = torch._shape_as_tensor(cross_k[0])[:1], torch._shape_as_tensor(tokens)[:1], torch._shape_as_tensor(tokens)[1:2]
         minus_one, heads_ = torch.tensor([-1]), torch.tensor([n_head])
         shapes = _GroupShapes(
             by_audio=torch.cat([audios, torch.tensor([-1, n_head, d_head])]),  # (b, t, state) -> (audio, group * t, head, d_head)
@@ -182,15 +188,15 @@ class DecoderStepGraph(nn.Module):
             new_v.append(v)
             x = x + attn.out(self._self(q, prefix_k[layer], prefix_v[layer], (past_k[layer], k), (past_v[layer], v), mask, shapes, n_head, d_head))
             ca = block.cross_attn
-            cq = ReshapeTo.apply(self.scaled_queries[2 * layer + 1](block.cross_attn_ln(x)), shapes.by_audio).transpose(1, 2)
-            scores = cq @ cross_kt[layer]  # (audio, head, group * t, frames)
-            cross_scores.append(scores.index_select(1, heads[layer])[0])  # the heads first: decoding asks none, so nothing is copied
-            out = torch.softmax(scores, dim=-1) @ cross_v[layer]  # (audio, head, group * t, d_head)
-            x = x + ca.out(ReshapeTo.apply(out.transpose(1, 2), shapes.rows_state))
+            cq = ReshapeTo.apply(self.scaled_queries[2 * layer + 1](block.cross_attn_ln(x)), shapes.by_audio).permute(0, 2, 3, 1)
+            scores = cross_k[layer] @ cq  # (audio, head, frames, group * t)
+            # the heads first: decoding asks none, so nothing is copied
+            cross_scores.append(scores.index_select(1, heads[layer])[0].transpose(-1, -2))
+            out = cross_vt[layer] @ torch.softmax(scores, dim=-2)  # (audio, head, d_head, group * t)
+            x = x + ca.out(ReshapeTo.apply(out.permute(0, 3, 1, 2), shapes.rows_state))
             x = x + block.mlp(block.mlp_ln(x))
-        # logits only where the caller reads them (a 200-token prompt would otherwise cost 200 x vocab)
-        logits = dec.ln(x[:, select]) @ dec.token_embedding.weight.T
-        return (logits, *new_k, *new_v, torch.cat(cross_scores)[:, select])
+        # the hidden state only where the caller reads logits (a 200-token prompt would otherwise cost 200 x vocab)
+        return (dec.ln(x[:, select]), *new_k, *new_v, torch.cat(cross_scores)[:, select])
 
     @staticmethod
     def _self(q: Tensor, prefix_k: Tensor, prefix_v: Tensor, keys: tuple[Tensor, Tensor], values: tuple[Tensor, Tensor], mask: Tensor,
@@ -207,6 +213,17 @@ class DecoderStepGraph(nn.Module):
         own = _merge(of_buffer @ values[0] + of_new @ values[1])
         prefix_weights = ReshapeTo.apply(of_prefix.transpose(1, 2), shapes.audio_prefix).transpose(1, 2)
         return own + ReshapeTo.apply((prefix_weights @ prefix_v).transpose(1, 2), shapes.rows_state)
+
+
+class LogitsGraph(nn.Module):
+    """The decoder's final hidden state (..., state) against the token embedding -> logits (..., vocab)."""
+
+    def __init__(self, model: Whisper):
+        super().__init__()
+        self.token_embedding = model.decoder.token_embedding
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return hidden @ self.token_embedding.weight.T
 
 
 @dataclass(frozen=True)
@@ -245,10 +262,11 @@ def _names(prefix: str, n: int) -> list[str]:
 
 
 def export_graphs(model: Whisper, out_dir: Path) -> None:
-    """Write the encoder's stages (encoder0.onnx ...), attention.onnx and decoder.onnx (float32) for a float32 CPU model."""
+    """Write the encoder's stages (encoder0.onnx ...), attention.onnx, decoder.onnx and logits.onnx (float32) for a
+    float32 CPU model."""
     dims = model.dims
     n, n_head, d_head = dims.n_text_layer, dims.n_text_head, dims.n_text_state // dims.n_text_head
-    cross = _names("cross_kt", n) + _names("cross_v", n)
+    cross = _names("cross_k", n) + _names("cross_vt", n)
     stream = torch.zeros(1, dims.n_audio_ctx, dims.n_audio_state)
     with torch.no_grad():
         for index, name in enumerate(encoder_graph_names(dims.n_audio_layer)):
@@ -258,7 +276,7 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
             # its buffer's frames (StagedEncoder.run(..., frames))
             axes = {axis: {0: "audio"} if axis == "mel" else {0: "audio", 1: "frames"} for axis in inputs + outputs}
             if index == dims.n_audio_layer:
-                axes |= {name: {0: "audio", 3 if name.startswith("cross_kt") else 2: "frames"} for name in cross}
+                axes |= {name: {0: "audio", 3 if name.startswith("cross_vt") else 2: "frames"} for name in cross}
             torch.onnx.export(EncoderStage(model, index), args, str(out_dir / name), input_names=inputs, output_names=outputs,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         torch.onnx.export(EncoderAttention(dims.n_audio_head), (stream, stream, stream), str(out_dir / "attention.onnx"),
@@ -267,21 +285,24 @@ def export_graphs(model: Whisper, out_dir: Path) -> None:
         # traced with 2 beams of 1 audio, 3 new tokens after a prefix of 5 and 4 cached: every varying size is named
         prefix = [torch.zeros(1, n_head, 5, d_head) for _ in range(2 * n)]
         past = [torch.zeros(2, n_head, 4, d_head) for _ in range(2 * n)]
-        cross_kv = [torch.zeros(1, n_head, d_head, dims.n_audio_ctx) for _ in range(n)] + [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(n)]
+        cross_kv = [torch.zeros(1, n_head, dims.n_audio_ctx, d_head) for _ in range(n)] + [torch.zeros(1, n_head, d_head, dims.n_audio_ctx) for _ in range(n)]
         inputs = ["tokens", "positions", "mask", "select"] + _names("prefix_k", n) + _names("prefix_v", n) + _names("past_k", n) + _names("past_v", n) + cross
         inputs += _names("heads", n)
-        outputs = ["logits"] + _names("new_k", n) + _names("new_v", n) + ["cross_scores"]
+        outputs = ["hidden"] + _names("new_k", n) + _names("new_v", n) + ["cross_scores"]
         axes = {"tokens": {0: "batch", 1: "new"}, "positions": {0: "new"}, "mask": {0: "new", 1: "total"}, "select": {0: "selected"},
-                "logits": {0: "batch", 1: "selected"}, "cross_scores": {0: "heads", 1: "selected", 2: "frames"}}
+                "hidden": {0: "batch", 1: "selected"}, "cross_scores": {0: "heads", 1: "selected", 2: "frames"}}
         axes |= {name: {0: "audio", 2: "prefix"} for name in inputs[4 : 4 + 2 * n]}
         axes |= {name: {0: "batch", 2: "past"} for name in inputs[4 + 2 * n : 4 + 4 * n]}
-        axes |= {name: {0: "audio", 3 if name.startswith("cross_kt") else 2: "frames"} for name in cross}
+        axes |= {name: {0: "audio", 3 if name.startswith("cross_vt") else 2: "frames"} for name in cross}
         axes |= {name: {0: "heads"} for name in _names("heads", n)}
         axes |= {name: {0: "batch", 2: "new"} for name in outputs[1:-1]}
         heads = [torch.tensor([0, 1]) for _ in range(n)]  # traced with two heads a layer; the count is a named axis
         args = (torch.zeros(2, 3, dtype=torch.long), torch.arange(9, 12), torch.zeros(3, 7), torch.tensor([0, 2]), *prefix, *past, *cross_kv, *heads)
         torch.onnx.export(DecoderStepGraph(model), args, str(out_dir / DECODER_GRAPH), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(LogitsGraph(model), (torch.zeros(2, 3, dims.n_text_state),), str(out_dir / LOGITS_GRAPH), input_names=["hidden"],
+                          output_names=["logits"], dynamic_axes={"hidden": {0: "batch", 1: "selected"}, "logits": {0: "batch", 1: "selected"}},
+                          opset_version=OPSET, dynamo=False)
 
 
 def export_model(name_or_path: str | Path, target: Path, compute_type: str, *, cache_dir: str | os.PathLike | None = None,
@@ -300,7 +321,7 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
     """Export a float32 CPU model into ``target`` atomically (built in a temporary folder beside it, then renamed)."""
     import warnings
 
-    graphs = [*encoder_graph_names(module.dims.n_audio_layer), DECODER_GRAPH]
+    graphs = [*encoder_graph_names(module.dims.n_audio_layer), DECODER_GRAPH, LOGITS_GRAPH]
 
     def prepare(work: Path) -> None:
         with warnings.catch_warnings():  # tracer warnings about shape checks that are constant for a given model
@@ -308,6 +329,7 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
             export_graphs(module, work)
         if compute_type == "int8":
             quantize_graphs(work, graphs)
+            write_kernel_weights(work, module.decoder.token_embedding.weight.detach().float().numpy())
         optimize_graphs(work, graphs)
 
     meta = {"version": EXPORT_VERSION, "dims": vars(module.dims), "alignment_heads": alignment_heads,

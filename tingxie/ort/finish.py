@@ -73,5 +73,12 @@ def bind_model(name_or_path: str | Path, target: Path, compute_type: str, versio
     logging.getLogger("tingxie").info(f"preparing {name_or_path} for ONNX Runtime ({compute_type}) once, into {target}")
     meta = {"version": version, "dims": vars(checkpoint.dims), "alignment_heads": checkpoint.alignment_heads,
             "compute_type": compute_type, "name": str(name_or_path), "source": str(checkpoint.source)}
-    write_model_folder(target, lambda work: bind_graphs(graphs, compute_type, checkpoint.state, work, weights_file), meta)
+    def prepare(work: Path) -> None:
+        bind_graphs(graphs, compute_type, checkpoint.state, work, weights_file)
+        if compute_type == "int8":
+            from .logits import write_kernel_weights
+
+            write_kernel_weights(work, checkpoint.state["decoder.token_embedding.weight"])
+
+    write_model_folder(target, prepare, meta)
     return True

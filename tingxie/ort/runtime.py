@@ -22,7 +22,8 @@ from ..engine import next_token_logprobs
 from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder
-from .layout import DECODER_GRAPH, EXPORT_VERSION
+from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
+from .logits import load_logits
 
 if TYPE_CHECKING:
     from ..mel import NumpyMelFrontEnd
@@ -46,8 +47,8 @@ class NumpyKVCache:
 
     self_k: list[np.ndarray]
     self_v: list[np.ndarray]
-    cross_kt: list[np.ndarray]
-    cross_v: list[np.ndarray]
+    cross_k: list[np.ndarray]
+    cross_vt: list[np.ndarray]
     prefix_k: list[np.ndarray]
     prefix_v: list[np.ndarray]
     length: int = 0
@@ -60,7 +61,7 @@ class NumpyKVCache:
         """The prefix K/V and cross K/V of only these audios (copies, kept while the same audios are asked for)."""
         key = tuple(audios.tolist())
         if self._subset is None or self._subset[0] != key:
-            self._subset = (key, [a[audios] for a in self.prefix_k + self.prefix_v], [a[audios] for a in self.cross_kt + self.cross_v])
+            self._subset = (key, [a[audios] for a in self.prefix_k + self.prefix_v], [a[audios] for a in self.cross_k + self.cross_vt])
         return self._subset[1], self._subset[2]
 
     @property
@@ -93,21 +94,21 @@ class NumpyKVCache:
 
 @dataclass(frozen=True)
 class WindowFeatures:
-    """What the encoder gives a decoder: each layer's cross-attention K, transposed (audio, head, d_head, frames),
-    and V (audio, head, frames, d_head)."""
+    """What the encoder gives a decoder: each layer's cross-attention K (audio, head, frames, d_head) and V, transposed
+    (audio, head, d_head, frames)."""
 
-    cross_kt: list[np.ndarray]
-    cross_v: list[np.ndarray]
+    cross_k: list[np.ndarray]
+    cross_vt: list[np.ndarray]
     # the decoder's results for initial tokens already decoded over these features (logits at the selected positions,
     # prefix K/V): a temperature fallback decodes the same prompt over the same window again, ~30 ms for 200 tokens
     prompts: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_audio(self) -> int:
-        return self.cross_v[0].shape[0]
+        return self.cross_k[0].shape[0]
 
     def select(self, index: int) -> WindowFeatures:
-        return WindowFeatures([k[index : index + 1] for k in self.cross_kt], [v[index : index + 1] for v in self.cross_v])
+        return WindowFeatures([k[index : index + 1] for k in self.cross_k], [v[index : index + 1] for v in self.cross_vt])
 
 
 class OrtWhisper:
@@ -150,17 +151,18 @@ class OrtWhisper:
         try:
             self.encoder = StagedEncoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
             self.decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
+            self.logits = load_logits(folder, LOGITS_GRAPH, self.compute_type, plain, threads)
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
         self._still_options, self._arenaless_encoder, self._threads = still, None, threads
         n = self.dims.n_text_layer
-        self._cross_names = [f"cross_kt{i}" for i in range(n)] + [f"cross_v{i}" for i in range(n)]
+        self._cross_names = [f"cross_k{i}" for i in range(n)] + [f"cross_vt{i}" for i in range(n)]
         self._prefix_names = [f"prefix_k{i}" for i in range(n)] + [f"prefix_v{i}" for i in range(n)]
         self._past_names = [f"past_k{i}" for i in range(n)] + [f"past_v{i}" for i in range(n)]
         self._head_names = [f"heads{i}" for i in range(n)]
         self._no_heads = dict.fromkeys(self._head_names, np.zeros(0, np.int64))  # decoding: no cross-attention scores out
-        self._step_outputs = ["logits"] + [f"new_k{i}" for i in range(n)] + [f"new_v{i}" for i in range(n)]
+        self._step_outputs = ["hidden"] + [f"new_k{i}" for i in range(n)] + [f"new_v{i}" for i in range(n)]
 
     @property
     def is_multilingual(self) -> bool:
@@ -191,7 +193,8 @@ class OrtWhisper:
     @property
     def encodes_fewer_frames(self) -> bool:
         """Whether ``encode_frames`` can encode part of a window (graphs with a named frames axis, EXPORT_VERSION 21)."""
-        return self.encoder.takes_fewer_frames and isinstance(self.decoder.get_inputs()[-1 - self.dims.n_text_layer].shape[-2], str)
+        frames_axis = next(arg.shape[2] for arg in self.decoder.get_inputs() if arg.name == self._cross_names[0])  # cross_k0
+        return self.encoder.takes_fewer_frames and isinstance(frames_axis, str)
 
     def encode_frames(self, mel: np.ndarray, frames: int) -> WindowFeatures:
         """One window (1, n_mels, 3000) -> the features of its first ``frames`` encoder frames only, their attention
@@ -214,7 +217,7 @@ class OrtWhisper:
         by_layer = sorted(range(len(heads)), key=lambda i: heads[i])
         per_layer = [np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64) for i in range(self.dims.n_text_layer)]
         logprobs, scores = [], []
-        for start, logits, _, _, chunk_scores in self._in_chunks(tokens, one.cross_kt + one.cross_v, np.arange(t), per_layer):
+        for start, logits, _, _, chunk_scores in self._in_chunks(tokens, one.cross_k + one.cross_vt, np.arange(t), per_layer):
             targets = tokens[0, start + 1 : start + logits.shape[1] + 1]  # the last token has none
             logprobs.append(next_token_logprobs(logits[0, : len(targets)], targets, text_vocab))
             scores.append(chunk_scores)
@@ -241,7 +244,8 @@ class OrtWhisper:
             feeds.update(zip(self._prefix_names, keys + values))
             feeds.update(tokens=part, positions=np.arange(start, start + c, dtype=np.int64), select=chosen.astype(np.int64),
                          mask=np.triu(np.full((c, c), -np.inf, np.float32), k=1))
-            logits, *new = self.decoder.run(outputs, feeds)
+            hidden, *new = self.decoder.run(outputs, feeds)
+            logits = self.logits(hidden)
             keys = [np.concatenate([a, b], axis=2) for a, b in zip(keys, new[:n])]
             values = [np.concatenate([a, b], axis=2) for a, b in zip(values, new[n : 2 * n])]
             yield start, logits, keys, values, (new[2 * n] if heads is not None else None)
@@ -279,7 +283,7 @@ class OrtWhisper:
         layers = range(dims.n_text_layer)
         empty = np.zeros((features.n_audio, dims.n_text_head, 0, d_head), np.float32)
         return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
-                            features.cross_kt, features.cross_v, [empty] * len(layers), [empty] * len(layers), group=repeat,
+                            features.cross_k, features.cross_vt, [empty] * len(layers), [empty] * len(layers), group=repeat,
                             prompts=features.prompts)
 
     decodes_row_subsets = True
@@ -304,7 +308,7 @@ class OrtWhisper:
             key = (tokens[::g].shape, tokens[::g].tobytes(), select_.tobytes())
             if key not in cache.prompts:
                 order = np.argsort(select_, kind="stable")  # the chunks give the selected positions in order
-                parts = list(self._in_chunks(tokens[::g], cache.cross_kt + cache.cross_v, select_[order]))
+                parts = list(self._in_chunks(tokens[::g], cache.cross_k + cache.cross_vt, select_[order]))
                 joined = np.concatenate([part[1] for part in parts], axis=1)
                 logits = np.empty_like(joined)
                 logits[:, order] = joined
@@ -339,7 +343,7 @@ class OrtWhisper:
             mask[:, capacity:] = np.triu(np.full((t, t), -np.inf, np.float32), k=1)
         feeds = {"tokens": tokens, "positions": np.arange(offset, offset + t, dtype=np.int64), "mask": mask, "select": select}
         if audios is None:
-            prefix, cross = cache.prefix_k + cache.prefix_v, cache.cross_kt + cache.cross_v
+            prefix, cross = cache.prefix_k + cache.prefix_v, cache.cross_k + cache.cross_vt
             rows = slice(0, tokens.shape[0])  # the prompt call of a shared prefix has one row per audio
         else:
             prefix, cross = cache.of_audios(audios)
@@ -349,7 +353,8 @@ class OrtWhisper:
         feeds.update(zip(self._past_names, own))
         feeds.update(zip(self._cross_names, cross))
         feeds.update(self._no_heads)
-        return self.decoder.run(self._step_outputs, feeds)
+        hidden, *new = self.decoder.run(self._step_outputs, feeds)
+        return [self.logits(hidden), *new]
 
 
 def _session_options(ort, threads: int, spin: bool, arena: bool = False):
