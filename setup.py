@@ -13,9 +13,9 @@ from setuptools import Extension, setup
 x86_64_linux = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 # the instructions are used only where the CPU reports them (tingxie.ort.native checks /proc/cpuinfo)
 avx512 = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-pthread"]
-kernels = {"_attention_bf16": "-mavx512bf16", "_logits_int8": "-mavx512vnni"}
-extensions = [Extension(f"tingxie.ort.{name}", [f"tingxie/ort/csrc/{name[1:]}.c"], extra_compile_args=[*avx512, flag],
-                        extra_link_args=["-pthread"], optional=True) for name, flag in kernels.items()] if x86_64_linux else []
+kernels = {"_attention_bf16": ["-mavx512bf16", "-mamx-tile", "-mamx-bf16"], "_logits_int8": ["-mavx512vnni"]}
+extensions = [Extension(f"tingxie.ort.{name}", [f"tingxie/ort/csrc/{name[1:]}.c"], extra_compile_args=[*avx512, *flags],
+                        extra_link_args=["-pthread"], optional=True) for name, flags in kernels.items()] if x86_64_linux else []
 # no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do
 extensions.append(Extension("tingxie._dtw", ["tingxie/csrc/dtw.c"], extra_compile_args=["-O2", "-ffp-contract=off"], optional=True))
 setup(ext_modules=extensions)

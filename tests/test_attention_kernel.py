@@ -9,8 +9,9 @@ import torch
 from conftest import audio_path, require_shared
 
 from tingxie.model import Whisper
-from tingxie.ort.attention import REQUIRED_FLAGS, Bf16Attention, OrtAttention, bf16_library, cpu_has_bf16
+from tingxie.ort.attention import REQUIRED_FLAGS, TILE_FLAGS, Bf16Attention, OrtAttention, bf16_library, cpu_has_bf16, tiles_ready
 from tingxie.ort.export import export_module
+from tingxie.ort.native import cpu_has
 from tingxie.ort.runtime import OrtWhisper
 from tingxie.weights.checkpoint import ModelDimensions
 
@@ -23,6 +24,15 @@ def _kernel_library():
     library = bf16_library()
     assert library is not None, "the CPU has AVX512-BF16 but tingxie/ort/_attention_bf16*.so was not built (pip install -e . builds it)"
     return library
+
+
+def _paths(library) -> list[bool]:
+    """The kernel's product paths this machine runs: AVX512-BF16 vectors, and AMX tiles where the CPU has them (then
+    Linux must grant them: a refusal fails rather than skips)."""
+    if not cpu_has(TILE_FLAGS):
+        return [False]
+    assert tiles_ready(library), "the CPU has AMX tiles but the kernel could not get them from Linux"
+    return [False, True]
 
 
 def _attention_f64(q: np.ndarray, k: np.ndarray, v: np.ndarray, n_head: int) -> np.ndarray:
@@ -57,21 +67,24 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 @pytest.mark.parametrize("batch,time,n_head", [(1, 1500, 6), (2, 37, 2), (1, 1, 1), (3, 64, 8), (1, 129, 3)])
 def test_bf16_kernel_matches_float64_attention(batch, time, n_head):
     """Whole key blocks and a ragged last one (keys past the end weigh nothing), one key, several audios."""
-    attention = Bf16Attention(_kernel_library(), n_head, threads=2)
+    library = _kernel_library()
     q, k, v = _qkv(np.random.default_rng(time), batch, time, n_head)
-    ours, exact = attention(q, k, v), _attention_f64(q, k, v, n_head)
-    assert ours.shape == q.shape and ours.dtype == np.float32
-    # bfloat16 inputs (8 bits of mantissa), float32 softmax and sums: ~0.3 % of the output's size; float32 is ~1e-7
-    assert np.linalg.norm(ours - exact) / np.linalg.norm(exact) < 6e-3
-    assert np.abs(ours - exact).max() < 0.05 * np.abs(v).max()
+    exact = _attention_f64(q, k, v, n_head)
+    for tiles in _paths(library):
+        ours = Bf16Attention(library, n_head, threads=2, tiles=tiles)(q, k, v)
+        assert ours.shape == q.shape and ours.dtype == np.float32
+        # bfloat16 inputs (8 bits of mantissa), float32 softmax and sums: ~0.3 % of the output's size; float32 is ~1e-7
+        assert np.linalg.norm(ours - exact) / np.linalg.norm(exact) < 6e-3, tiles
+        assert np.abs(ours - exact).max() < 0.05 * np.abs(v).max(), tiles
 
 
 def test_bf16_kernel_gives_the_same_result_on_any_number_of_threads():
     q, k, v = _qkv(np.random.default_rng(1), 2, 300, 6)
     library = _kernel_library()
-    results = [Bf16Attention(library, 6, threads)(q, k, v) for threads in (1, 2, 3, 7)]
-    for other in results[1:]:
-        np.testing.assert_array_equal(results[0], other)
+    for tiles in _paths(library):
+        results = [Bf16Attention(library, 6, threads, tiles)(q, k, v) for threads in (1, 2, 3, 7)]
+        for other in results[1:]:
+            np.testing.assert_array_equal(results[0], other)
 
 
 def test_bf16_kernel_refuses_inputs_of_another_shape():
@@ -136,6 +149,7 @@ def test_tiny_en_int8_with_the_kernel_is_as_close_to_float32_as_int8_alone(monke
     reference = load_model("tiny.en", backend="onnx", compute_type="default").module.embed_audio(mel)
     fast = load_model("tiny.en", backend="onnx", compute_type="int8")
     assert isinstance(fast.module.encoder.attention, Bf16Attention)
+    assert fast.module.encoder.attention.tiles == cpu_has(TILE_FLAGS)  # the default takes the tiles where the CPU has them
     monkeypatch.setenv("TINGXIE_ATTENTION", "float32")
     exact = load_model("tiny.en", backend="onnx", compute_type="int8")
     assert isinstance(exact.module.encoder.attention, OrtAttention)

@@ -3,7 +3,9 @@
  * ONNX Runtime's CPU MultiHeadAttention computes in float32: on a 2-core AVX-512 machine it was ~55 % of a tiny.en
  * int8 encoder window. Here the two products run as vdpbf16ps (twice float32's rate), each tile of queries keeps a
  * running maximum and sum (one pass over the keys, no 1500 x 1500 score matrix), and the softmax and all sums stay
- * float32. Called through ctypes, which releases the GIL; the work is split over `threads` pthreads.
+ * float32. On CPUs with AMX (attend_tile_amx) the two products run as 16 x 16 tiles instead, ~3x faster on a
+ * Sapphire Rapids guest, where the vectors were slower than ONNX Runtime's float32 attention. Called through ctypes,
+ * which releases the GIL; the work is split over `threads` pthreads.
  *
  * q, k, v, out: (batch, time, n_head * 64) float32, row-major. The result of each query row depends only on its
  * inputs, never on the thread count or the split.
@@ -14,6 +16,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023 /* Linux's arch_prctl request for an extended state component */
+#define XFEATURE_XTILEDATA 18      /* the AMX tiles' data */
 
 #define D_HEAD 64
 #define PAIRS (D_HEAD / 2) /* bf16 pairs in a head's row: what one vdpbf16ps lane sums */
@@ -42,7 +49,7 @@ typedef struct {
     int batch, time, n_head, ld, padded;
     uint32_t *keys;   /* per (audio, head): [padded / 16][PAIRS][16] bf16 pairs: 16 keys' dims (2i, 2i + 1) */
     uint32_t *values; /* per (audio, head): [padded / 2][D_HEAD] bf16 pairs: keys (2j, 2j + 1) of one dim */
-    int next, phase;
+    int next, phase, amx;
     pthread_mutex_t lock;
 } job_t;
 
@@ -165,6 +172,121 @@ static void attend_tile(const job_t *j, int unit, int t0) {
     }
 }
 
+/* The same rows with AMX tiles (Sapphire Rapids and later), 16 query rows at a time: the two products as
+ * TDPBF16PS over 16 x 16 tiles (the keys' and values' packing above is already the tiles' B layout), the online
+ * softmax in AVX-512 between them. Sums are bfloat16 products added in float32, as in attend_tile, in another order. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed)) tile_config_t;
+
+#define AMX_ROWS 16
+
+static void configure_tiles(void) {
+    tile_config_t config;
+    memset(&config, 0, sizeof(config));
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) { /* every tile 16 rows of 64 bytes: 32 bf16 or 16 float32 */
+        config.rows[t] = 16;
+        config.colsb[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+static void attend_tile_amx(const job_t *j, int unit, int t0) {
+    const int time = j->time, ld = j->ld, rows = time - t0 < AMX_ROWS ? time - t0 : AMX_ROWS;
+    const uint32_t *keys = j->keys + (size_t)unit * j->padded * PAIRS;
+    const uint32_t *values = j->values + (size_t)unit * (j->padded / 2) * D_HEAD;
+    const float *q = j->q + head_offset(j, unit);
+    const __m512 scale = _mm512_set1_ps(0.125f * 1.4426950408889634f); /* 1/sqrt(64), and base 2 for exp2 */
+    uint32_t qb[AMX_ROWS][PAIRS] __attribute__((aligned(64)));   /* the rows' bf16 queries: A tiles of 32 dims */
+    float sb[AMX_ROWS][KEYS] __attribute__((aligned(64)));       /* a block's scores, then its weighted values */
+    uint32_t pb[AMX_ROWS][KEYS / 2] __attribute__((aligned(64))); /* a block's weights in bf16: A tiles of 32 keys */
+    float acc[AMX_ROWS][D_HEAD] __attribute__((aligned(64)));
+    float top[AMX_ROWS], total[AMX_ROWS];
+    for (int r = 0; r < AMX_ROWS; r++) {
+        const float *src = q + (size_t)(t0 + (r < rows ? r : 0)) * ld; /* a short last tile repeats its first row */
+        _mm512_store_si512(qb[r], to_bf16(src, scale));
+        _mm512_store_si512(qb[r] + 16, to_bf16(src + 32, scale));
+        top[r] = -INFINITY;
+        total[r] = 0.0f;
+        for (int c = 0; c < 4; c++) _mm512_store_ps(acc[r] + 16 * c, _mm512_setzero_ps());
+    }
+    _tile_loadd(0, qb, PAIRS * 4);          /* dims 0..31 */
+    _tile_loadd(1, (char *)qb + 64, PAIRS * 4); /* dims 32..63 */
+    for (int k0 = 0; k0 < time; k0 += KEYS) {
+        const uint32_t *block = keys + (size_t)(k0 / 16) * PAIRS * 16;
+        /* scores: tile 4 + c holds keys k0 + 16c .. k0 + 16c + 15 */
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+#define SCORES(c, tile)                                                            \
+    _tile_loadd(2, block + ((c) * PAIRS) * 16, 64);                                \
+    _tile_dpbf16ps(tile, 0, 2);                                                    \
+    _tile_loadd(3, block + ((c) * PAIRS + 16) * 16, 64);                           \
+    _tile_dpbf16ps(tile, 1, 3);
+        SCORES(0, 4) SCORES(1, 5) SCORES(2, 6) SCORES(3, 7)
+#undef SCORES
+        _tile_stored(4, &sb[0][0], KEYS * 4);
+        _tile_stored(5, &sb[0][16], KEYS * 4);
+        _tile_stored(6, &sb[0][32], KEYS * 4);
+        _tile_stored(7, &sb[0][48], KEYS * 4);
+        __m512 rescale[AMX_ROWS];
+        for (int r = 0; r < AMX_ROWS; r++) {
+            __m512 s[4];
+            for (int c = 0; c < 4; c++) {
+                s[c] = _mm512_load_ps(sb[r] + 16 * c);
+                const int valid = time - (k0 + 16 * c); /* the padding keys past the end get no weight */
+                if (valid < 16) s[c] = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid <= 0 ? 0 : (__mmask16)((1u << valid) - 1), s[c]);
+            }
+            const float new_top = fmaxf(top[r], _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(s[0], s[1]), _mm512_max_ps(s[2], s[3]))));
+            const float shrink = exp2f(top[r] - new_top);
+            top[r] = new_top;
+            rescale[r] = _mm512_set1_ps(shrink);
+            __m512 sum = _mm512_setzero_ps();
+            const __m512 shift = _mm512_set1_ps(new_top);
+            for (int c = 0; c < 4; c++) {
+                s[c] = exp2_ps(_mm512_sub_ps(s[c], shift));
+                sum = _mm512_add_ps(sum, s[c]);
+            }
+            total[r] = total[r] * shrink + _mm512_reduce_add_ps(sum);
+            _mm512_store_si512(pb[r], (__m512i)_mm512_cvtne2ps_pbh(s[1], s[0]));
+            _mm512_store_si512(pb[r] + 16, (__m512i)_mm512_cvtne2ps_pbh(s[3], s[2]));
+        }
+        /* weighted values: tile 4 + d holds dims 16d .. 16d + 15; keys k0 .. k0 + 31, then k0 + 32 .. k0 + 63 */
+        const uint32_t *vblock = values + (size_t)(k0 / 2) * D_HEAD;
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+        _tile_loadd(0, pb, KEYS * 2);
+        _tile_loadd(1, (char *)pb + 64, KEYS * 2);
+#define VALUES(d, tile)                                                            \
+    _tile_loadd(2, vblock + 16 * (d), D_HEAD * 4);                                 \
+    _tile_dpbf16ps(tile, 0, 2);                                                    \
+    _tile_loadd(3, vblock + 16 * D_HEAD + 16 * (d), D_HEAD * 4);                   \
+    _tile_dpbf16ps(tile, 1, 3);
+        VALUES(0, 4) VALUES(1, 5) VALUES(2, 6) VALUES(3, 7)
+#undef VALUES
+        _tile_stored(4, &sb[0][0], KEYS * 4);
+        _tile_stored(5, &sb[0][16], KEYS * 4);
+        _tile_stored(6, &sb[0][32], KEYS * 4);
+        _tile_stored(7, &sb[0][48], KEYS * 4);
+        for (int r = 0; r < AMX_ROWS; r++)
+            for (int c = 0; c < 4; c++)
+                _mm512_store_ps(acc[r] + 16 * c, _mm512_fmadd_ps(_mm512_load_ps(acc[r] + 16 * c), rescale[r], _mm512_load_ps(sb[r] + 16 * c)));
+        _tile_loadd(0, qb, PAIRS * 4); /* the queries again: tiles 0 and 1 held the weights */
+        _tile_loadd(1, (char *)qb + 64, PAIRS * 4);
+    }
+    float *out = j->out + head_offset(j, unit);
+    for (int r = 0; r < rows; r++) {
+        const __m512 inv = _mm512_set1_ps(1.0f / total[r]);
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + (size_t)(t0 + r) * ld + 16 * c, _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * c), inv));
+    }
+}
+
 static int take(job_t *j) {
     pthread_mutex_lock(&j->lock);
     int item = j->next++;
@@ -178,10 +300,15 @@ static void *work(void *arg) {
     if (j->phase == 0) {
         for (int u; (u = take(j)) < units;) pack_keys_and_values(j, u);
     } else {
+        if (j->amx) configure_tiles();
         for (int w; (w = take(j)) < units * chunks;) {
             int unit = w / chunks, start = (w % chunks) * CHUNK, stop = start + CHUNK < j->time ? start + CHUNK : j->time;
-            for (int t = start; t < stop; t += ROWS) attend_tile(j, unit, t);
+            if (j->amx)
+                for (int t = start; t < stop; t += AMX_ROWS) attend_tile_amx(j, unit, t);
+            else
+                for (int t = start; t < stop; t += ROWS) attend_tile(j, unit, t);
         }
+        if (j->amx) _tile_release();
     }
     return NULL;
 }
@@ -197,9 +324,14 @@ static void run_phase(job_t *j, int phase, int threads) {
     for (int i = 1; i < started; i++) pthread_join(ids[i], NULL);
 }
 
-/* 0 on success, -1 when the work buffers cannot be allocated */
-int attention_bf16(const float *q, const float *k, const float *v, float *out, int batch, int time, int n_head, int threads) {
-    job_t j = {q, k, v, out, batch, time, n_head, n_head * D_HEAD, ((time + KEYS - 1) / KEYS) * KEYS, NULL, NULL, 0, 0};
+/* Whether this process may use AMX tiles: Linux grants their state on request (once per process). 1 or 0. */
+int amx_ready(void) {
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+/* 0 on success, -1 when the work buffers cannot be allocated. amx: the tiles' path (amx_ready() must have said 1) */
+int attention_bf16(const float *q, const float *k, const float *v, float *out, int batch, int time, int n_head, int threads, int amx) {
+    job_t j = {q, k, v, out, batch, time, n_head, n_head * D_HEAD, ((time + KEYS - 1) / KEYS) * KEYS, NULL, NULL, 0, 0, amx != 0};
     size_t units = (size_t)batch * n_head;
     j.keys = aligned_alloc(64, sizeof(uint32_t) * units * j.padded * PAIRS);
     j.values = aligned_alloc(64, sizeof(uint32_t) * units * (j.padded / 2) * D_HEAD);
