@@ -24,7 +24,7 @@ TILE_FLAGS = ("amx_tile", "amx_bf16")  # the kernel's tile path (Sapphire Rapids
 
 class Bf16Attention:
     """Unmasked attention of projected q, k, v (audio, time, heads * 64) through the compiled kernel: its products as
-    AMX tiles where ``tiles`` (``tiles_ready``), else as AVX512-BF16 vectors (on a 2-core Sapphire Rapids guest the
+    AMX tiles where ``tiles`` (``tiles_ready``), else as AVX512-BF16 vectors (on a 2-core Intel Xeon guest with AMX the
     vectors took ~40 ms per tiny.en layer, more than ONNX Runtime's float32 attention)."""
 
     def __init__(self, library: ctypes.CDLL, n_head: int, threads: int, tiles: bool = False):

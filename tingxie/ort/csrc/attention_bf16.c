@@ -4,7 +4,7 @@
  * int8 encoder window. Here the two products run as vdpbf16ps (twice float32's rate), each tile of queries keeps a
  * running maximum and sum (one pass over the keys, no 1500 x 1500 score matrix), and the softmax and all sums stay
  * float32. On CPUs with AMX (attend_tile_amx) the two products run as 16 x 16 tiles instead, ~3x faster on a
- * Sapphire Rapids guest, where the vectors were slower than ONNX Runtime's float32 attention. Called through ctypes,
+ * 2-core Intel Xeon guest, where the vectors were slower than ONNX Runtime's float32 attention. Called through ctypes,
  * which releases the GIL; the work is split over `threads` pthreads.
  *
  * q, k, v, out: (batch, time, n_head * 64) float32, row-major. The result of each query row depends only on its
