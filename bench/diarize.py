@@ -3,7 +3,7 @@
     python bench/diarize.py                          # the run written up in bench/RESULTS.md
     python bench/diarize.py --no-transcribe          # diarization alone (tuning): DER/JER and speaker count only
     python bench/diarize.py --rttm-dir out/rttm      # also write each conversation's reference and hypothesis RTTM
-    python bench/diarize.py --set heldout --no-transcribe   # another set of conversations (dev, tune, heldout, heldout2, all)
+    python bench/diarize.py --set heldout --no-transcribe   # another set (dev, tune, tune2, heldout, heldout2, heldout3, all)
     python bench/diarize.py --timing 3               # time: whole transcriptions with and without diarization, interleaved
     python bench/diarize.py --timing 3 --decoding greedy --rounds 1   # a shorter time run (greedy only, one round)
 
