@@ -46,18 +46,17 @@ def main() -> int:
     current: dict[str, str] = {}
     judged: list[str] = []
 
-    def spy(result, options, samples):  # what finish_window asks, logged with the VAD's speech in the window
+    def spy(result, options, speech):  # what finish_window asks, logged with the VAD's speech in the window
         if not nonspeech.model_doubts(result, options):
             return False
-        audio = samples()
-        seconds = None if audio is None else nonspeech.speech_seconds(audio)
+        seconds = speech()
         dropped = seconds is not None and seconds < nonspeech.MIN_SPEECH_SECONDS
         judged.append(f"| {current['id']} | {result.temperature:.1f} | {result.no_speech_prob:.2f} | {result.avg_logprob:.2f} | "
                       f"{'-' if seconds is None else f'{seconds:.2f} s'} | {'dropped' if dropped else 'kept'} | {result.text.strip()[:60]!r} |")
         print(judged[-1], flush=True)
         return dropped
 
-    window_step.is_nonspeech = spy
+    window_step.hears_no_speech = spy
     models: dict[str, object] = {}
     start, files, dropped_files = time.perf_counter(), 0, set()
     for row in chosen:

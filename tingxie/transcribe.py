@@ -15,6 +15,7 @@ import numpy as np
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, pad_or_trim
 from .decoding.fallback import decode_with_fallback
 from .decoding.filters import LogitFilter
+from .decoding.nonspeech import speech_seconds
 from .engine import Engine, window_features
 from .mel_source import ArrayMel, MelSource
 from .options import TranscribeOptions
@@ -57,9 +58,11 @@ def window_prompt(state: _State, options: TranscribeOptions, n_text_ctx: int) ->
     return state.all_tokens[state.prompt_reset_since :]
 
 
-def _window_samples(source: MelSource, seek: int, n_frames: int) -> np.ndarray | None:
-    """The audio of mel frames [seek, seek + n_frames), where the source holds it or can read it again."""
-    return source.samples(seek * HOP_LENGTH, (seek + n_frames) * HOP_LENGTH)
+def _window_speech(source: MelSource, seek: int, n_frames: int) -> float | None:
+    """Seconds of VAD speech in the audio of mel frames [seek, seek + n_frames), where the source holds that audio or
+    can read it again (None otherwise)."""
+    audio = source.samples(seek * HOP_LENGTH, (seek + n_frames) * HOP_LENGTH)
+    return None if audio is None else speech_seconds(audio)
 
 
 def _tokenizer_for(engine: Engine, tokenizer: Tokenizer, language: str | None) -> Tokenizer:
@@ -106,7 +109,7 @@ def iter_segments(
         window_tokenizer = tokenizer if language else _tokenizer_for(engine, tokenizer, result.language)
         outcome = finish_window(engine, result, window_tokenizer, options, seek=seek, segment_size=segment_size, content_frames=content_frames,
                                 alignment_heads=alignment_heads, last_speech_timestamp=state.last_speech_timestamp,
-                                early_end_min_left=min_left, window_samples=lambda: _window_samples(source, seek, segment_size))
+                                early_end_min_left=min_left, window_speech=lambda: _window_speech(source, seek, segment_size))
         state.seek, state.last_speech_timestamp = outcome.next_seek, outcome.last_speech_timestamp
         if outcome.restart:
             continue

@@ -10,10 +10,8 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
-from .decoding.nonspeech import is_nonspeech
+from .decoding.nonspeech import hears_no_speech
 from .decoding.window import DecodingResult
 from .engine import Engine
 from .options import TranscribeOptions
@@ -189,11 +187,11 @@ def finish_window(
     alignment_heads: list[tuple[int, int]] | None,
     last_speech_timestamp: float = 0.0,
     early_end_min_left: int | None = None,
-    window_samples: Callable[[], np.ndarray | None] | None = None,
+    window_speech: Callable[[], float | None] | None = None,
 ) -> WindowOutcome:
     """The segments of one decoded window starting at mel frame ``seek`` with ``segment_size`` frames of audio.
-    ``window_samples``: the window's audio, where it can be read again, for the non-speech check (laughter, music)."""
-    if is_silence(result, options) or (window_samples is not None and is_nonspeech(result, options, window_samples)):
+    ``window_speech``: the seconds of VAD speech in the window, for the non-speech check (laughter, music)."""
+    if is_silence(result, options) or (window_speech is not None and hears_no_speech(result, options, window_speech)):
         return WindowOutcome([], seek + segment_size, silent=True, last_speech_timestamp=last_speech_timestamp)
     time_offset = seek * HOP_LENGTH / SAMPLE_RATE
     window_end = (seek + N_FRAMES) * HOP_LENGTH / SAMPLE_RATE
