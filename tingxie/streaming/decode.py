@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, pad_or_trim
 from ..decoding import decode_with_fallback
+from ..decoding.nonspeech import is_nonspeech
 from ..decoding.window import compression_ratio
 from ..engine import window_features
 from ..options import DecodingOptions, TranscribeOptions
@@ -78,7 +79,9 @@ class BufferDecoder:
         options = replace(self.transcribe_options, decoding=decoding)
         prompt_tokens = tokenizer.encode(" " + prompt.strip()) if prompt.strip() else None
         result = decode_with_fallback(engine, features, tokenizer, options, prompt_tokens)
-        if is_silence(result, options):
+        # laughter, music: a decode the model doubts over audio with little speech by the VAD is silence, as offline
+        # (its one temperature is all a stream tries: more would make its hypotheses change from step to step)
+        if is_silence(result, options) or is_nonspeech(result, options, lambda: audio, single_pass=True):
             return []
         # the committed prefix counts too: offline, a segment's whole text is checked, and a loop forced as the
         # prefix ("啊啊啊啊", committed from a decode too short to show it) would otherwise go on decode after decode
