@@ -7,7 +7,9 @@ and greedy selector), and the draft's tokens are taken while they are the ones c
 ends the run: the cache is cut back to the tokens taken, and decoding goes on a step at a time until the text
 follows the draft again. A second pass that writes much of its first pass's text again then costs a few decoder
 calls for that text instead of one per token. A call of several tokens gives logits within rounding of single
-steps' (ONNX Runtime's int8 products differ by up to ~0.3 in a logit), so a near tie may go the other way.
+steps' (ONNX Runtime's int8 products differ by up to ~0.3 in a logit), so a near tie may go the other way: a
+glossary's second pass decides with it whether to keep its text, and makes a kept one again a step at a time
+(``fallback.second_pass``).
 """
 
 from __future__ import annotations
