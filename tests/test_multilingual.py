@@ -105,7 +105,9 @@ def test_detect_language_command(capsys):
     ref = golden("de_interview.base.greedy")["language_probs_top5"]
     assert report["language"] == "de" and report["language_name"] == "german"
     assert list(report["probabilities"]) == [code for code, _ in ref[:3]]
-    assert report["probabilities"]["de"] == pytest.approx(ref[0][1], abs=1e-3)
+    # the default int8 model against the float32 reference: 0.9922 with the encoder's attention as AMX tiles, 0.9930 as
+    # AVX-512 vectors, 0.9926 in float32 (ONNX Runtime), 0.9933 the reference
+    assert report["probabilities"]["de"] == pytest.approx(ref[0][1], abs=2e-3)
 
 
 def test_128_mel_front_end_follows_the_model_dims():
@@ -128,3 +130,38 @@ def test_128_mel_front_end_follows_the_model_dims():
     language, probs = model.detect_language(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
     assert seen == [(1, 128, 3000)]
     assert len(probs) == 100 and "yue" in probs and language in LANGUAGES
+
+
+def test_detect_language_of_a_file_decodes_its_first_window_only(monkeypatch):
+    """A long file's language is read from its first 30 s, and only they are decoded (the whole hour was before).
+    Random weights, small widths: this checks the plumbing only, not recognition."""
+
+    from tingxie import mel_source
+    from tingxie.api import WhisperModel
+    from tingxie.audio import N_SAMPLES, decode_audio
+    from tingxie.model import Whisper
+    from tingxie.torch_engine import TorchEngine
+    from tingxie.weights.checkpoint import ModelDimensions
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
+                           n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=1)
+    torch.manual_seed(0)
+    module = Whisper(dims).eval()
+    with torch.no_grad():  # torch.empty's memory otherwise: NaN there makes every probability NaN now and then
+        module.decoder.positional_embedding.normal_(0, 0.1)
+    model = WhisperModel(TorchEngine(module), name="random")
+    path = path_of("real_concat")  # 84 s
+    pulled = []
+    original = mel_source.iter_audio
+
+    def counting(*args, **kwargs):
+        for chunk in original(*args, **kwargs):
+            pulled.append(chunk.size)
+            yield chunk
+
+    monkeypatch.setattr(mel_source, "iter_audio", counting)
+    language, probs = model.detect_language(str(path))
+    assert pulled == [N_SAMPLES]  # one window read, the rest of the file never decoded
+    expected_language, expected = model.detect_language(decode_audio(path)[:N_SAMPLES])
+    assert language == expected_language
+    assert probs == pytest.approx(expected, abs=1e-6)

@@ -97,8 +97,20 @@ class WhisperModel:
 
     def detect_language(self, audio: Any) -> tuple[str, dict[str, float]]:
         """The most likely language of the first 30 s and the probability of every language."""
-        mel, _ = content_mel(self.engine, self._samples(audio)[:N_SAMPLES])
+        mel, _ = content_mel(self.engine, self._first_window(audio))
         return self._detect(mel)
+
+    def _first_window(self, audio: Any) -> np.ndarray:
+        """The first 30 s of samples; of a file, only they are decoded (an hour-long file was read whole)."""
+        if isinstance(audio, np.ndarray) or _is_tensor(audio):
+            return self._samples(audio)[:N_SAMPLES]
+        chunks = (audio if isinstance(audio, AudioFile) else AudioFile(audio)).chunks(N_SAMPLES / SAMPLE_RATE)
+        try:
+            samples = next(chunks, np.zeros(0, np.float32))
+        finally:
+            chunks.close()
+        check_length(samples.size, audio)
+        return samples
 
     def _detect(self, mel: np.ndarray) -> tuple[str, dict[str, float]]:
         from .decoding.language import detect_language
