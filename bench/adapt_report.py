@@ -259,7 +259,7 @@ are against greedy tiny.en, for the LM rows against beam 5; time is the wall tim
 The table's wall times come from a shared, busy machine. Here the first 3 real-English files (whose text the
 glossaries do not change: the boost's and the plausibility check's cost, and a second pass where a distractor sounds
 like a word) and the first 3 held-out domain files (where second passes run), decoded with and without a glossary, and
-with beam 5 with and without the tuned LM, best of 3 interleaved rounds, in one process (`python bench/adapt.py --only cost`):
+with beam 5 with and without the tuned LM, per file the best of 3 interleaved rounds, summed, in one process (`python bench/adapt.py --only cost`):
 
 {cost_text(results)}
 
