@@ -10,7 +10,7 @@ DTW path over the alignment heads' cross-attention (``tingxie.timing``), so a wo
 
 from __future__ import annotations
 
-from .agreement import LocalAgreement
+from .agreement import LocalAgreement, common_prefix
 from .events import TimedWord
 
 
@@ -18,21 +18,29 @@ class AttentionCommit(LocalAgreement):
     """The committed words and the pending hypothesis of one stream, committing by attention instead of agreement.
 
     Shares local agreement's bookkeeping (aligning a hypothesis with the committed tail, the prompt, the forced
-    prefix, flushing at pauses); only ``insert`` differs.
+    prefix, flushing at pauses); only ``insert`` differs. ``min_probability``: a word Whisper itself gives less than
+    this is committed only once the previous hypothesis had it too (local agreement for the doubtful words only).
     """
+
+    def __init__(self, min_probability: float = 0.0) -> None:
+        super().__init__()
+        self.min_probability = min_probability
 
     def insert(self, hypothesis: list[TimedWord], horizon: float | None = None) -> list[TimedWord]:
         """Commit the new words of ``hypothesis`` that end by ``horizon`` (the end of the decoded audio less the
-        attention margin), up to the first that does not; the rest is pending."""
+        attention margin) and are likely enough or agreed, up to the first that is not; the rest is pending."""
         new = self.new_words(hypothesis)
-        ready = len(new)
-        if horizon is not None:
-            ready = next((i for i, w in enumerate(new) if w.end > horizon), len(new))
+        agreed = common_prefix(new, self.pending)
+        ready = 0
+        for i, w in enumerate(new):
+            if (horizon is not None and w.end > horizon) or (w.probability < self.min_probability and i >= agreed):
+                break
+            ready = i + 1
         committed = self._commit(new[:ready])
         self.pending = new[ready:]
         return committed
 
 
-def commit_policy(name: str) -> LocalAgreement:
-    """A fresh policy object by its ``StreamOptions.policy`` name."""
-    return AttentionCommit() if name == "alignatt" else LocalAgreement()
+def commit_policy(name: str, min_probability: float = 0.0) -> LocalAgreement:
+    """A fresh policy object by its ``StreamOptions.policy`` name (``min_probability``: alignatt's, see AttentionCommit)."""
+    return AttentionCommit(min_probability) if name == "alignatt" else LocalAgreement()

@@ -42,6 +42,10 @@ class StreamOptions:
     # committed yet, nor is anything after it (Papi et al. 2023's f). 15 (0.3 s): bench/RESULTS.md, issue 22's second
     # session (real_concat in process: 10 frames 6.8 % WER, 15 5.4 %, 20 6.1 %; final latency falls 0.1 s per 5 frames)
     alignatt_frames: int = 15
+    # alignatt: a word Whisper gives less than this probability waits until a second decode agrees on it (0: every
+    # word commits from one decode). 0.3: bench/RESULTS.md, issue 22 (--clock steps: Mandarin with base 32.6 -> 24.7 %
+    # CER, noisy single decodes no longer final; real_concat 7.4 -> 6.1 % WER, final latency median 0.56 -> 0.58 s)
+    alignatt_min_probability: float = 0.3
     commit_margin_s: float = 0.3  # local-agreement: a word ending closer than this to the end of the decoded audio is not committed yet
     min_word_probability: float = 0.01  # words Whisper itself finds this unlikely are dropped (invented in near-silence)
     prefix_committed: bool = True  # force committed text still in the buffer as the decode's prefix (not decoded again)
@@ -79,6 +83,8 @@ class StreamOptions:
             raise OptionError(f"temperatures must be one or more values >= 0, got {self.temperatures}")
         if self.policy not in POLICIES:
             raise OptionError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
+        if not 0 <= self.alignatt_min_probability <= 1:
+            raise OptionError(f"alignatt_min_probability must be in [0, 1], got {self.alignatt_min_probability}")
         if self.alignatt_frames < 0:
             raise OptionError(f"alignatt_frames must be >= 0, got {self.alignatt_frames}")
         if self.beam_size is not None and self.beam_size < 1:

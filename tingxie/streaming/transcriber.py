@@ -98,7 +98,7 @@ class StreamingTranscriber:
         self._step_s = options.step_s
         self.level = 0  # the degraded mode in use (an index of DEGRADED)
         self.closed = False  # set by close(): no decode starts after it
-        self.agreement = commit_policy(options.policy)
+        self.agreement = commit_policy(options.policy, options.alignatt_min_probability)
         self.stats = StreamStats()
         self.received = 0  # samples accepted so far: the stream's clock
         self._buffer = _Audio()  # the utterance being decoded

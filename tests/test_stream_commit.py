@@ -1,0 +1,58 @@
+"""AlignAtt's doubtful words (issue 22): a word Whisper gives a low probability waits for a second decode to agree,
+the rest still commits from one decode (scripted hypotheses, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tingxie.errors import OptionError
+from tingxie.streaming.alignatt import AttentionCommit
+from tingxie.streaming.events import TimedWord
+from tingxie.streaming.options import StreamOptions
+from tingxie.streaming.transcriber import StreamingTranscriber
+
+
+def said(*words: tuple[str, float]) -> list[TimedWord]:
+    """Words 0.3 s each from 0, with their probabilities."""
+    return [TimedWord(w, round(0.3 * i, 3), round(0.3 * (i + 1), 3), p) for i, (w, p) in enumerate(words)]
+
+
+def text(words) -> str:
+    return "".join(w.word for w in words)
+
+
+def test_a_doubtful_word_waits_for_a_second_decode_and_holds_back_what_follows():
+    """base over a noisy meeting: one decode read "效果真的" (p 0.2-0.5) where the next read "销售问题"; committed at once,
+    the wrong guess was final."""
+    policy = AttentionCommit(min_probability=0.3)
+    first = said(("首先", 0.9), ("说", 0.8), ("效", 0.2), ("果", 0.5))
+    assert text(policy.insert(first, horizon=10.0)) == "首先说"  # likely words: final from this one decode
+    assert text(policy.pending) == "效果"
+    second = said(("首先", 0.9), ("说", 0.8), ("销", 0.25), ("售", 0.6), ("问题", 0.9))
+    assert policy.insert(second, horizon=10.0) == []  # "销" is doubtful and the previous decode said "效"
+    third = said(("首先", 0.9), ("说", 0.8), ("销", 0.1), ("售", 0.7), ("问题", 0.9))
+    assert text(policy.insert(third, horizon=10.0)) == "销售问题"  # two decodes agree: the doubt is settled
+    assert text(policy.history) == "首先说销售问题"
+
+
+def test_the_attention_margin_still_holds_back_a_likely_word_and_zero_commits_every_word():
+    policy = AttentionCommit(min_probability=0.3)
+    assert text(policy.insert(said((" and", 0.9), (" so", 0.9), (" my", 0.9)), horizon=0.7)) == " and so"
+    assert text(AttentionCommit(min_probability=0.0).insert(said((" ask", 0.05), (" not", 0.9)), horizon=10.0)) == " ask not"
+
+
+def test_the_default_stream_applies_it_and_bad_values_are_refused():
+    assert StreamOptions().alignatt_min_probability == 0.3
+    decoded = [said((" we", 0.9), (" hold", 0.1), (" these", 0.9), (" truths", 0.9))]
+
+    def decoder(audio, prompt, prefix):
+        return [w for w in decoded[-1] if w.end <= len(audio) / 16000]
+
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, min_commit_s=0.5, alignatt_frames=5), decoder=decoder)
+    finals = [e.text for e in stream.accept(np.zeros(16000 * 2, dtype=np.float32)) if e.type == "final"]
+    assert finals == ["we"]  # "hold" is doubtful: it and the words after it wait
+    assert [e.text for e in stream.accept(np.zeros(8000, dtype=np.float32)) if e.type == "final"] == ["hold these truths"]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(OptionError, match="alignatt_min_probability"):
+            StreamOptions(alignatt_min_probability=bad)
