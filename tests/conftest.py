@@ -75,3 +75,25 @@ def tiny_en_torch():
     from tingxie import load_model
 
     return load_model("tiny.en", backend="torch", compute_type="float32")
+
+
+@pytest.fixture(scope="session")
+def random_exports(tmp_path_factory):
+    """A small random model with 64-wide heads exported once for ONNX Runtime, as int8 and as float32 (the compiled
+    kernels' tier-2 tests): (folder of the int8 export, folder of the float32 one, its dims)."""
+    import torch
+
+    from tingxie.model import Whisper
+    from tingxie.ort.export import export_module
+    from tingxie.weights.checkpoint import ModelDimensions
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=24, n_audio_state=128, n_audio_head=2, n_audio_layer=2,
+                           n_vocab=51864, n_text_ctx=12, n_text_state=128, n_text_head=2, n_text_layer=2)
+    torch.manual_seed(0)
+    model = Whisper(dims).eval()
+    with torch.no_grad():  # torch.empty's memory otherwise: NaN there breaks the quantizer's scales now and then
+        model.decoder.positional_embedding.normal_(0, 0.1)
+    root = tmp_path_factory.mktemp("random-exports")
+    export_module(model, root / "int8", "int8")
+    export_module(model, root / "f32", "default")
+    return root / "int8", root / "f32", dims

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from conftest import audio_path, require_shared
 
-from tingxie.model import Whisper
 from tingxie.ort.attention import REQUIRED_FLAGS, TILE_FLAGS, Bf16Attention, OrtAttention, bf16_library, cpu_has_bf16, tiles_ready
-from tingxie.ort.export import export_module
 from tingxie.ort.native import cpu_has
 from tingxie.ort.runtime import OrtWhisper
-from tingxie.weights.checkpoint import ModelDimensions
 
 
 def _kernel_library():
@@ -99,22 +95,13 @@ def test_bf16_kernel_refuses_inputs_of_another_shape():
 
 # ------------------------------------------------------------------ tier 2: a random int8 model, both attentions
 
-DIMS = ModelDimensions(n_mels=80, n_audio_ctx=24, n_audio_state=128, n_audio_head=2, n_audio_layer=2,
-                       n_vocab=51864, n_text_ctx=12, n_text_state=128, n_text_head=2, n_text_layer=2)
-
-
-def test_int8_encoder_runs_the_kernel_and_agrees_with_float32_attention(tmp_path, monkeypatch):
+def test_int8_encoder_runs_the_kernel_and_agrees_with_float32_attention(random_exports, monkeypatch):
     """A random model with 64-wide heads, exported int8: its encoder stages with the kernel between them give the
     features the same stages give with ONNX Runtime's float32 attention (TINGXIE_ATTENTION=float32), to bfloat16
     rounding; a float32 export never uses the kernel."""
     _kernel_library()
-    torch.manual_seed(0)
-    folder = tmp_path / "random-int8"
-    model = Whisper(DIMS).eval()
-    with torch.no_grad():  # torch.empty's memory otherwise: NaN there breaks the quantizer's scales now and then
-        model.decoder.positional_embedding.normal_(0, 0.1)
-    export_module(model, folder, "int8")
-    mel = np.random.default_rng(3).standard_normal((2, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
+    folder, f32_folder, dims = random_exports
+    mel = np.random.default_rng(3).standard_normal((2, 80, 2 * dims.n_audio_ctx)).astype(np.float32)
     fast = OrtWhisper(folder, threads=2)
     assert isinstance(fast.encoder.attention, Bf16Attention)
     monkeypatch.setenv("TINGXIE_ATTENTION", "float32")
@@ -126,8 +113,6 @@ def test_int8_encoder_runs_the_kernel_and_agrees_with_float32_attention(tmp_path
         # int8 activations are quantized per call, so a rounding step of the attention can move a few of them
         assert np.linalg.norm(x - y) / np.linalg.norm(y) < 0.05
     monkeypatch.delenv("TINGXIE_ATTENTION")
-    f32_folder = tmp_path / "random-f32"
-    export_module(model, f32_folder, "default")
     assert isinstance(OrtWhisper(f32_folder, threads=1).encoder.attention, OrtAttention)
 
 

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from conftest import audio_path, require_shared
 
-from tingxie.model import Whisper
-from tingxie.ort.export import export_module
 from tingxie.ort.logits import KERNEL_WEIGHTS, REQUIRED_FLAGS, Int8Logits, OrtLogits, pack_weights
 from tingxie.ort.native import cpu_has, load_kernel
 from tingxie.ort.quantize_plan import block_quantize
 from tingxie.ort.runtime import OrtWhisper
-from tingxie.weights.checkpoint import ModelDimensions
 
 
 def _kernel_library():
@@ -104,23 +100,14 @@ def test_kernel_refuses_hidden_states_of_another_width():
 
 # ------------------------------------------------------------------ tier 2: a random int8 model, kernel and graph
 
-DIMS = ModelDimensions(n_mels=80, n_audio_ctx=24, n_audio_state=128, n_audio_head=2, n_audio_layer=2,
-                       n_vocab=51864, n_text_ctx=12, n_text_state=128, n_text_head=2, n_text_layer=2)
-
-
-def test_int8_decoder_runs_the_kernel_and_agrees_with_its_logits_graph(tmp_path, monkeypatch):
+def test_int8_decoder_runs_the_kernel_and_agrees_with_its_logits_graph(random_exports, monkeypatch):
     """A random model exported int8 writes the kernel's weights; its decoder steps with the kernel give the logits
     the exported ``logits.onnx`` gives (TINGXIE_LOGITS=onnxruntime), to float32 summation order; a float32 export
     never uses the kernel."""
     _kernel_library()
-    torch.manual_seed(0)
-    folder = tmp_path / "random-int8"
-    model = Whisper(DIMS).eval()
-    with torch.no_grad():  # torch.empty's memory otherwise: NaN there breaks the quantizer's scales now and then
-        model.decoder.positional_embedding.normal_(0, 0.1)
-    export_module(model, folder, "int8")
+    folder, f32_folder, dims = random_exports
     assert (folder / KERNEL_WEIGHTS).is_file()
-    mel = np.random.default_rng(3).standard_normal((1, 80, 2 * DIMS.n_audio_ctx)).astype(np.float32)
+    mel = np.random.default_rng(3).standard_normal((1, 80, 2 * dims.n_audio_ctx)).astype(np.float32)
     fast = OrtWhisper(folder, threads=2)
     assert isinstance(fast.logits, Int8Logits)
     monkeypatch.setenv("TINGXIE_LOGITS", "onnxruntime")
@@ -132,11 +119,9 @@ def test_int8_decoder_runs_the_kernel_and_agrees_with_its_logits_graph(tmp_path,
         cache = engine.new_cache(engine.embed_audio(mel), repeat=3)
         results.append([engine.decode(tokens, cache) for tokens in steps])
     for ours, theirs in zip(*results):
-        assert ours.shape == theirs.shape == (3, ours.shape[1], DIMS.n_vocab)
+        assert ours.shape == theirs.shape == (3, ours.shape[1], dims.n_vocab)
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
     monkeypatch.delenv("TINGXIE_LOGITS")
-    f32_folder = tmp_path / "random-f32"
-    export_module(model, f32_folder, "default")
     assert not (f32_folder / KERNEL_WEIGHTS).exists()
     assert isinstance(OrtWhisper(f32_folder, threads=1).logits, OrtLogits)
 

@@ -182,6 +182,20 @@ typedef struct {
 } __attribute__((packed)) tile_config_t;
 
 #define AMX_ROWS 16
+/* tile += A tiles 0 and 1 (32 of the K dimension each) times the B tiles at b0 and b1 (rows `stride` bytes apart) */
+#define TILE_PAIR(tile, b0, b1, stride) \
+    _tile_loadd(2, b0, stride);         \
+    _tile_dpbf16ps(tile, 0, 2);         \
+    _tile_loadd(3, b1, stride);         \
+    _tile_dpbf16ps(tile, 1, 3);
+/* tiles 4..7 are the four 16-wide column blocks of a 16 x 64 float32 result */
+#define ZERO_TILES() \
+    do { _tile_zero(4); _tile_zero(5); _tile_zero(6); _tile_zero(7); } while (0)
+#define STORE_TILES(rows)                                                                          \
+    do {                                                                                           \
+        _tile_stored(4, &(rows)[0][0], KEYS * 4); _tile_stored(5, &(rows)[0][16], KEYS * 4);     \
+        _tile_stored(6, &(rows)[0][32], KEYS * 4); _tile_stored(7, &(rows)[0][48], KEYS * 4);    \
+    } while (0)
 
 static void configure_tiles(void) {
     tile_config_t config;
@@ -218,21 +232,11 @@ static void attend_tile_amx(const job_t *j, int unit, int t0) {
     for (int k0 = 0; k0 < time; k0 += KEYS) {
         const uint32_t *block = keys + (size_t)(k0 / 16) * PAIRS * 16;
         /* scores: tile 4 + c holds keys k0 + 16c .. k0 + 16c + 15 */
-        _tile_zero(4);
-        _tile_zero(5);
-        _tile_zero(6);
-        _tile_zero(7);
-#define SCORES(c, tile)                                                            \
-    _tile_loadd(2, block + ((c) * PAIRS) * 16, 64);                                \
-    _tile_dpbf16ps(tile, 0, 2);                                                    \
-    _tile_loadd(3, block + ((c) * PAIRS + 16) * 16, 64);                           \
-    _tile_dpbf16ps(tile, 1, 3);
+        ZERO_TILES();
+#define SCORES(c, tile) TILE_PAIR(tile, block + ((c) * PAIRS) * 16, block + ((c) * PAIRS + 16) * 16, 64)
         SCORES(0, 4) SCORES(1, 5) SCORES(2, 6) SCORES(3, 7)
 #undef SCORES
-        _tile_stored(4, &sb[0][0], KEYS * 4);
-        _tile_stored(5, &sb[0][16], KEYS * 4);
-        _tile_stored(6, &sb[0][32], KEYS * 4);
-        _tile_stored(7, &sb[0][48], KEYS * 4);
+        STORE_TILES(sb);
         __m512 rescale[AMX_ROWS];
         for (int r = 0; r < AMX_ROWS; r++) {
             __m512 s[4];
@@ -257,23 +261,13 @@ static void attend_tile_amx(const job_t *j, int unit, int t0) {
         }
         /* weighted values: tile 4 + d holds dims 16d .. 16d + 15; keys k0 .. k0 + 31, then k0 + 32 .. k0 + 63 */
         const uint32_t *vblock = values + (size_t)(k0 / 2) * D_HEAD;
-        _tile_zero(4);
-        _tile_zero(5);
-        _tile_zero(6);
-        _tile_zero(7);
+        ZERO_TILES();
         _tile_loadd(0, pb, KEYS * 2);
         _tile_loadd(1, (char *)pb + 64, KEYS * 2);
-#define VALUES(d, tile)                                                            \
-    _tile_loadd(2, vblock + 16 * (d), D_HEAD * 4);                                 \
-    _tile_dpbf16ps(tile, 0, 2);                                                    \
-    _tile_loadd(3, vblock + 16 * D_HEAD + 16 * (d), D_HEAD * 4);                   \
-    _tile_dpbf16ps(tile, 1, 3);
+#define VALUES(d, tile) TILE_PAIR(tile, vblock + 16 * (d), vblock + 16 * D_HEAD + 16 * (d), D_HEAD * 4)
         VALUES(0, 4) VALUES(1, 5) VALUES(2, 6) VALUES(3, 7)
 #undef VALUES
-        _tile_stored(4, &sb[0][0], KEYS * 4);
-        _tile_stored(5, &sb[0][16], KEYS * 4);
-        _tile_stored(6, &sb[0][32], KEYS * 4);
-        _tile_stored(7, &sb[0][48], KEYS * 4);
+        STORE_TILES(sb);
         for (int r = 0; r < AMX_ROWS; r++)
             for (int c = 0; c < 4; c++)
                 _mm512_store_ps(acc[r] + 16 * c, _mm512_fmadd_ps(_mm512_load_ps(acc[r] + 16 * c), rescale[r], _mm512_load_ps(sb[r] + 16 * c)));
