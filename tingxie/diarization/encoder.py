@@ -106,12 +106,13 @@ class SpeakerEncoder:
         self.threads = threads if threads > 0 else min(os.cpu_count() or 1, 4)
         self._pool = None
 
-    def embed(self, mels: np.ndarray) -> np.ndarray:
-        """(batch, frames, 40) float32 mel power frames -> (batch, 256) unit-length embeddings."""
+    def embed(self, mels: np.ndarray, threads: int = 0) -> np.ndarray:
+        """(batch, frames, 40) float32 mel power frames -> (batch, 256) unit-length embeddings, the batch cut into
+        parts for up to ``threads`` threads (0: the encoder's own count; the same embeddings whatever the count)."""
         if len(mels) == 0:
             return np.zeros((0, HIDDEN), dtype=np.float32)
         mels = np.ascontiguousarray(mels, dtype=np.float32)
-        parts = min(self.threads, len(mels) // 4)  # a few windows a part at least, or one call
+        parts = min(threads or self.threads, len(mels) // 4)  # a few windows a part at least, or one call
         if parts < 2:
             return self._run(mels)
         if self._pool is None:

@@ -46,30 +46,31 @@ class Stopped(Exception):
 
 
 def diarize_samples(samples: np.ndarray, settings: DiarizeSettings = DiarizeSettings(), *, encoder: SpeakerEncoder | None = None,
-                    progress: bool = False, cache_dir: str | None = None, stop: threading.Event | None = None) -> Diarization:
+                    progress: bool = False, cache_dir: str | None = None, stop: threading.Event | None = None, threads: int = 0) -> Diarization:
     """Who speaks when in 16 kHz mono ``samples``. No speech gives no turns and no speakers. Setting ``stop`` ends the
-    work between batches of windows (``Stopped``)."""
+    work between batches of windows (``Stopped``). ``threads`` bounds the VAD's and the encoder's threads (0: one a
+    core); the result is the same whatever it is."""
     from .speech import speech_regions
 
-    regions = speech_regions(samples, settings.vad_threshold, settings.vad_min_silence_ms)
+    regions = speech_regions(samples, settings.vad_threshold, settings.vad_min_silence_ms, threads)
     if not regions:
         return Diarization((), (), ())
     encoder = encoder or load_encoder(cache_dir)
-    windows, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, progress, stop)
+    windows, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, progress, stop, threads)
     labels = cluster_embeddings(embeddings, num_speakers=settings.num_speakers, min_speakers=settings.min_speakers,
                                 max_speakers=settings.max_speakers, threshold=settings.threshold, regions=np.array([w.region for w in windows]),
-                                closer_look=lambda indices: closer_look(encoder, samples, windows, indices),
+                                closer_look=lambda indices: closer_look(encoder, samples, windows, indices, threads),
                                 full=np.array([w.end - w.start >= (WINDOW_FRAMES - 1) * HOP for w in windows]))
     names = speaker_labels(labels, windows)
     if settings.speaker_references:
-        names = _known_names(names, labels, embeddings, settings, encoder)
+        names = _known_names(names, labels, embeddings, settings, encoder, threads)
     turns = merge_adjacent(region_turns(regions, windows, [names[c] for c in labels]))
     order = list(dict.fromkeys(t.speaker for t in turns))
     return Diarization(tuple(turns), tuple(order), tuple(regions))
 
 
 def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequence[tuple[int, int]], step_frames: int = STEP_FRAMES,
-                  progress: bool = False, stop: threading.Event | None = None) -> tuple[list[EmbeddingWindow], np.ndarray]:
+                  progress: bool = False, stop: threading.Event | None = None, threads: int = 0) -> tuple[list[EmbeddingWindow], np.ndarray]:
     """The windows laid over ``regions`` and their embeddings (n, 256)."""
     from tqdm import tqdm
 
@@ -83,7 +84,7 @@ def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequenc
             if stop is not None and stop.is_set():
                 raise Stopped("speaker diarization stopped")
             windows.extend(batch_windows)
-            parts.append(encoder.embed(batch))
+            parts.append(encoder.embed(batch, threads))
             reached = batch_windows[-1].region
             bar.update(round(sum(e - s for s, e in regions[done_until:reached]) / SAMPLE_RATE, 1))
             done_until = reached
@@ -91,10 +92,10 @@ def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequenc
     return windows, (np.concatenate(parts) if parts else np.zeros((0, 256), np.float32))
 
 
-def closer_look(encoder: SpeakerEncoder, samples: np.ndarray, windows: list[EmbeddingWindow], indices: np.ndarray) -> np.ndarray:
+def closer_look(encoder: SpeakerEncoder, samples: np.ndarray, windows: list[EmbeddingWindow], indices: np.ndarray, threads: int = 0) -> np.ndarray:
     """The unit-length centre of the windows at ``indices``, embedded again with windows every CLOSE_STEP_FRAMES over
     the speech they cover."""
-    _, embeddings = embed_windows(encoder, samples, group_spans(windows, indices), CLOSE_STEP_FRAMES)
+    _, embeddings = embed_windows(encoder, samples, group_spans(windows, indices), CLOSE_STEP_FRAMES, threads=threads)
     mean = embeddings.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
@@ -111,22 +112,23 @@ def speaker_labels(labels: np.ndarray, windows: list[EmbeddingWindow]) -> list[s
     return names
 
 
-def reference_embedding(encoder: SpeakerEncoder, samples: np.ndarray, settings: DiarizeSettings = DiarizeSettings()) -> np.ndarray:
+def reference_embedding(encoder: SpeakerEncoder, samples: np.ndarray, settings: DiarizeSettings = DiarizeSettings(), threads: int = 0) -> np.ndarray:
     """One voice's unit-length embedding: the mean over windows of its speech (all of it when the VAD finds none)."""
     from .speech import speech_regions
 
-    regions = speech_regions(samples, min_silence_ms=settings.vad_min_silence_ms) or [(0, len(samples))]
-    _, embeddings = embed_windows(encoder, samples, regions, settings.step_frames)
+    regions = speech_regions(samples, min_silence_ms=settings.vad_min_silence_ms, threads=threads) or [(0, len(samples))]
+    _, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, threads=threads)
     mean = embeddings.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
-def _known_names(names: list[str], labels: np.ndarray, embeddings: np.ndarray, settings: DiarizeSettings, encoder: SpeakerEncoder) -> list[str]:
+def _known_names(names: list[str], labels: np.ndarray, embeddings: np.ndarray, settings: DiarizeSettings, encoder: SpeakerEncoder,
+                 threads: int = 0) -> list[str]:
     """Each cluster named after the reference voice closest to it, each name used once (the closest pairs first);
     clusters left over keep their SPEAKER_nn label."""
     if len(settings.speaker_names) != len(settings.speaker_references):
         raise OptionError(f"{len(settings.speaker_names)} speaker names for {len(settings.speaker_references)} references: give one name per reference")
-    refs = np.stack([reference_embedding(encoder, r, settings) for r in settings.speaker_references])
+    refs = np.stack([reference_embedding(encoder, r, settings, threads) for r in settings.speaker_references])
     similarity = centroids(embeddings, labels) @ refs.T
     out = list(names)
     used_clusters: set[int] = set()

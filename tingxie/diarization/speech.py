@@ -51,8 +51,9 @@ def _score(pieces: list[np.ndarray]) -> list[np.ndarray]:
     return [probs[i, :n] for i, n in enumerate(lengths)]
 
 
-def speech_probabilities(samples: np.ndarray) -> np.ndarray:
-    """One speech probability per 512 samples of 16 kHz mono ``samples`` (the grid of ``tingxie.vad``)."""
+def speech_probabilities(samples: np.ndarray, threads: int = 0) -> np.ndarray:
+    """One speech probability per 512 samples of 16 kHz mono ``samples`` (the grid of ``tingxie.vad``), scored on
+    ``threads`` threads (0: up to two, one per core; the same probabilities whatever the count)."""
     from scipy.signal import resample_poly
 
     audio = resample_poly(np.asarray(samples, dtype=np.float32), 1, 2).astype(np.float32)
@@ -61,7 +62,7 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     starts = list(range(0, n, PIECE_WINDOWS))
     pieces = [audio[max(0, s - WARMUP_WINDOWS) * WINDOW : (s + PIECE_WINDOWS) * WINDOW] for s in starts]
-    threads = max(1, min(2, os.cpu_count() or 1, len(pieces)))
+    threads = max(1, min(threads or min(2, os.cpu_count() or 1), len(pieces)))
     if threads == 1:
         scored = [_score(pieces)]
     else:
@@ -71,8 +72,8 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     return np.concatenate([p[min(s, WARMUP_WINDOWS) :] for s, p in zip(starts, ordered)])[:n]
 
 
-def speech_regions(samples: np.ndarray, threshold: float = 0.5, min_silence_ms: int = 300) -> list[tuple[int, int]]:
+def speech_regions(samples: np.ndarray, threshold: float = 0.5, min_silence_ms: int = 300, threads: int = 0) -> list[tuple[int, int]]:
     """The speech regions of 16 kHz mono ``samples`` as (start, end) sample indices."""
     from ..vad import VadOptions, regions_from_probabilities
 
-    return regions_from_probabilities(speech_probabilities(samples), len(samples), VadOptions(threshold=threshold, min_silence_ms=min_silence_ms))
+    return regions_from_probabilities(speech_probabilities(samples, threads), len(samples), VadOptions(threshold=threshold, min_silence_ms=min_silence_ms))
