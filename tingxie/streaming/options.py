@@ -43,8 +43,8 @@ class StreamOptions:
     # session (real_concat in process: 10 frames 6.8 % WER, 15 5.4 %, 20 6.1 %; final latency falls 0.1 s per 5 frames)
     alignatt_frames: int = 15
     # alignatt: a word Whisper gives less than this probability waits until a second decode agrees on it (0: every
-    # word commits from one decode). 0.3: bench/RESULTS.md, issue 22 (--clock steps: Mandarin with base 32.6 -> 24.7 %
-    # CER, noisy single decodes no longer final; real_concat 7.4 -> 6.1 % WER, final latency median 0.56 -> 0.58 s)
+    # word commits from one decode). 0.3: bench/RESULTS.md, issue 22 (--clock steps: Mandarin with base 33.7 -> 28.1 %
+    # CER, noisy single decodes no longer final; real_concat 7.4 -> 6.8 % WER, final latency p90 0.84 -> 0.90 s)
     alignatt_min_probability: float = 0.3
     commit_margin_s: float = 0.3  # local-agreement: a word ending closer than this to the end of the decoded audio is not committed yet
     min_word_probability: float = 0.01  # words Whisper itself finds this unlikely are dropped (invented in near-silence)
