@@ -27,6 +27,7 @@ EXPORT_VERSION = 2  # bump when the written graph changes
 HIDDEN = 256
 LAYERS = 3
 N_MELS = 40
+RUN_WINDOWS = 32  # windows in one session run at most on one thread (the LSTM's buffers grow with the batch)
 INSTALL_HINT = "pip install --no-deps Resemblyzer==0.1.4"
 
 
@@ -113,8 +114,8 @@ class SpeakerEncoder:
             return np.zeros((0, HIDDEN), dtype=np.float32)
         mels = np.ascontiguousarray(mels, dtype=np.float32)
         parts = min(threads or self.threads, len(mels) // 4)  # a few windows a part at least, or one call
-        if parts < 2:
-            return self._run(mels)
+        if parts < 2:  # one thread: RUN_WINDOWS a run, as two parts of a batch would (a 64-window run held ~17 MiB more)
+            return np.concatenate([self._run(p) for p in np.array_split(mels, -(-len(mels) // RUN_WINDOWS))])
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
