@@ -4,6 +4,7 @@
     python bench/diarize.py --no-transcribe          # diarization alone (tuning): DER/JER and speaker count only
     python bench/diarize.py --rttm-dir out/rttm      # also write each conversation's reference and hypothesis RTTM
     python bench/diarize.py --set heldout --no-transcribe   # another set (dev, tune, tune2, heldout, heldout2, heldout3, all)
+    python bench/diarize.py --no-transcribe --threads 1   # the speaker step on one thread, as beside a transcription (its CPU time)
     python bench/diarize.py --timing 3               # time: whole transcriptions with and without diarization, interleaved
     python bench/diarize.py --timing 3 --decoding greedy --rounds 1   # a shorter time run (greedy only, one round)
 
@@ -236,6 +237,7 @@ def main() -> int:
     parser.add_argument("--timing", type=int, default=0, metavar="N",
                         help="only time whole transcriptions of the set's first N conversations, with and without diarization")
     parser.add_argument("--decoding", default="both", choices=["both", "greedy", "beam"], help="with --timing: greedy, beam 5 or both (default)")
+    parser.add_argument("--threads", type=int, default=0, help="the VAD's and encoder's threads (default 0: one a core; 1: as beside a transcription)")
     parser.add_argument("--rounds", type=int, default=2, help="with --timing: rounds over the conversations (default 2)")
     args = parser.parse_args()
     if args.timing:
@@ -256,10 +258,10 @@ def main() -> int:
     encoder = load_encoder()
     if model is not None:  # warm-up: the first call of each runtime pays its start
         model.transcribe(convs[0].samples[: 5 * SR], temperature=0.0, word_timestamps=True)
-    diarize_samples(convs[0].samples[: 5 * SR], encoder=encoder)
+    diarize_samples(convs[0].samples[: 5 * SR], encoder=encoder, threads=args.threads)
     der, der_no_overlap, jer = DiarizationErrorRate(collar=0.25), DiarizationErrorRate(collar=0.25, skip_overlap=True), JaccardErrorRate(collar=0.25)
     exact = wrong_words = scored_words = 0
-    total_transcribe = total_diarize = 0.0
+    total_transcribe = total_diarize = cpu_diarize = 0.0
     peak_added = 0
     rttm_dir = Path(args.rttm_dir) if args.rttm_dir else None
     if rttm_dir:
@@ -276,8 +278,9 @@ def main() -> int:
             result = model.transcribe(conv.samples, temperature=0.0, word_timestamps=True, beam_size=args.beam_size)
             t_asr = time.perf_counter() - t0
         with PeakRss() as rss:
-            t0 = time.perf_counter()
-            diarization = diarize_samples(conv.samples, settings, encoder=encoder)
+            t0, c0 = time.perf_counter(), time.process_time()
+            diarization = diarize_samples(conv.samples, settings, encoder=encoder, threads=args.threads)
+            cpu_diarize += time.process_time() - c0
             turns = list(diarization.turns)
             if result is not None:
                 result, turns = assign_speakers(result, diarization, model.tokenizer(result.language))
@@ -306,7 +309,8 @@ def main() -> int:
     if model is not None:
         print(f"word-level diarization error: {100 * wrong_words / max(scored_words, 1):.2f} % of {scored_words} words")
         print(f"time: transcription {total_transcribe:.1f} s, diarization {total_diarize:.1f} s = +{100 * total_diarize / total_transcribe:.1f} %")
-    print(f"memory added by diarization (peak over the resident memory before it): {peak_added / 2**20:.0f} MiB")
+    print(f"diarization's CPU time (all threads): {cpu_diarize:.1f} s; memory added by diarization (peak over the resident memory before it): "
+          f"{peak_added / 2**20:.0f} MiB")
     return 0
 
 
