@@ -74,15 +74,20 @@ def default_model():
     return tingxie.load_model("tiny.en")
 
 
-@pytest.mark.parametrize("name,path,snr_db", [
-    ("mit_license_read", "en/mit_license_read.flac", 6.0),
-    ("libri_1089-134686-0000", "en/libri_1089-134686-0000.flac", 5.0),
-    ("jfk", "en/jfk.flac", 10.0),
+# libri at 5 dB: its one window sits on the reference's silence rule (<|nospeech|> 0.63, avg_logprob -0.97 to -1.08
+# as the int8 encoder's attention runs as AMX tiles, AVX-512 vectors or ONNX Runtime's float32), so it may come out
+# empty as silence; at 8 dB every implementation writes the same words
+@pytest.mark.parametrize("name,path,snr_db,has_words", [
+    ("mit_license_read", "en/mit_license_read.flac", 6.0, True),
+    ("libri_1089-134686-0000", "en/libri_1089-134686-0000.flac", 8.0, True),
+    ("libri_1089-134686-0000", "en/libri_1089-134686-0000.flac", 5.0, False),
+    ("jfk", "en/jfk.flac", 10.0, True),
 ])
-def test_radio_like_speech_has_no_loops(default_model, name, path, snr_db):
+def test_radio_like_speech_has_no_loops(default_model, name, path, snr_db, has_words):
     audio = radio_like(decode_audio(str(DATA / path)), snr_db, seed=7)
     result = default_model.transcribe(audio, language="en", beam_size=5, best_of=5)
-    assert words_of(result.text), "the radio-like speech still has words to recognise"
+    if has_words:
+        assert words_of(result.text), "the radio-like speech still has words to recognise"
     spoken = longest_repeat(words_of(_references()[name]))
     heard = longest_repeat(words_of(result.text))
     allowed = spoken.count if spoken else 1
