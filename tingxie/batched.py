@@ -11,7 +11,6 @@ with the temperature fallback. Long silences are never decoded at all.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -71,12 +70,12 @@ def speech_chunks(samples: np.ndarray, vad_options: VadOptions | None = None) ->
 
 def _speech(samples: np.ndarray, vad_options: VadOptions | None) -> tuple[list[Chunk], np.ndarray]:
     """The chunks of speech, and the VAD's probabilities they come from (per 32-ms frame of the recording)."""
-    from .vad import VadOptions, load_vad, regions_from_probabilities
+    from .vad import VadOptions, regions_from_probabilities, speech_probabilities
 
     opts = vad_options or VadOptions(min_silence_ms=160, speech_pad_ms=200)
     if opts.max_speech_s > MAX_REGION_SECONDS:
         opts = replace(opts, max_speech_s=MAX_REGION_SECONDS)
-    probs = load_vad().probabilities_in_pieces(samples, threads=min(2, os.cpu_count() or 1))  # as vad.speech_timestamps
+    probs = speech_probabilities(samples)
     return pack_regions(regions_from_probabilities(probs, samples.size, opts)), probs
 
 

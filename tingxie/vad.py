@@ -181,10 +181,14 @@ def load_vad(path: str | None = None) -> SileroVad:
 
 
 def speech_timestamps(audio: np.ndarray, options: VadOptions = VadOptions(), vad: SileroVad | None = None) -> list[tuple[int, int]]:
-    """The speech regions of 16 kHz mono ``audio`` as (start, end) sample indices (scored in pieces, on two threads
-    where there are two cores)."""
-    probs = (vad or load_vad()).probabilities_in_pieces(audio, threads=min(2, os.cpu_count() or 1))
-    return regions_from_probabilities(probs, len(audio), options)
+    """The speech regions of 16 kHz mono ``audio`` as (start, end) sample indices."""
+    return regions_from_probabilities(speech_probabilities(audio, vad), len(audio), options)
+
+
+def speech_probabilities(audio: np.ndarray, vad: SileroVad | None = None) -> np.ndarray:
+    """The speech probability of each 32-ms frame of 16 kHz mono ``audio`` (scored in pieces, on two threads where
+    there are two cores)."""
+    return (vad or load_vad()).probabilities_in_pieces(audio, threads=min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,7 @@ def embed_windows(encoder: SpeakerEncoder, samples: np.ndarray, regions: Sequenc
 def closer_look(encoder: SpeakerEncoder, samples: np.ndarray, windows: list[EmbeddingWindow], indices: np.ndarray, threads: int = 0) -> np.ndarray:
     """The unit-length centre of the windows at ``indices``, embedded again with windows every CLOSE_STEP_FRAMES over
     the speech they cover."""
-    _, embeddings = embed_windows(encoder, samples, group_spans(windows, indices), CLOSE_STEP_FRAMES, threads=threads)
-    mean = embeddings.mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return _unit_mean(embed_windows(encoder, samples, group_spans(windows, indices), CLOSE_STEP_FRAMES, threads=threads)[1])
 
 
 def speaker_labels(labels: np.ndarray, windows: list[EmbeddingWindow]) -> list[str]:
@@ -117,7 +115,10 @@ def reference_embedding(encoder: SpeakerEncoder, samples: np.ndarray, settings: 
     from .speech import speech_regions
 
     regions = speech_regions(samples, min_silence_ms=settings.vad_min_silence_ms, threads=threads) or [(0, len(samples))]
-    _, embeddings = embed_windows(encoder, samples, regions, settings.step_frames, threads=threads)
+    return _unit_mean(embed_windows(encoder, samples, regions, settings.step_frames, threads=threads)[1])
+
+
+def _unit_mean(embeddings: np.ndarray) -> np.ndarray:
     mean = embeddings.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
 

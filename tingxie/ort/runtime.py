@@ -163,6 +163,8 @@ class OrtWhisper:
         self._head_names = [f"heads{i}" for i in range(n)]
         self._no_heads = dict.fromkeys(self._head_names, np.zeros(0, np.int64))  # decoding: no cross-attention scores out
         self._step_outputs = ["hidden"] + [f"new_k{i}" for i in range(n)] + [f"new_v{i}" for i in range(n)]
+        # cross_k0's frames axis named (EXPORT_VERSION 21 on): asked for by every streamed encode, read once here
+        self._decoder_takes_fewer_frames = any(isinstance(arg.shape[2], str) for arg in self.decoder.get_inputs() if arg.name == self._cross_names[0])
 
     @property
     def is_multilingual(self) -> bool:
@@ -193,8 +195,7 @@ class OrtWhisper:
     @property
     def encodes_fewer_frames(self) -> bool:
         """Whether ``encode_frames`` can encode part of a window (graphs with a named frames axis, EXPORT_VERSION 21)."""
-        frames_axis = next(arg.shape[2] for arg in self.decoder.get_inputs() if arg.name == self._cross_names[0])  # cross_k0
-        return self.encoder.takes_fewer_frames and isinstance(frames_axis, str)
+        return self.encoder.takes_fewer_frames and self._decoder_takes_fewer_frames
 
     def encode_frames(self, mel: np.ndarray, frames: int) -> WindowFeatures:
         """One window (1, n_mels, 3000) -> the features of its first ``frames`` encoder frames only, their attention
