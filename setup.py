@@ -1,9 +1,9 @@
 """The compiled parts (everything else is in pyproject.toml): the encoder's bfloat16 attention kernel for x86-64 Linux,
-and word timing's DTW (plain C, every platform).
+and word timing's DTW and median filter (plain C, every platform).
 
 Both are optional: where the kernel does not build (no C compiler, another platform) tingxie runs ONNX Runtime's
-float32 attention instead, with the same results up to bfloat16 rounding; without the DTW, NumPy fills the same
-matrix (the same paths, slower)."""
+float32 attention instead, with the same results up to bfloat16 rounding; without word timing's part, NumPy fills the
+same matrix and filters the same values (the same paths, slower)."""
 
 import platform
 import sys
@@ -16,6 +16,6 @@ avx512 = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
 kernels = {"_attention_bf16": ["-mavx512bf16", "-mamx-tile", "-mamx-bf16"], "_logits_int8": ["-mavx512vnni"]}
 extensions = [Extension(f"tingxie.ort.{name}", [f"tingxie/ort/csrc/{name[1:]}.c"], extra_compile_args=[*avx512, *flags],
                         extra_link_args=["-pthread"], optional=True) for name, flags in kernels.items()] if x86_64_linux else []
-# no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do
-extensions.append(Extension("tingxie._dtw", ["tingxie/csrc/dtw.c"], extra_compile_args=["-O2", "-ffp-contract=off"], optional=True))
+# no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do; -O3 vectorizes the median filter
+extensions.append(Extension("tingxie._timing", ["tingxie/csrc/timing.c"], extra_compile_args=["-O3", "-ffp-contract=off"], optional=True))
 setup(ext_modules=extensions)

@@ -1,5 +1,5 @@
-"""Word timing's pure parts on synthetic data: the median filter (a sorting network) against a sort of every window,
-and the compiled DTW against the NumPy fill, ties and NaN columns included."""
+"""Word timing's pure parts on synthetic data: the median filter (a sorting network, compiled for width 7) against a
+sort of every window, and the compiled DTW against the NumPy fill, ties and NaN columns included."""
 
 from __future__ import annotations
 
@@ -35,16 +35,29 @@ def test_the_median_filter_refuses_an_even_width():
         timing.median_filter(np.zeros((2, 10), np.float32), 4)
 
 
+def test_the_compiled_median_filter_gives_the_numpy_network_s_values():
+    if timing._timing_library() is None:
+        pytest.skip("tingxie/_timing not built here (optional); CI checks that it is")
+    rng = np.random.default_rng(7)
+    for n in [4, 5, 6, 7, 8, 13, 64, 1500]:
+        x = rng.standard_normal((2, 3, n)).astype(np.float32)
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[0, 0, : min(n, 5)] = np.nan  # a run of NaN: the middle rank is NaN where 4 of 7 are
+        expected = np.stack([timing._median_rows(x[i], 7) for i in range(2)])
+        np.testing.assert_array_equal(timing.median_filter(x, 7), expected)
+        np.testing.assert_array_equal(timing.median_filter(x, 7), _sorted_median(x, 7))
+
+
 def test_the_compiled_dtw_is_built_where_ci_runs():
     if os.environ.get("CI"):
-        assert timing._dtw_library() is not None, "tingxie/_dtw was not built (setup.py's optional extension)"
+        assert timing._timing_library() is not None, "tingxie/_timing was not built (setup.py's optional extension)"
     else:
         pytest.skip("the compiled DTW is optional outside CI")
 
 
 def test_the_compiled_dtw_takes_the_numpy_fill_s_path():
-    if timing._dtw_library() is None:
-        pytest.skip("tingxie/_dtw not built here (optional); CI checks that it is")
+    if timing._timing_library() is None:
+        pytest.skip("tingxie/_timing not built here (optional); CI checks that it is")
     rng = np.random.default_rng(1)
     for trial in range(150):
         n, m = int(rng.integers(1, 25)), int(rng.integers(1, 50))

@@ -33,7 +33,8 @@ COMPUTE_TYPES = ("default", "int8")
 # a window's ~100 tokens cost 3-4 copies of the filled part (joining past and new keys in the graph, as before,
 # copied them every step)
 CAPACITY_STEP = 32
-SEQUENCE_CHUNK = 16  # tokens per decoder call for a prompt or an alignment: a chunk's scores and logits, not the sequence's
+SEQUENCE_CHUNK = 16  # tokens per decoder call for a prompt: a chunk's logits, not the sequence's (a 224-token prompt's peak)
+ALIGNMENT_CHUNK = 64  # and for an alignment, whose every logit is used: a window's ~50-120 tokens in 1-2 calls, <= 13 MB of logits
 
 
 @dataclass
@@ -218,14 +219,16 @@ class OrtWhisper:
         by_layer = sorted(range(len(heads)), key=lambda i: heads[i])
         per_layer = [np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64) for i in range(self.dims.n_text_layer)]
         logprobs, scores = [], []
-        for start, logits, _, _, chunk_scores in self._in_chunks(tokens, one.cross_k + one.cross_vt, np.arange(t), per_layer):
+        for start, logits, _, _, chunk_scores in self._in_chunks(tokens, one.cross_k + one.cross_vt, np.arange(t), per_layer,
+                                                                 ALIGNMENT_CHUNK):
             targets = tokens[0, start + 1 : start + logits.shape[1] + 1]  # the last token has none
             logprobs.append(next_token_logprobs(logits[0, : len(targets)], targets, text_vocab))
             scores.append(chunk_scores)
         return np.concatenate(logprobs), np.concatenate(scores, axis=1)[np.argsort(by_layer)]
 
-    def _in_chunks(self, tokens: np.ndarray, cross: list[np.ndarray], select: np.ndarray, heads: list[np.ndarray] | None = None):
-        """A sequence from its start (one row per audio), ``SEQUENCE_CHUNK`` tokens per decoder call, each chunk
+    def _in_chunks(self, tokens: np.ndarray, cross: list[np.ndarray], select: np.ndarray, heads: list[np.ndarray] | None = None,
+                   chunk: int = SEQUENCE_CHUNK):
+        """A sequence from its start (one row per audio), ``chunk`` tokens per decoder call, each chunk
         attending to the earlier ones as a shared prefix: a long prompt's or alignment's attention scores and logits
         are a chunk's at a time (a 224-token prompt in one call was the long-form peak). Yields (chunk start, logits
         at the chunk's ``select`` positions, the keys and values so far per layer, the heads' scores or None)."""
@@ -238,8 +241,8 @@ class OrtWhisper:
         feeds.update(zip(self._past_names, [keys[0]] * (2 * n)))
         feeds.update(self._no_heads if heads is None else zip(self._head_names, heads))
         outputs = self._step_outputs if heads is None else [*self._step_outputs, "cross_scores"]
-        for start in range(0, t, SEQUENCE_CHUNK):
-            part = tokens[:, start : start + SEQUENCE_CHUNK]
+        for start in range(0, t, chunk):
+            part = tokens[:, start : start + chunk]
             c = part.shape[-1]
             chosen = select[(select >= start) & (select < start + c)] - start
             feeds.update(zip(self._prefix_names, keys + values))
