@@ -58,11 +58,20 @@ def test_drafted_decode_gives_the_plain_decode_in_fewer_calls(tiny_en, shared):
     engine.calls = 0
     plain = decode(engine, features, tokenizer, second)[0]
     plain_calls, engine.calls = engine.calls, 0
-    drafted = decode_drafted(engine, features, tokenizer, second, first.tokens)
+    run = decode_drafted(engine, features, tokenizer, second, first.tokens)
+    drafted = run.result
     assert plain.text.count("ComfyUI") == 2 and "ComfyUI" not in first.text, (first.text, plain.text)
     assert drafted.tokens == plain.tokens and drafted.text == plain.text
     assert abs(drafted.avg_logprob - plain.avg_logprob) < 1e-3 and drafted.no_speech_prob == plain.no_speech_prob
     assert engine.calls < plain_calls, (engine.calls, plain_calls)  # the text around the terms came a run per call (10 of 17)
+    # made exact from where the draft was first tried, a step at a time: the plain decode's result to the last bit
+    engine.calls = 0
+    exact = run.exact()
+    assert (exact.tokens, exact.avg_logprob, exact.sum_logprob) == (plain.tokens, plain.avg_logprob, plain.sum_logprob)
+    assert 0 < engine.calls < plain_calls - 1  # not from the start (one call less would be the prompt's alone)
+    # a draft the text never follows: every call one token, the plain decode's result as it is
+    never = decode_drafted(engine, features, tokenizer, second, [tokenizer.eot - 1] * 3)
+    assert never.resume is None and (never.result.tokens, never.result.sum_logprob) == (plain.tokens, plain.sum_logprob)
 
 
 def test_term_evidence_on_a_path_leaves_the_other_beams_out():

@@ -174,3 +174,26 @@ def test_loop_stop_ends_a_search_only_once_every_beam_loops():
     assert not stop.stopped and (logits == 0).all()  # one beam still speaks
     stop.apply(logits, np.asarray([begin + looping, begin + looping]))
     assert stop.stopped and logits[:, TOKENIZER.eot].tolist() == [0.0, 0.0] and np.isinf(logits[:, : TOKENIZER.eot]).all()
+
+
+def test_loop_stop_ends_a_greedy_second_pass_with_more_words_than_it_may_keep():
+    import numpy as np
+
+    from tingxie.decoding.glossary import second_pass_max_words
+    from tingxie.decoding.lm import LoopStop, _may_loop
+    from tingxie.decoding.repetition import loops
+
+    first = "And to the end of the break come to you much faster."
+    stop = LoopStop(TOKENIZER, loops=False, max_words=second_pass_max_words(first))  # 12 words + 2
+    begin = [TOKENIZER.sot] * 3
+    logits = np.zeros((1, 51864), np.float32)
+    stop.apply(logits, np.asarray([begin]))
+    words = TOKENIZER.encode(" And Thaddeus, ComfyUI, Stoddeus, Mudge and Thaddeus started it much faster, and then we")  # 14 words
+    stop.apply(logits, np.asarray([begin + words]))
+    assert not stop.stopped
+    stop.apply(logits, np.asarray([begin + words + TOKENIZER.encode(" some")]))
+    assert stop.stopped and logits[0, TOKENIZER.eot] == 0.0 and np.isinf(logits[0, : TOKENIZER.eot]).all()
+    # the cheap check before repetition.loops: a word three times is where a loop can begin
+    for text in ("Splunk, Splunk, Splunk, Splunk, Splunk", "the the the", "a b c a b c a b c", "We run the cluster on Kubernetes today."):
+        assert _may_loop(text) or not loops(text)
+    assert not _may_loop("We run the cluster on Kubernetes today.") and _may_loop("Splunk, splunk. SPLUNK")

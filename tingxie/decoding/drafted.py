@@ -8,13 +8,17 @@ ends the run: the cache is cut back to the tokens taken, and decoding goes on a 
 follows the draft again. A second pass that writes much of its first pass's text again then costs a few decoder
 calls for that text instead of one per token. A call of several tokens gives logits within rounding of single
 steps' (ONNX Runtime's int8 products differ by up to ~0.3 in a logit), so a near tie may go the other way: a
-glossary's second pass decides with it whether to keep its text, and makes a kept one again a step at a time
-(``fallback.second_pass``).
+glossary's second pass decides with it whether to keep its text, and makes a kept one exact (``Drafted.exact``):
+from the state before the first call of several tokens (the same calls as a plain decode's up to there; the KV
+buffer's size does not change a step's logits) a step at a time to the end.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,10 +51,24 @@ def next_draft(draft: list[int], sampled: list[int], limit: int) -> list[int]:
     return []
 
 
+@dataclass
+class Drafted:
+    """A drafted decode's result, and the way to the plain decode's (``decoder.decode``) exactly."""
+
+    result: DecodingResult
+    resume: Callable[[], DecodingResult] | None  # None: every call had one token, ``result`` is the plain decode's
+
+    def exact(self) -> DecodingResult:
+        """The plain decode's result: ``result`` itself, or the decode made again a step at a time from the last state
+        it shares with the plain one (the filters' state as then: the copies taken there)."""
+        return self.result if self.resume is None else self.resume()
+
+
 def decode_drafted(engine: Engine, features: Features, tokenizer: Tokenizer, options: DecodingOptions, draft: list[int],
-                   *, extra_filters: list[LogitFilter] | None = None) -> DecodingResult:
+                   *, extra_filters: list[LogitFilter] | None = None) -> Drafted:
     """``decoder.decode`` of one window, greedy at temperature 0 (``can_draft``), with ``draft``'s runs checked
-    several tokens a call."""
+    several tokens a call: within rounding of the plain decode's result (``Drafted.exact`` makes that one). The
+    filters' state must be their attributes (each is copied, shallowly, where the first run is tried)."""
     options.check_window()
     n_ctx = engine.dims.n_text_ctx
     sample_len = options.sample_len or n_ctx // 2
@@ -66,22 +84,43 @@ def decode_drafted(engine: Engine, features: Features, tokenizer: Tokenizer, opt
     no_speech_probs = [math.nan]
     if tokenizer.no_speech is not None:
         no_speech_probs = np.exp(log_softmax_np(logits[:, 0]))[:, tokenizer.no_speech].tolist()
-    ahead, proposed = logits[:, -1:], []  # logits of the next positions; the draft tokens fed after the next token
-    for _ in range(sample_len):
-        next_logits = ahead[:, 0]
-        for f in filters:
-            f.apply(next_logits, tokens)
-        tokens, completed, _ = selector.update(tokens, next_logits, sum_logprobs)
-        if completed or tokens.shape[-1] > n_ctx:
-            break
-        if proposed and int(tokens[0, -1]) == proposed[0]:  # the draft's token: its logits came with the last call
-            ahead, proposed = ahead[:, 1:], proposed[1:]
-            continue
-        cache.length = tokens.shape[-1] - 1  # the tokens taken before the newest: a draft's rest is dropped
-        budget = min(DRAFT_TOKENS, sample_len - (tokens.shape[-1] - sample_begin), n_ctx - tokens.shape[-1])
-        proposed = next_draft(draft, tokens[0, sample_begin:].tolist(), budget)
-        ahead = engine.decode(np.asarray([[tokens[0, -1], *proposed]], np.int64), cache)
-    tokens = tokens.reshape(1, 1, -1)
-    candidates, scores = selector.finalize(tokens, sum_logprobs.reshape(1, 1))
     batch = WindowBatch(1, 1, sample_begin, languages, language_probs, no_speech_probs)
-    return pick_results(tokenizer, options, batch, candidates, scores, scores, features.select)[0]
+
+    def sample(tokens: np.ndarray, sum_logprobs: np.ndarray, ahead: np.ndarray, filters: list[LogitFilter], draft: list[int]) -> tuple:
+        """(tokens, sum_logprobs, the state before the first call of several tokens or None) from ``ahead``, the
+        logits of the next position(s)."""
+        proposed: list[int] = []  # the draft tokens fed after the newest token
+        shared = None
+        for _ in range(sample_len - (tokens.shape[-1] - sample_begin)):
+            next_logits = ahead[:, 0]
+            for f in filters:
+                f.apply(next_logits, tokens)
+            tokens, completed, _ = selector.update(tokens, next_logits, sum_logprobs)
+            if completed or tokens.shape[-1] > n_ctx:
+                break
+            if proposed and int(tokens[0, -1]) == proposed[0]:  # the draft's token: its logits came with the last call
+                ahead, proposed = ahead[:, 1:], proposed[1:]
+                continue
+            cache.length = tokens.shape[-1] - 1  # the tokens taken before the newest: a draft's rest is dropped
+            budget = min(DRAFT_TOKENS, sample_len - (tokens.shape[-1] - sample_begin), n_ctx - tokens.shape[-1])
+            proposed = next_draft(draft, tokens[0, sample_begin:].tolist(), budget)
+            if proposed and shared is None:
+                shared = (tokens, sum_logprobs.copy(), [copy.copy(f) for f in filters])
+            ahead = engine.decode(np.asarray([[tokens[0, -1], *proposed]], np.int64), cache)
+        return tokens, sum_logprobs, shared
+
+    def result_of(tokens: np.ndarray, sum_logprobs: np.ndarray) -> DecodingResult:
+        candidates, scores = selector.finalize(tokens.reshape(1, 1, -1), sum_logprobs.reshape(1, 1))
+        return pick_results(tokenizer, options, batch, candidates, scores, scores, features.select)[0]
+
+    tokens, sum_logprobs, shared = sample(tokens, sum_logprobs, logits[:, -1:], filters, draft)
+    if shared is None:
+        return Drafted(result_of(tokens, sum_logprobs), None)
+
+    def resume() -> DecodingResult:
+        tokens, sum_logprobs, filters = shared[0], shared[1].copy(), [copy.copy(f) for f in shared[2]]
+        cache.length = tokens.shape[-1] - 1
+        ahead = engine.decode(tokens[:, -1:], cache)
+        return result_of(*sample(tokens, sum_logprobs, ahead, filters, [])[:2])
+
+    return Drafted(result_of(tokens, sum_logprobs), resume)

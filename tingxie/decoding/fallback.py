@@ -76,7 +76,7 @@ def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, option
     the prompt (and, given the first pass's ``evidence``, that the model considered along its text), kept where it
     spells one and has about as many words (``glossary.second_pass_holds``); else ``result``. Greedy second passes
     take the first pass's tokens as a draft to decide; only a kept one costs a whole decode."""
-    from .glossary import Glossary, second_pass_glossary, second_pass_holds, second_pass_sample_len
+    from .glossary import Glossary, second_pass_glossary, second_pass_holds, second_pass_max_words, second_pass_sample_len
 
     glossary = options.decoding.hotwords
     if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
@@ -87,18 +87,23 @@ def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, option
     cap = second_pass_sample_len(len(result.tokens), len(tokenizer.encode(" " + ", ".join(narrowed.terms))))
     window = replace(options.window_decoding(result.temperature), prompt=tuple(prompt) if prompt else None, hotwords=narrowed,
                      hotword_prompt_budget=narrowed.prompt_budget, sample_len=min(cap, options.decoding.sample_len or cap))
-    # a looping second pass fails needs_fallback below whatever follows: it ends there, not at the cap
-    loop_stop = options.compression_ratio_threshold is not None
-    filters = lambda: [*(extra_filters or []), *([LoopStop(tokenizer)] if loop_stop else [])]  # noqa: E731  (fresh per decode)
+    # a looping second pass fails needs_fallback below whatever follows: it ends there, not at the cap; a greedy one
+    # ends too once it has more words than second_pass_holds keeps (with beams an earlier finished one may be chosen)
+    loop_stop, greedy = options.compression_ratio_threshold is not None, can_draft(window, features)
+    max_words = second_pass_max_words(result.text) if greedy else None
+    filters = lambda: [*(extra_filters or []), LoopStop(tokenizer, loops=loop_stop, max_words=max_words)]  # noqa: E731  (fresh per decode)
 
     def kept(again: DecodingResult) -> bool:  # one cut short ran on past what second_pass_holds keeps
         return len(again.tokens) < window.sample_len and not needs_fallback(again, options) and second_pass_holds(result.text, again.text, narrowed)
 
-    if can_draft(window, features):  # most second passes are dropped: a drafted one decides, cheaply (drafted.py)
-        if not kept(decode_drafted(engine, features, tokenizer, window, result.tokens, extra_filters=filters())):
+    if greedy:  # most second passes are dropped: a drafted one decides, cheaply (drafted.py)
+        drafted = decode_drafted(engine, features, tokenizer, window, result.tokens, extra_filters=filters())
+        if not kept(drafted.result):
             return result
-        # kept: made again a step at a time, as the text is then exactly a plain decode's (a drafted call's logits differ
-        # by rounding: on the 500-term held-out set one kept text of 15 changed, none of the choices to keep)
+        # kept: made exact from where it left the plain decode (a drafted call's logits differ by rounding: on the
+        # 500-term held-out set one kept text of 15 changed, none of the choices to keep)
+        again = drafted.exact()
+        return again if kept(again) else result
     again = decode(engine, features, tokenizer, window, extra_filters=filters(), generator=generator)[0]
     return again if kept(again) else result
 

@@ -309,6 +309,17 @@ def _words(text: str) -> str:
     return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
+def word_count(text: str) -> int:
+    """Words as ``second_pass_holds`` counts them (runs of letters and digits)."""
+    return len(_words(text).split())
+
+
+def second_pass_max_words(first_text: str) -> int:
+    """Most words a second pass's text may have to be kept (``second_pass_holds``): a text that has more already is
+    dropped whatever follows, so its decode can end there."""
+    return word_count(first_text) + 2
+
+
 def second_pass_holds(first_text: str, second_text: str, narrowed: Glossary) -> bool:
     """Is a second pass's text worth keeping over the first's? It must spell a term the first did not, and have about
     as many words (a prompt of terms makes tiny models write lists of them, or stop early): at most 2 words more, and
@@ -317,8 +328,8 @@ def second_pass_holds(first_text: str, second_text: str, narrowed: Glossary) -> 
         return False
     second = f" {_words(second_text)} "
     spelled = sum(second.count(f" {_words(t)} ") for t in narrowed.terms)
-    n_first, n_second = len(_words(first_text).split()), len(second.split())
-    return n_first - 2 * spelled - 1 <= n_second <= n_first + 2
+    n_first, n_second = word_count(first_text), len(second.split())
+    return n_first - 2 * spelled - 1 <= n_second <= second_pass_max_words(first_text)
 
 
 def second_pass_sample_len(first_pass_tokens: int, narrowed_tokens: int) -> int:

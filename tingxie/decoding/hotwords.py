@@ -259,7 +259,7 @@ class TermEvidence(LogitFilter):
         np.maximum(self.best, picked.max(axis=0), out=self.best)
         if tokens.shape[1] != self._begin + len(self._steps):  # not the next step: a new decode (another temperature)
             self._begin, self._steps = tokens.shape[1], []
-        self._steps.append((tokens[:, self._begin :].copy(), picked))
+        self._steps.append((tokens[:, self._begin :], picked))  # a view: each step's tokens are a new array, never written
 
     def margin(self, term: str) -> float:
         """The term's largest margin so far (-inf where no step was seen)."""

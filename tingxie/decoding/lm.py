@@ -167,12 +167,15 @@ class LanguageModelFusion:
 class LoopStop:
     """A logit filter for a decode whose text is dropped if it loops (an LM-fused beam search, made again without
     the LM; a glossary's second pass, which the first pass then stands for): once every row's text loops
-    (``repetition.loops``, checked every ``every`` steps), only end of text is allowed. Such a decode fails the
-    fallback checks whatever comes after; run on to the window's 224 tokens it had cost several whole decodes."""
+    (``repetition.loops``, checked every ``every`` steps from ``min_tokens``), only end of text is allowed. Such a
+    decode fails the fallback checks whatever comes after; run on to the window's 224 tokens it had cost several whole
+    decodes. ``max_words`` (a greedy second pass: ``glossary.second_pass_holds`` keeps none longer; ``loops=False``
+    leaves the loop check out) ends one whose text has more words, for the same reason."""
 
-    def __init__(self, tokenizer: Any, every: int = 8, min_tokens: int = 12):
+    def __init__(self, tokenizer: Any, every: int = 1, min_tokens: int = 12, *, loops: bool = True, max_words: int | None = None):
         self.tokenizer, self.eot = tokenizer, tokenizer.eot
         self.every, self.min_tokens = every, min_tokens
+        self.loops, self.max_words = loops, max_words
         self.sample_begin: int | None = None
         self.stopped = False
 
@@ -180,12 +183,36 @@ class LoopStop:
         if self.sample_begin is None:  # the first call sees the initial tokens only
             self.sample_begin = tokens.shape[1]
         sampled = tokens.shape[1] - self.sample_begin
-        if not self.stopped and sampled >= self.min_tokens and sampled % self.every == 0:
-            from .repetition import loops
-
+        check_loops = self.loops and sampled >= self.min_tokens and sampled % self.every == 0
+        if not self.stopped and (check_loops or self.max_words is not None):
             rows = tokens[:, self.sample_begin :].tolist()
-            self.stopped = all(loops(self.tokenizer.decode([t for t in row if t < self.eot])) for row in rows)
+            self.stopped = all(self._done(self.tokenizer.decode([t for t in row if t < self.eot]), check_loops) for row in rows)
         if self.stopped:
             logits[:, : self.eot] = -math.inf
             logits[:, self.eot + 1 :] = -math.inf
             logits[:, self.eot] = 0.0
+
+    def _done(self, text: str, check_loops: bool) -> bool:
+        from .glossary import word_count
+        from .repetition import loops
+
+        # a half-written character (U+FFFD) may join two words once complete: the count waits for it
+        if self.max_words is not None and "\ufffd" not in text and word_count(text) > self.max_words:
+            return True
+        return check_loops and _may_loop(text) and loops(text)
+
+
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def _may_loop(text: str) -> bool:
+    """False only where ``repetition.loops`` is: no word of the text said three times (a loop says one five times, or
+    a phrase three); a tenth of its time. Text outside ASCII (a CJK character is a word there) always asks it."""
+    if not text.isascii():
+        return True
+    counts: dict[str, int] = {}
+    for word in _WORDS.findall(text.lower()):
+        counts[word] = counts.get(word, 0) + 1
+        if counts[word] >= 3:
+            return True
+    return False
