@@ -306,6 +306,13 @@ def test_turn_changes_move_to_pauses_between_words_and_stay_where_no_words_are()
     assert out == [SpeakerTurn(0.0, 4.6, "A"), SpeakerTurn(4.6, 10.0, "B"), SpeakerTurn(10.0, 20.0, "C")]
 
 
+def test_diarizing_keeps_the_text_of_the_same_transcription_without_it(tiny_en_default, conversation, diarized):
+    # the words are timed for the speakers, but their ends do not move the next window's start (word_timestamps' rule)
+    plain = tiny_en_default.transcribe(conversation)
+    assert " ".join(s.text for s in diarized.segments).split() == plain.text.split()
+    assert all(w.speaker for s in diarized.segments for w in s.words)
+
+
 def test_speaker_turns_found_beside_the_transcription_match_those_found_after(tiny_en_default, conversation, diarized):
     from tingxie.diarization import diarize_samples, start_speakers
     from tingxie.diarization.pipeline import Stopped
@@ -314,8 +321,8 @@ def test_speaker_turns_found_beside_the_transcription_match_those_found_after(ti
     options = build_options(diarize=True)
     with start_speakers(conversation, options) as speakers:
         assert speakers.diarization() == diarize_samples(conversation)
-    assert diarized.segments == start_speakers(conversation, options).apply(tiny_en_default, tiny_en_default.transcribe(conversation,
-                                                                                                                         word_timestamps=True)).segments
+    info, segments = tiny_en_default.iter_transcribe(conversation, diarize=True)  # the words timed, no speakers yet
+    assert diarized.segments == start_speakers(conversation, options).apply(tiny_en_default, tiny_en_default.assemble(info, list(segments))).segments
     # a transcription that fails stops the speaker work between batches of windows
     stopped = start_speakers(np.tile(conversation, 8), options)
     stopped.cancel()

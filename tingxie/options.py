@@ -142,7 +142,8 @@ class TranscribeOptions:
     chinese_prompt: bool = _opt(False, "with chinese_script simplified or traditional and no initial_prompt, prompt with a punctuated sentence in that script "
                                        "(adds punctuation; may cost accuracy)")
     diarize: bool = _opt(False, "label who speaks: every segment and word gets a speaker (SPEAKER_00, SPEAKER_01, ... in order of first words), segments split "
-                                "where the speaker changes; turns word_timestamps on (speaker encoder: pip install --no-deps Resemblyzer==0.1.4)")
+                                "where the speaker changes; the words are timed as with word_timestamps, the text is the one without diarize "
+                                "(speaker encoder: pip install --no-deps Resemblyzer==0.1.4)")
     num_speakers: int | None = _opt(None, "with diarize, the number of speakers when known; None finds it")
     min_speakers: int | None = _opt(None, "with diarize, at least this many speakers when the count is found")
     max_speakers: int | None = _opt(None, "with diarize, at most this many speakers when the count is found")
@@ -160,7 +161,7 @@ class TranscribeOptions:
             raise OptionError(f"clip_timestamps must be start,end pairs with end >= start, got {self.clip_timestamps}")
         if self.early_end_threshold is not None and not 0 < self.early_end_threshold <= 30:
             raise OptionError(f"early_end_threshold must be between 0 and 30 seconds (or None), got {self.early_end_threshold}")
-        if self.hallucination_silence_threshold is not None and not self.word_timestamps:
+        if self.hallucination_silence_threshold is not None and not self.aligns_words:
             raise OptionError("hallucination_silence_threshold requires word_timestamps")
         if self.vad_filter and self.clip_timestamps not in ((), (0.0,)):
             raise OptionError("vad_filter chooses the clips itself: give it or clip_timestamps, not both")
@@ -198,8 +199,13 @@ class TranscribeOptions:
         missing = [f for f in files if not Path(f).is_file()]
         if missing:
             raise OptionError(f"speaker reference file not found: {missing[0]}")
-        if self.diarize and not self.word_timestamps:  # speakers are assigned word by word
-            object.__setattr__(self, "word_timestamps", True)
+
+    @property
+    def aligns_words(self) -> bool:
+        """Whether words are timed: asked for, or for diarization (speakers are assigned word by word). Only
+        word_timestamps lets the words' ends move the next window's start (the reference's rule), so diarizing keeps
+        the windows, and so the text, of the same transcription without it."""
+        return self.word_timestamps or self.diarize
 
     def vad_options(self) -> VadOptions:
         """The VAD settings of ``vad_filter`` (the VAD's own type; its model is loaded only when audio is filtered)."""

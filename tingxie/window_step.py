@@ -201,7 +201,7 @@ def finish_window(
         resumed = resume_after_early_end(result.tokens, tokenizer.timestamp_begin, seek, segment_size, INPUT_STRIDE, new_seek, early_end_min_left)
         if resumed != new_seek:  # the words are aligned within the decoded part (DTW ends on the last frame it is given)
             new_seek, aligned_frames = resumed, resumed - seek
-    if options.word_timestamps and alignment_heads:
+    if options.aligns_words and alignment_heads:
         from .timing import add_word_timestamps
 
         def align(frames: int) -> list[dict]:
@@ -220,7 +220,7 @@ def finish_window(
                 # the words were spread far past the decoded text's last timestamp (DTW ends on the window's last
                 # frame): aligned again within the decoded part, and the next window starts at that timestamp
                 aligned = align(new_seek - seek)
-            elif last_end is not None and last_end > time_offset:
+            elif last_end is not None and last_end > time_offset and options.word_timestamps:
                 new_seek = round(last_end * FRAMES_PER_SECOND)
         segments = aligned
         if options.hallucination_silence_threshold is not None:

@@ -94,7 +94,7 @@ def batch_command(args: argparse.Namespace, transcribe_keys: frozenset[str]) -> 
     from .job import run
 
     a = vars(args)
-    if not a["word_timestamps"]:
+    if not (a["word_timestamps"] or a.get("diarize")):  # diarized words are timed too
         for name in ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line"):
             if a[name]:
                 print(f"tingxie batch: error: --{name} requires --word_timestamps True", file=sys.stderr)

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             args.verbose, args.progress = False, False
         del args.quiet
         word_only = ["highlight_words", "max_line_count", "max_line_width", "max_words_per_line"]
-        if not (args.word_timestamps or args.diarize):  # diarize turns word timestamps on
+        if not (args.word_timestamps or args.diarize):  # diarized words are timed too
             for name in word_only:
                 if getattr(args, name):
                     parser.error(f"--{name} requires --word_timestamps True")

@@ -124,7 +124,7 @@ def _diarizing(options: Any, stream: bool) -> Any:
 
     if stream:
         raise ApiError(400, "diarized_json can't be streamed: send stream=false", param="stream", code="unsupported_stream")
-    return replace(options, diarize=True, word_timestamps=True)
+    return replace(options, diarize=True)
 
 
 def known_speakers(names: list[str] | None, references: list[str] | None) -> tuple[tuple[str, ...], tuple[Any, ...]]:
