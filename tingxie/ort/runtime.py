@@ -34,7 +34,7 @@ COMPUTE_TYPES = ("default", "int8")
 # copied them every step)
 CAPACITY_STEP = 32
 SEQUENCE_CHUNK = 16  # tokens per decoder call for a prompt: a chunk's logits, not the sequence's (a 224-token prompt's peak)
-ALIGNMENT_CHUNK = 64  # and for an alignment, whose every logit is used: a window's ~50-120 tokens in 1-2 calls, <= 13 MB of logits
+ALIGNMENT_CHUNK = 32  # and for an alignment, whose every logit is used: a window in 2-4 calls (64: ~+15-25 MiB peak, no faster)
 
 
 @dataclass
