@@ -6,6 +6,9 @@
 
 Groups (human references only; ``extra/`` included):
 - en: English utterances with tiny.en (data/en without the long-form concatenation, and extra/en_*), WER;
+- en-extra: the part of en from extra/manifest.tsv alone (LJ Speech, LibriSpeech, LibriVox, CMU cards), WER;
+- en-heldout: the English recordings en leaves out, whose references are a script or approximate (declaration_tts,
+  word_list, comfyui_hotword), WER;
 - zh: Mandarin with base, CER after Traditional -> Simplified (OpenCC) on both sides;
 - other: French/German/Spanish/Italian/Portuguese with base, WER;
 - radio: the same English utterances made radio-like (tests/radio_like.py: band-pass 300-3000 Hz, compression, noise at
@@ -38,7 +41,7 @@ SYSTEMS = {
     "fw-int8": "faster-whisper compute_type=int8 (CTranslate2)",
     "openai": "openai-whisper float32 (the reference)",
 }
-MODELS = {"en": "tiny.en", "radio": "tiny.en", "nonspeech": "tiny.en", "zh": "base", "other": "base"}
+MODELS = {"en": "tiny.en", "en-extra": "tiny.en", "en-heldout": "tiny.en", "radio": "tiny.en", "nonspeech": "tiny.en", "zh": "base", "other": "base"}
 
 
 def rows(manifest: Path) -> list[dict]:
@@ -54,6 +57,10 @@ def group_rows(group: str) -> list[dict]:
     human = [r for r in every if r["reference_kind"] == "human" and r["id"] not in ("real_concat", "stereo_two_speakers")]
     if group in ("en", "radio"):
         return [r for r in human if r["language"] == "en"]
+    if group == "en-extra":
+        return [r for r in human if r["language"] == "en" and r["id"].startswith("en_")]
+    if group == "en-heldout":
+        return [r for r in every if r["language"] == "en" and r["reference_kind"] in ("script", "approx") and r["id"] not in ("silence", "laughter")]
     if group == "zh":
         return [r for r in human if r["language"] == "zh"]
     if group == "other":
@@ -126,7 +133,8 @@ def longest_loop(texts: list[str]) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--groups", default="en,zh,other,radio,nonspeech", help="comma-separated groups (default: all five)")
+    p.add_argument("--groups", default="en,zh,other,radio,nonspeech",
+                   help="comma-separated groups (default: en,zh,other,radio,nonspeech; also en-extra, en-heldout)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated among {', '.join(SYSTEMS)} (default: all)")
     p.add_argument("--int8_folder", action="append", default=[], metavar="MODEL=FOLDER",
                    help="run tingxie-int8 of MODEL from this exported folder (a quantize_plan variant), e.g. tiny.en=/tmp/variant")
