@@ -180,8 +180,11 @@ def test_loop_stop_ends_a_greedy_second_pass_with_more_words_than_it_may_keep():
     import numpy as np
 
     from tingxie.decoding.glossary import second_pass_max_words
-    from tingxie.decoding.lm import LoopStop, _may_loop
-    from tingxie.decoding.repetition import loops
+    from tingxie.decoding.lm import LoopStop
+    from tingxie.decoding.repetition import _some_word_thrice, loops, words_of
+
+    def _may_loop(text: str) -> bool:  # the cheap check inside repetition.loops
+        return _some_word_thrice(words_of(text))
 
     first = "And to the end of the break come to you much faster."
     stop = LoopStop(TOKENIZER, loops=False, max_words=second_pass_max_words(first))  # 12 words + 2

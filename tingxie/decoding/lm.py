@@ -199,20 +199,4 @@ class LoopStop:
         # a half-written character (U+FFFD) may join two words once complete: the count waits for it
         if self.max_words is not None and "\ufffd" not in text and word_count(text) > self.max_words:
             return True
-        return check_loops and _may_loop(text) and loops(text)
-
-
-_WORDS = re.compile(r"[^\W_]+")
-
-
-def _may_loop(text: str) -> bool:
-    """False only where ``repetition.loops`` is: no word of the text said three times (a loop says one five times, or
-    a phrase three); a tenth of its time. Text outside ASCII (a CJK character is a word there) always asks it."""
-    if not text.isascii():
-        return True
-    counts: dict[str, int] = {}
-    for word in _WORDS.findall(text.lower()):
-        counts[word] = counts.get(word, 0) + 1
-        if counts[word] >= 3:
-            return True
-    return False
+        return check_loops and loops(text)
