@@ -313,6 +313,26 @@ def test_diarizing_keeps_the_text_of_the_same_transcription_without_it(tiny_en_d
     assert all(w.speaker for s in diarized.segments for w in s.words)
 
 
+def test_diarizing_keeps_the_text_on_the_torch_engine_and_in_vad_batched_mode(tiny_en_default, tiny_en_torch, conversation):
+    from tingxie.batched import transcribe_batched
+    from tingxie.diarization import start_speakers
+    from tingxie.options import build_options
+
+    options = build_options(diarize=True)
+
+    def batched_diarized():  # as the CLI's --diarize True --batch_size 4 does
+        with start_speakers(conversation, options) as speakers:
+            return speakers.apply(tiny_en_default, transcribe_batched(tiny_en_default, conversation, options, batch_size=4))
+
+    runs = {
+        "torch": (tiny_en_torch.transcribe(conversation), tiny_en_torch.transcribe(conversation, diarize=True)),
+        "vad-batched": (transcribe_batched(tiny_en_default, conversation, batch_size=4), batched_diarized()),
+    }
+    for name, (plain, diarized) in runs.items():
+        assert " ".join(s.text for s in diarized.segments).split() == plain.text.split(), name
+        assert diarized.words and all(w.speaker for w in diarized.words), name
+
+
 def test_speaker_turns_found_beside_the_transcription_match_those_found_after(tiny_en_default, conversation, diarized):
     from tingxie.diarization import diarize_samples, start_speakers
     from tingxie.diarization.pipeline import Stopped
