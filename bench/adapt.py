@@ -14,7 +14,8 @@ and voices never trained on, every term of ``terms.txt`` in them; the odd rows, 
 data/extra) through ``tingxie.evaluate`` (the code of ``tingxie eval``) on the default CPU engine (ONNX Runtime,
 int8; ``--backend torch --compute_type default`` for PyTorch float32): WER with Whisper's English normaliser, term
 recall (the share of the manifest's domain terms that the hypothesis contains exactly, as whole normalised words) and
-seconds per file. Greedy decoding at temperature 0 without fallback, except the beam-5 and LM rows.
+seconds per file. Greedy decoding at temperature 0 without fallback; the beam-5 and LM rows are beam 5 at temperature 0
+without fallback (the cost check, ``--only cost``, also times the CLI's default decoding: beam 5 with the fallback).
 
 Glossaries: ``glossary_10.txt`` (every sixth domain term), ``glossary_60.txt`` (all of them) and ``glossary_500.txt``
 (the 60 and 440 terms of ``bench/glossary_distractors.txt`` that no recording here contains), given as

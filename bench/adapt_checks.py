@@ -46,8 +46,10 @@ def real_terms_check(data: Path, args: argparse.Namespace) -> dict:
 def cost_check(data: Path, args: argparse.Namespace, files: int = 3, rounds: int = 3) -> dict:
     """Decoding time with and without a glossary (and beam 5 with and without the LM), per file the best of ``rounds``
     interleaved runs per setting, summed, in one process: on real-English files whose text the glossary does not change (the filter's and the
-    plausibility check's own cost) and on held-out domain files, where the second pass runs."""
+    plausibility check's own cost) and on held-out domain files, where the second pass runs. Greedy and beam 5 at
+    temperature 0 alone (as the quality rows), and the CLI's default decoding (beam 5, the temperature fallback)."""
     from tingxie import load_model
+    from tingxie.cli.main import CLI_DEFAULTS  # `tingxie transcribe` with no decoding option: these over build_options' defaults
     from tingxie.evaluate import read_manifest
     from tingxie.options import build_options
 
@@ -57,8 +59,11 @@ def cost_check(data: Path, args: argparse.Namespace, files: int = 3, rounds: int
     model = load_model("tiny.en", backend=args.backend, compute_type=args.compute_type, threads=args.threads)
     out = {}
     for set_name, rows in sets.items():
+        with_lm = {"none": {}, **glossaries, "LM": lm} if args.lm.exists() else {"none": {}, **glossaries}
+        # the last: what users run (the CLI's defaults: beam 5, best_of 5, the temperature fallback and its thresholds)
         modes = {"greedy": ({"temperature": 0.0}, {"none": {}, **glossaries}),
-                 "beam 5": ({"temperature": 0.0, "beam_size": 5}, {"none": {}, **glossaries, "LM": lm} if args.lm.exists() else {"none": {}})}
+                 "beam 5": ({"temperature": 0.0, "beam_size": 5}, with_lm),
+                 "CLI default": (dict(CLI_DEFAULTS), with_lm)}
         for mode, (base, settings) in modes.items():
             best = {name: [float("inf")] * len(rows) for name in settings}  # per file: a slow round of one file is left out alone
             for _ in range(rounds):

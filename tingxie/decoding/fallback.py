@@ -50,22 +50,28 @@ def decode_with_fallback(
     """Decode one window's features, trying each temperature in turn."""
     result: DecodingResult | None = None
     evidence = term_evidence(tokenizer, options)
-    for temperature in options.temperature:
+    checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
+    for i, temperature in enumerate(options.temperature):
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
         with_lm = window.lm is not None and window.beam_size is not None
-        stop = [LoopStop(tokenizer)] if with_lm and options.compression_ratio_threshold is not None else []  # a loop fails needs_fallback
+        # a pass that another temperature follows is dropped if it loops: it ends once it surely does (no kept text changes)
+        # (a shared generator's later draws would shift with a sampled pass cut short; without one each decode seeds its own)
+        dropped_if_looping = checked and i + 1 < len(options.temperature) and (generator is None or temperature == 0)
+        surely = [LoopStop(tokenizer, surely=True, beam_size=window.beam_size)] if dropped_if_looping else []
+        stop = [LoopStop(tokenizer)] if with_lm and checked else surely
         first_filters = [*(extra_filters or []), *([evidence] if evidence is not None else []), *stop]
         result = decode(engine, features, tokenizer, window, extra_filters=first_filters, generator=generator)[0]
         if with_lm and needs_fallback(result, options):
             # the LM made a loop or an unlikely text (a word spelled on and on is never scored): the same beam without it
-            plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=extra_filters, generator=generator)[0]
+            plain_filters = [*(extra_filters or []), *[LoopStop(tokenizer, surely=True, beam_size=window.beam_size) for _ in surely]]
+            plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=plain_filters, generator=generator)[0]
             result = plain if not needs_fallback(plain, options) else result
         if not needs_fallback(result, options):
             break
     assert result is not None
     result = second_pass(engine, features, tokenizer, options, prompt, result, extra_filters, generator, evidence)
     # with one temperature (no fallback asked for: the reference's outputs, as the golden tests check) a loop stays
-    looping_checked = options.compression_ratio_threshold is not None and len(options.temperature) > 1
+    looping_checked = checked and len(options.temperature) > 1
     return drop_looped_tail(result, tokenizer) if looping_checked else result
 
 

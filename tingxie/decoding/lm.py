@@ -170,27 +170,41 @@ class LoopStop:
     (``repetition.loops``, checked every ``every`` steps from ``min_tokens``), only end of text is allowed. Such a
     decode fails the fallback checks whatever comes after; run on to the window's 224 tokens it had cost several whole
     decodes. ``max_words`` (a greedy second pass: ``glossary.second_pass_holds`` keeps none longer; ``loops=False``
-    leaves the loop check out) ends one whose text has more words, for the same reason."""
+    leaves the loop check out) ends one whose text has more words, for the same reason.
 
-    def __init__(self, tokenizer: Any, every: int = 1, min_tokens: int = 12, *, loops: bool = True, max_words: int | None = None):
+    ``surely`` (a pass at a temperature that another follows): the stop changes nothing that is kept. It waits until
+    every row's text loops whatever it writes next (``repetition.surely_loops``; an ended sampled row: its own text
+    loops) and, with ``beam_size``, it never stops a search that may have ended a hypothesis that does not loop (one
+    whose row had end of text among its ``beam_size + 1`` best tokens): the search could still choose that one."""
+
+    def __init__(self, tokenizer: Any, every: int = 1, min_tokens: int = 12, *, loops: bool = True, max_words: int | None = None,
+                 surely: bool = False, beam_size: int | None = None):
         self.tokenizer, self.eot = tokenizer, tokenizer.eot
         self.every, self.min_tokens = every, min_tokens
         self.loops, self.max_words = loops, max_words
+        self.surely, self.beam_size = surely, beam_size
         self.sample_begin: int | None = None
         self.stopped = False
+        self.ended_open = False  # (surely, beams) a hypothesis that does not loop may have ended: never stop
 
     def apply(self, logits: Any, tokens: Any) -> None:
         if self.sample_begin is None:  # the first call sees the initial tokens only
             self.sample_begin = tokens.shape[1]
-        sampled = tokens.shape[1] - self.sample_begin
-        check_loops = self.loops and sampled >= self.min_tokens and sampled % self.every == 0
-        if not self.stopped and (check_loops or self.max_words is not None):
-            rows = tokens[:, self.sample_begin :].tolist()
-            self.stopped = all(self._done(self.tokenizer.decode([t for t in row if t < self.eot]), check_loops) for row in rows)
+        if self.surely:
+            self.stopped = self.stopped or self._surely_done(logits, tokens)
+        else:
+            sampled = tokens.shape[1] - self.sample_begin
+            check_loops = self.loops and sampled >= self.min_tokens and sampled % self.every == 0
+            if not self.stopped and (check_loops or self.max_words is not None):
+                rows = tokens[:, self.sample_begin :].tolist()
+                self.stopped = all(self._done(self._text(row), check_loops) for row in rows)
         if self.stopped:
             logits[:, : self.eot] = -math.inf
             logits[:, self.eot + 1 :] = -math.inf
             logits[:, self.eot] = 0.0
+
+    def _text(self, row: list[int]) -> str:
+        return self.tokenizer.decode([t for t in row if t < self.eot])
 
     def _done(self, text: str, check_loops: bool) -> bool:
         from .glossary import word_count
@@ -200,3 +214,29 @@ class LoopStop:
         if self.max_words is not None and "\ufffd" not in text and word_count(text) > self.max_words:
             return True
         return check_loops and loops(text)
+
+    def _surely_done(self, logits: Any, tokens: Any) -> bool:
+        from .repetition import loops, surely_loops
+
+        if self.ended_open:
+            return False
+        all_loop = True
+        for r, row in enumerate(tokens[:, self.sample_begin :].tolist()):
+            text = None
+            if self.beam_size is not None and self._may_end(logits[r]):
+                text = self._text(row)
+                if not loops(text):
+                    self.ended_open = True
+                    return False
+            if all_loop:
+                text = self._text(row) if text is None else text
+                ended = bool(row) and row[-1] == self.eot  # a sampled row that ended: its text is final
+                all_loop = loops(text) if ended else surely_loops(text)
+                if not all_loop and self.beam_size is None:
+                    return False
+        return all_loop
+
+    def _may_end(self, row_logits: Any) -> bool:
+        """End of text among the row's beam_size + 1 best tokens (ties counted in: a candidate of beam search)."""
+        end = row_logits[self.eot]
+        return bool(end > -math.inf) and int((row_logits > end).sum()) <= self.beam_size

@@ -80,6 +80,39 @@ def loops(text: str) -> bool:
     return _some_word_thrice(words) and is_loop(longest_repeat(words))
 
 
+def surely_loops(text: str, *, final: bool = False) -> bool:
+    """Whether ``loops`` holds for this text and for every text that begins with it (a decode's text so far, whatever
+    it writes next; ``final``: the text is complete). A repeat found in a prefix of the words is found again, as long
+    or longer, in the whole (``longest_repeat``'s scan is the same up to the prefix's end), and no repeat that
+    ``is_loop`` refuses covers more than 2 * MAX_PHRASE_WORDS words: one longer than that makes every continuation
+    loop. The last word may still grow: it is left out unless final (``_words_before_last``)."""
+    words = words_of(text) if final else _words_before_last(text)
+    return len(words) > 2 * MAX_PHRASE_WORDS and _periodic_tail(words) and _covers(longest_repeat(words)) > 2 * MAX_PHRASE_WORDS
+
+
+def _words_before_last(text: str) -> list[str]:
+    """``words_of`` the text less its last word, which the next token may extend (or, written in Chinese or Japanese
+    characters, split into characters, which it only adds to: those stay)."""
+    lowered = text.lower()
+    last = None
+    for last in _WORD.finditer(lowered):
+        pass
+    if last is None:
+        return []
+    return words_of(lowered[: last.start()]) + (list(last.group()) if _is_character_script(last.group()) else [])
+
+
+def _periodic_tail(words: Sequence[str]) -> bool:
+    """A cheap gate for ``surely_loops`` (checked every step of a decode): its last 2 * MAX_PHRASE_WORDS + 1 words
+    repeat with a period of at most MAX_PHRASE_WORDS (a loop still going on)."""
+    span = 2 * MAX_PHRASE_WORDS + 1
+    return len(words) >= span and any(words[-span:-size] == words[-span + size :] for size in range(1, MAX_PHRASE_WORDS + 1))
+
+
+def _covers(repeat: Repeat | None) -> int:
+    return 0 if repeat is None else repeat.words
+
+
 def _some_word_thrice(words: Sequence[str]) -> bool:
     counts: dict[str, int] = {}
     for word in words:
