@@ -56,3 +56,38 @@ def test_the_default_stream_applies_it_and_bad_values_are_refused():
     for bad in (-0.1, 1.5):
         with pytest.raises(OptionError, match="alignatt_min_probability"):
             StreamOptions(alignatt_min_probability=bad)
+
+
+def test_the_forced_prefix_leaves_the_punctuation_after_its_last_word_to_the_decode():
+    """real_concat: "the wizard." was committed from a decode that ended there; forced with its period, the next decodes
+    read a new sentence, "Who would vanish", where the speaker said "who had vanished" (issue 22)."""
+    policy = AttentionCommit()
+    policy.insert(said((" against", 0.9), (" the", 0.9), (" wizard.", 0.9), (" who", 0.9)), horizon=10.0)
+    assert policy.inside(0.0) == "against the wizard"  # "who" is left out (it is decoded again); "wizard" loses its "."
+    assert text(policy.history) == " against the wizard. who"  # what was committed (and shown) keeps its spelling
+    policy.insert(said((" against", 0.9), (" the", 0.9), (" wizard.", 0.9), (" who", 0.9), (" had", 0.9), (" vanished", 0.9)), horizon=10.0)
+    assert policy.inside(0.0) == "against the wizard. who had"  # inside the prefix, Whisper's own punctuation stays
+    chinese = AttentionCommit()
+    chinese.insert(said(("首先", 0.9), ("说。", 0.9), ("一下", 0.9)), horizon=10.0)
+    assert chinese.inside(0.0) == "首先说"
+
+
+def test_a_stream_forces_its_committed_words_without_the_period_a_buffer_end_put_after_them():
+    spoken = [" the", " wizard", " who", " had", " vanished", " behind", " the", " curtain"]
+    prefixes = []
+
+    def decoder(audio, prompt, prefix):
+        """Each decode ends a sentence where its audio ends, as Whisper does."""
+        prefixes.append(prefix)
+        heard = [TimedWord(w, 0.3 * i, 0.3 * (i + 1), 0.9) for i, w in enumerate(spoken) if 0.3 * (i + 1) <= len(audio) / 16000]
+        return heard[:-1] + [TimedWord(heard[-1].word + ".", heard[-1].start, heard[-1].end, 0.9)] if heard else []
+
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, min_commit_s=0.5, alignatt_frames=5), decoder=decoder)
+    finals = [e.text for e in stream.accept(np.zeros(16000, dtype=np.float32)) if e.type == "final"]
+    assert finals == ["the wizard who."]  # 1.0 s heard: the decode put a period after "who"
+    for _ in range(3):
+        stream.accept(np.zeros(8000, dtype=np.float32))
+    # the next decodes are forced to start "the wizard who" (not "... who.", a sentence ended): the decode punctuates it
+    assert prefixes[1:3] == ["the wizard", "the wizard who"]
+    assert prefixes[3] == "the wizard who. had vanished"  # a period further in stays: only the last word ends at a cut
+    assert not any(p.endswith(".") for p in prefixes)

@@ -16,6 +16,8 @@ from .events import TimedWord
 ALIGN_TOLERANCE = 1.0
 # Committed words compared with the head of a hypothesis when looking for where the new words begin.
 ALIGN_WORDS = 5
+# Punctuation a forced prefix does not end with (see LocalAgreement.inside).
+TRAILING_PUNCTUATION = ".,?!。，？！、"
 # Committed words remembered for alignment and for the prompt.
 HISTORY_WORDS = 200
 
@@ -118,11 +120,14 @@ class LocalAgreement:
 
     def inside(self, after: float, leave_out: int = 1) -> str:
         """Committed text that ends after ``after`` (still inside the audio buffer that starts there), less its
-        last ``leave_out`` words (a decode forced to start with all of it could only add words, or nothing at all)."""
+        last ``leave_out`` words (a decode forced to start with all of it could only add words, or nothing at all)
+        and less the punctuation after its last word: the decode that committed that word often ended near it, and
+        Whisper ends a sentence where the audio ends; forced, "the wizard." made the next decode read a new sentence
+        ("Who would vanish" for "who had vanished"). The decode sets that punctuation again where it belongs."""
         if self.last_end <= after:
             return ""
         words = [w.word for w in self.history if w.end > after]
-        return "".join(words[: max(0, len(words) - leave_out)]).strip()
+        return "".join(words[: max(0, len(words) - leave_out)]).strip().rstrip(TRAILING_PUNCTUATION)
 
     def prompt(self, before: float, max_chars: int = 200) -> str:
         """Committed text that ends by ``before`` (the start of the audio buffer): the decoder's prompt."""
