@@ -53,9 +53,12 @@ def normalise(text: str) -> str:
 
 
 def wer(reference: str, hypothesis: str) -> float:
+    """Over Whisper's English normaliser (the dev streams' "ten of clubs" and "10 of clubs" are the same words)."""
     import jiwer
 
-    return jiwer.wer(normalise(reference), normalise(hypothesis))
+    from tingxie.normalizers import normalize
+
+    return jiwer.wer(normalize(reference, "en"), normalize(hypothesis, "en"))
 
 
 def cer_zh(reference: str, hypothesis: str) -> float:
@@ -72,8 +75,41 @@ def cer_zh(reference: str, hypothesis: str) -> float:
 
 
 def manifest() -> dict[str, dict[str, str]]:
+    """The shared recordings by id: ../shared/data's manifest and extra/'s (paths relative to ../shared/data)."""
     with (DATA / "manifest.tsv").open(newline="", encoding="utf-8") as f:
-        return {row["id"]: row for row in csv.DictReader(f, delimiter="\t")}
+        rows = {row["id"]: row for row in csv.DictReader(f, delimiter="\t")}
+    with (DATA / "extra" / "manifest.tsv").open(newline="", encoding="utf-8") as f:
+        rows.update({row["id"]: {**row, "path": f"extra/{row['path']}"} for row in csv.DictReader(f, delimiter="\t")})
+    return rows
+
+
+# Dev streams for tuning (real_concat, built from en/ the same way, is the held-out check): extra/'s English
+# utterances of five speakers, alternated so that most utterances start cold after a pause, joined by GAP_S of
+# silence; zh_dev: extra/'s twelve AISHELL sentences (the target's four zh/ recordings are the held-out check)
+DEV_SETS = {
+    "en_dev_a": ("libri_1089-134686-0000", "en_lj001_0001", "en_librivox_sas01_0870", "en_cards_005", "en_lj001_0002",
+                 "en_libri_2412-153948-0000", "en_lj001_0003", "en_goforward", "en_lj001_0004", "libri_1089-134691-0000",
+                 "en_lj001_0005", "en_librivox_sas01_0880", "en_lj001_0006", "libri_1089-134686-0001", "en_lj001_0007"),
+    "en_dev_b": ("en_lj001_0008", "libri_1089-134691-0001", "en_lj001_0009", "en_cards_001", "en_lj001_0010", "en_cards_002",
+                 "en_lj001_0011", "en_cards_003", "en_lj001_0012", "en_cards_004", "en_lj001_0013", "en_lj001_0014",
+                 "en_lj001_0015", "en_lj001_0016"),
+    "zh_dev": tuple(f"zh_aishellsample_BAC009S0150W0{n}" for n in (200, 225, 250, 275, 300, 325, 350, 375, 402, 427, 452, 477)),
+}
+GAP_S = 1.2  # real_concat's silence between its clips
+
+
+def load_recording(name: str, rows: dict[str, dict[str, str]]):
+    """(16-kHz audio, reference) of a manifest id or of a dev stream (DEV_SETS: its parts joined by GAP_S of silence)."""
+    import numpy as np
+
+    from tingxie.audio import decode_audio
+
+    if name not in DEV_SETS:
+        return decode_audio(DATA / rows[name]["path"]), rows[name]["reference"]
+    gap = np.zeros(int(GAP_S * 16000), dtype=np.float32)
+    parts = [decode_audio(DATA / rows[part]["path"]) for part in DEV_SETS[name]]
+    audio = np.concatenate([x for part in parts for x in (part, gap)][:-1])
+    return audio, " ".join(rows[part]["reference"] for part in DEV_SETS[name])
 
 
 def replay(model, audio, options, chunk_s: float, clock: str) -> tuple[list[tuple[float, object]], object, float]:
@@ -243,15 +279,11 @@ def ws_main(args) -> int:
     from urllib.parse import urlencode
 
     from tingxie import load_model
-    from tingxie.audio import decode_audio
 
-    rows = manifest()
-    row = rows[args.files[0]]
-    audio = decode_audio(DATA / row["path"])
+    audio, reference = load_recording(args.files[0], manifest())
     if args.seconds:
-        audio = audio[: int(args.seconds * 16000)]
+        audio, reference = audio[: int(args.seconds * 16000)], None
     duration = len(audio) / 16000
-    reference = row["reference"] if not args.seconds else None
     # the offline pass of the same engine the server streams with (int8 on a CPU), 5 beams as a stream's decodes
     started = time.perf_counter()
     offline = load_model(args.model, device="cpu", compute_type="auto").transcribe(audio, language="en", word_timestamps=True, beam_size=5)
@@ -310,7 +342,8 @@ def ws_main(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), help=f"manifest ids (default: {' '.join(DEFAULT_FILES)})")
+    parser.add_argument("--files", nargs="+", default=list(DEFAULT_FILES),
+                        help=f"manifest ids (../shared/data and its extra/) or dev streams ({', '.join(DEV_SETS)}) (default: {' '.join(DEFAULT_FILES)})")
     parser.add_argument("--model", default="tiny.en", help="model (default: tiny.en)")
     parser.add_argument("--clock", choices=["simulated", "real", "steps"], default="simulated",
                         help="simulated (measured processing, no waiting), real, or steps (every chunk decoded as if decoding took no "
@@ -348,7 +381,6 @@ def main() -> int:
     import torch
 
     from tingxie import load_model
-    from tingxie.audio import decode_audio
     from tingxie.streaming import StreamOptions
 
     if args.threads > 0:
@@ -378,8 +410,7 @@ def main() -> int:
     all_vs_offline, all_own, total_audio, total_decode = [], [], 0.0, 0.0
     ref_all, stream_all, offline_all = [], [], []
     for file_id in args.files:
-        row = rows[file_id]
-        audio = decode_audio(DATA / row["path"])
+        audio, reference = load_recording(file_id, rows)
         duration = len(audio) / 16000
         started = time.perf_counter()
         # the CLI's decoding (5 beams, best of 5, the temperature fallback): the offline pass users compare with
@@ -392,7 +423,7 @@ def main() -> int:
         all_own += own
         total_audio += duration
         total_decode += stats.decode_seconds
-        ref_all.append(row["reference"])
+        ref_all.append(reference)
         stream_all.append(text)
         offline_all.append(offline.text)
         print(f"\n{file_id} ({duration:.1f} s): {len(vs_offline)} final words, {stats.decodes} decodes, longest buffer {stats.longest_buffer_seconds:.1f} s")
@@ -400,7 +431,7 @@ def main() -> int:
               f" vs the stream's own word ends: median {statistics.median(own):.2f} s, p90 {percentile(own, 0.9):.2f} s")
         print(f"  real-time factor {stats.decode_seconds / duration:.2f} (decoding {stats.decode_seconds:.1f} s; offline transcribe {offline_seconds:.1f} s);"
               f" last final {end - duration:.2f} s after the audio ended")
-        print(f"  {metric} stream vs reference {score(row['reference'], text):.1%}, offline vs reference {score(row['reference'], offline.text):.1%},"
+        print(f"  {metric} stream vs reference {score(reference, text):.1%}, offline vs reference {score(reference, offline.text):.1%},"
               f" stream vs offline {score(offline.text, text):.1%}")
 
     print("\nALL FILES")
