@@ -103,6 +103,7 @@ def systems(args: argparse.Namespace) -> list[System]:
         System("base", "tiny.en", "tiny.en", greedy),
         *glossaries,
         System("beam", "tiny.en, beam 5", "tiny.en", beam),
+        *(System(f"beam{n}", f"{n} terms, beam 5 (the glossary's defaults)", "tiny.en", {**beam, "hotwords_file": files[n]}) for n in (60, 500)),
         System("lm", f"tiny.en, beam 5 + LM (weight {args.lm_weight:g}, bonus 0.5: the defaults before issue 25)", "tiny.en",
                {**beam, "lm": str(args.lm), "lm_weight": args.lm_weight, "lm_bonus": 0.5}, needs=str(args.lm)),
         System("lm_tuned", f"tiny.en, beam 5 + LM tuned on dev (weight {tuned_w}, bonus {tuned_b})", "tiny.en",

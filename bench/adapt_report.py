@@ -140,8 +140,8 @@ def tuning_tables(reports: list[str]) -> str:
 
 
 def baseline_of(name: str) -> str:
-    """What a row is compared with: beam 5 for the LM rows, greedy tiny.en for the others."""
-    return "beam" if name.startswith("lm") else "base"
+    """What a row is compared with: beam 5 for the LM and beam-5 glossary rows, greedy tiny.en for the others."""
+    return "beam" if name.startswith(("lm", "beam")) else "base"
 
 
 def _per_file(part: dict) -> str:
@@ -165,15 +165,16 @@ def verdict(results: dict, order: list[System]) -> str:
              f"On {base['real_en']['reference_words']} real-English words one word is {100 / base['real_en']['reference_words']:.2f} points.", ""]
     for system in order:
         r = results.get(system.name)
-        reference = beam if system.name.startswith("lm") else base
+        reference = beam if system.name.startswith(("lm", "beam")) else base
         if r is None or reference is None or r is reference or system.name == "beam":
             continue
-        gain = 100 * ((r["heldout"]["term_recall"] or 0) - (base["heldout"]["term_recall"] or 0))
+        gain = 100 * ((r["heldout"]["term_recall"] or 0) - ((reference if system.name.startswith("beam") else base)["heldout"]["term_recall"] or 0))
         wer = 100 * (r["heldout"]["wer"] - reference["heldout"]["wer"])
         rise = 100 * (r["real_en"]["wer"] - reference["real_en"]["wer"])
         time_ratio = _seconds(r) / _seconds(reference)  # wall time on a shared machine: noisy
         cost = _cost_ratio(results.get("cost", {}), "LM" if system.name.startswith("lm") else
-                           "500 terms" if system.name.endswith("500") else "60 terms" if system.name.endswith("60") else "")
+                           "500 terms" if system.name.endswith("500") else "60 terms" if system.name.endswith("60") else "",
+                           "beam 5" if system.name.startswith(("lm", "beam")) else "greedy")
         if system.options.get("hotword_second_pass") is False:
             cost = None  # the cost table times the defaults: this row has its wall time only
         if cost is not None:  # measured in one process (the cost table), the worse of real English and the domain files
@@ -196,9 +197,8 @@ def verdict(results: dict, order: list[System]) -> str:
     return "\n".join(lines)
 
 
-def _cost_ratio(cost: dict, setting: str) -> float | None:
-    """The largest time ratio of ``setting`` to none over the cost table's rows (greedy for glossaries, beam 5 for the LM)."""
-    mode = "beam 5" if setting == "LM" else "greedy"
+def _cost_ratio(cost: dict, setting: str, mode: str) -> float | None:
+    """The largest time ratio of ``setting`` to none over the cost table's rows of ``mode`` (greedy, beam 5)."""
     ratios = [t[setting] / t["none"] for key, t in cost.items() if key.endswith(mode) and setting in t]
     return max(ratios) if ratios else None
 

@@ -19,7 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 LN10 = math.log(10)
+_FIRST_TOKENS = 2048  # LoopStop._may_end's quick look (BPE ids: the commonest pieces first)
 _NOT_WORD = re.compile(r"[^\w']+")
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
 
@@ -220,23 +223,27 @@ class LoopStop:
 
         if self.ended_open:
             return False
-        all_loop = True
-        for r, row in enumerate(tokens[:, self.sample_begin :].tolist()):
-            text = None
-            if self.beam_size is not None and self._may_end(logits[r]):
-                text = self._text(row)
-                if not loops(text):
+        rows = tokens[:, self.sample_begin :].tolist()
+        texts: dict[int, str] = {}
+        if self.beam_size is not None:
+            for r in self._may_end(logits):
+                texts[r] = self._text(rows[r])
+                if not loops(texts[r]):
                     self.ended_open = True
                     return False
-            if all_loop:
-                text = self._text(row) if text is None else text
-                ended = bool(row) and row[-1] == self.eot  # a sampled row that ended: its text is final
-                all_loop = loops(text) if ended else surely_loops(text)
-                if not all_loop and self.beam_size is None:
-                    return False
-        return all_loop
+        for r, row in enumerate(rows):
+            text = texts[r] if r in texts else self._text(row)
+            ended = bool(row) and row[-1] == self.eot  # a sampled row that ended: its text is final
+            if not (loops(text) if ended else surely_loops(text)):
+                return False
+        return True
 
-    def _may_end(self, row_logits: Any) -> bool:
-        """End of text among the row's beam_size + 1 best tokens (ties counted in: a candidate of beam search)."""
-        end = row_logits[self.eot]
-        return bool(end > -math.inf) and int((row_logits > end).sum()) <= self.beam_size
+    def _may_end(self, logits: Any) -> list[int]:
+        """The rows with end of text among their beam_size + 1 best tokens (ties counted in: a candidate of beam
+        search). The vocabulary's first tokens (the commonest words) rule most rows out at a fraction of the cost."""
+        assert self.beam_size is not None
+        ends = logits[:, self.eot : self.eot + 1]
+        open_rows = np.flatnonzero((logits[:, :_FIRST_TOKENS] > ends).sum(axis=1) <= self.beam_size)
+        if open_rows.size:
+            open_rows = open_rows[(logits[open_rows] > ends[open_rows]).sum(axis=1) <= self.beam_size]
+        return [r for r in open_rows.tolist() if logits[r, self.eot] > -math.inf]
