@@ -49,7 +49,7 @@ def test_the_default_stream_applies_it_and_bad_values_are_refused():
     def decoder(audio, prompt, prefix):
         return [w for w in decoded[-1] if w.end <= len(audio) / 16000]
 
-    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, min_commit_s=0.5, alignatt_frames=5), decoder=decoder)
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, min_commit_s=0.5, alignatt_frames=5, start_commit_s=0), decoder=decoder)
     finals = [e.text for e in stream.accept(np.zeros(16000 * 2, dtype=np.float32)) if e.type == "final"]
     assert finals == ["we"]  # "hold" is doubtful: it and the words after it wait
     assert [e.text for e in stream.accept(np.zeros(8000, dtype=np.float32)) if e.type == "final"] == ["hold these truths"]
@@ -82,7 +82,7 @@ def test_a_stream_forces_its_committed_words_without_the_period_a_buffer_end_put
         heard = [TimedWord(w, 0.3 * i, 0.3 * (i + 1), 0.9) for i, w in enumerate(spoken) if 0.3 * (i + 1) <= len(audio) / 16000]
         return heard[:-1] + [TimedWord(heard[-1].word + ".", heard[-1].start, heard[-1].end, 0.9)] if heard else []
 
-    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, min_commit_s=0.5, alignatt_frames=5), decoder=decoder)
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, min_commit_s=0.5, alignatt_frames=5, start_commit_s=0), decoder=decoder)
     finals = [e.text for e in stream.accept(np.zeros(16000, dtype=np.float32)) if e.type == "final"]
     assert finals == ["the wizard who."]  # 1.0 s heard: the decode put a period after "who"
     for _ in range(3):
@@ -91,3 +91,27 @@ def test_a_stream_forces_its_committed_words_without_the_period_a_buffer_end_put
     assert prefixes[1:3] == ["the wizard", "the wizard who"]
     assert prefixes[3] == "the wizard who. had vanished"  # a period further in stays: only the last word ends at a cut
     assert not any(p.endswith(".") for p in prefixes)
+
+
+@pytest.mark.parametrize(("language", "first_final_at"), [("zh", 3.0), ("en", 1.5), (None, 1.5)])
+def test_an_unspaced_language_commits_nothing_from_a_buffer_under_min_commit_unspaced_s(language, first_final_at):
+    """base guessed the first characters of a short Mandarin buffer ("还希望通现" for "还向通信") and one decode made them
+    final; by the stream's language (a multilingual decoder's detected one), 3.0 s instead of 1.5 s."""
+    assert (StreamOptions().min_commit_s, StreamOptions().min_commit_unspaced_s) == (1.5, 3.0)
+
+    class Decoder:
+        def __init__(self):
+            self.language = language
+
+        def __call__(self, audio, prompt, prefix):
+            heard = len(audio) / 16000
+            return [TimedWord(w, 0.25 * i, 0.25 * (i + 1), 0.9) for i, w in enumerate("销售问题首先说一下咱们的商场问题") if 0.25 * (i + 1) <= heard]
+
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, alignatt_frames=5, start_commit_s=0), decoder=Decoder())
+    first = None
+    for k in range(1, 7):
+        if any(e.type == "final" for e in stream.accept(np.zeros(8000, dtype=np.float32))) and first is None:
+            first = k * 0.5
+    assert first == first_final_at
+    with pytest.raises(OptionError, match="min_commit_unspaced_s"):
+        StreamOptions(min_commit_unspaced_s=-1)

@@ -184,7 +184,7 @@ def test_transcriber_commits_every_word_once_in_order_with_stream_times():
 
 
 def test_buffer_is_trimmed_at_committed_segment_ends_and_prompted_with_what_was_cut():
-    options = StreamOptions(vad=False, step_s=0.5, context_s=0.0)  # no committed context kept: cut at the segment end itself
+    options = StreamOptions(vad=False, step_s=0.5, context_s=0.0, start_commit_s=0)  # no committed context kept: cut at the segment end itself
     stream, decoder, _ = run_scripted(SCRIPT, options, seconds=6.0)
     starts = [start for start, _, _ in decoder.calls]
     assert starts == sorted(starts) and max(starts) > 0  # the buffer moved forward
@@ -196,7 +196,7 @@ def test_buffer_is_trimmed_at_committed_segment_ends_and_prompted_with_what_was_
 
 
 def test_a_long_segment_is_cut_at_the_last_committed_word():
-    options = StreamOptions(vad=False, step_s=0.5, max_buffer_s=2.0, hard_buffer_s=4.0, context_s=0.0)
+    options = StreamOptions(vad=False, step_s=0.5, max_buffer_s=2.0, hard_buffer_s=4.0, context_s=0.0, start_commit_s=0)
     decoder = ScriptedDecoder(SCRIPT)
     decoder_no_segments = lambda audio, prompt, prefix: [  # noqa: E731 - the same speaker, but Whisper never ends a segment
         TimedWord(w.word, w.start, w.end, w.probability, False) for w in decoder(audio, prompt)]

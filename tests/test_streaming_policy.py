@@ -49,13 +49,13 @@ def test_policy_by_name_and_options():
 def test_alignatt_stream_commits_every_word_once_and_sooner_than_local_agreement():
     """The scripted speaker says a word every 0.4 s; the word being said is garbled (its end is the buffer's end)."""
     for policy in ("alignatt", "local-agreement"):
-        _, _, events = run_scripted(SCRIPT, StreamOptions(vad=False, step_s=0.5, policy=policy), seconds=6.0)
+        _, _, events = run_scripted(SCRIPT, StreamOptions(vad=False, step_s=0.5, policy=policy, start_commit_s=0), seconds=6.0)
         committed = [w for e in events if e.type == "final" for w in e.words]
         assert " ".join(w.word.strip() for w in committed) == SCRIPT  # nothing lost, nothing doubled, nothing garbled
     streams = {}
     for policy in ("alignatt", "local-agreement"):
         decoder = ScriptedDecoder(SCRIPT)
-        options = StreamOptions(vad=False, step_s=0.5, policy=policy, alignatt_frames=5, min_commit_s=0.5)
+        options = StreamOptions(vad=False, step_s=0.5, policy=policy, alignatt_frames=5, min_commit_s=0.5, start_commit_s=0)
         streams[policy] = StreamingTranscriber(options=options, decoder=decoder)
         decoder.transcriber = streams[policy]
     chunk = np.zeros(int(0.5 * SR), dtype=np.float32)
@@ -66,11 +66,11 @@ def test_alignatt_stream_commits_every_word_once_and_sooner_than_local_agreement
 
 
 def test_a_buffer_shorter_than_min_commit_s_commits_nothing_only_the_partial():
-    """The defaults: in the first 1.5 s of an utterance Whisper guesses from too little speech; its words are shown
+    """The defaults (but the stream start's longer wait): in the first 1.5 s of an utterance Whisper guesses from too little speech; its words are shown
     (partial) but not made final, then the same words commit once the buffer is long enough."""
     assert StreamOptions().min_commit_s == 1.5
     decoder = ScriptedDecoder(SCRIPT)
-    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5), decoder=decoder)
+    stream = StreamingTranscriber(options=StreamOptions(vad=False, step_s=0.5, start_commit_s=0), decoder=decoder)
     decoder.transcriber = stream
     chunk = np.zeros(int(0.5 * SR), dtype=np.float32)
     early = stream.accept(chunk) + stream.accept(chunk)  # 1.0 s: two decodes, "we hold" heard and "these" begun
@@ -158,7 +158,7 @@ def test_an_endpoint_makes_the_words_before_a_short_silence_final_at_once_and_th
             calls.append(end)
             return [TimedWord(w.word, w.start - start, min(w.end, end) - start) for w in spoken if w.start < end]
 
-        options = StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5, endpoint_s=endpoint_s)
+        options = StreamOptions(pause_s=0.5, preroll_s=0.3, step_s=0.5, endpoint_s=endpoint_s, start_commit_s=0)
         stream = StreamingTranscriber(options=options, vad=ScriptedVad([(0.5, 3.0)]), decoder=decoder)
         finals = []
         for k in range(50):  # 5 s in 0.1-s chunks

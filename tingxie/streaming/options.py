@@ -37,6 +37,16 @@ class StreamOptions:
     # a decode of a buffer shorter than this commits nothing (its words are only the partial): in a fraction of a second
     # of speech Whisper guesses ("what your" was "Thank you."), and alignatt would commit the guess at once
     min_commit_s: float = 1.5
+    # the same for languages written without spaces (Chinese, Japanese, Thai...): `base` guesses a short buffer's first
+    # characters of Mandarin ("还希望通现" for "还向通信") and one decode made them final. bench/RESULTS.md, issue 22's fifth
+    # session (--clock steps, base: zh_dev CER 16.7 % with 1.5, 12.6 % with 2.5, 10.6 % with 3.0, offline 12.1 %; English
+    # keeps 1.5: with 2.5 its final latency p90 rose 0.90 -> 1.85 s and its WER did not fall)
+    min_commit_unspaced_s: float = 3.0
+    # the stream's first words are final only from a decode of this much audio, and a pause before then keeps them in
+    # the buffer (with the silence) until speech comes back or the buffer is this long: with no text before them and a
+    # short buffer, tiny.en read "And so my fellow Americans" (2.4 s, then a pause) as "And so am I" from every 2.1-3.0 s
+    # buffer and as "my" from most of 3.5-5 s (bench/RESULTS.md, issue 22's fifth session); 0: no such wait
+    start_commit_s: float = 4.0
     policy: str = "alignatt"  # see POLICIES; bench/realtime.py picked it (bench/RESULTS.md)
     # alignatt: a word whose attention (its DTW-aligned end) lies within the last this many encoder frames is not
     # committed yet, nor is anything after it (Papi et al. 2023's f). 15 (0.3 s): bench/RESULTS.md, issue 22's second
@@ -68,7 +78,7 @@ class StreamOptions:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("preroll_s", "commit_margin_s", "context_s", "min_commit_s", "endpoint_s"):
+        for name in ("preroll_s", "commit_margin_s", "context_s", "min_commit_s", "min_commit_unspaced_s", "start_commit_s", "endpoint_s"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.max_buffer_s <= self.hard_buffer_s <= 28:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..tokenizer import UNSPACED_LANGUAGES
 from .alignatt import commit_policy
 from .events import StreamEvent, TimedWord, final, partial
 from .gate import SpeechGate
@@ -112,10 +113,14 @@ class StreamingTranscriber:
             self._gate: SpeechGate | None = SpeechGate(options.vad_threshold, exit_threshold, round(options.pause_s * SAMPLE_RATE / WINDOW))
             self._endpoint_windows = max(1, round(options.endpoint_s * SAMPLE_RATE / WINDOW)) if 0 < options.endpoint_s < options.pause_s else 0
             self._endpointed = False  # every word before the current silence is final already
+            self._held: int | None = None  # samples of silence kept in the buffer since a pause held (start_commit_s)
+            # (where that silence began, where a new utterance's buffer would have begun) once speech came back
+            self._merged: tuple[int, int] | None = None
             self._pending = np.zeros(0, dtype=np.float32)  # samples the VAD has not scored yet
             self._preroll = _Audio()
         else:
             self._gate = None
+            self._held, self._merged = None, None
             self._pending = np.zeros(0, dtype=np.float32)
 
     @property
@@ -167,7 +172,9 @@ class StreamingTranscriber:
         if self._gate is not None and self._gate.in_speech:
             self._buffer.append(self._pending)
         self._pending = np.zeros(0, dtype=np.float32)
-        return self._finalize() if self._buffer.length or self.agreement.pending else []
+        held, self._held = self._held or 0, None
+        drop = max(0, held - int(TAIL_S * SAMPLE_RATE))
+        return self._finalize(drop_tail=drop) if self._buffer.length or self.agreement.pending else []
 
     # ------------------------------------------------------------------------------------------ gate
 
@@ -180,8 +187,22 @@ class StreamingTranscriber:
             window = self._pending[k * WINDOW : (k + 1) * WINDOW]
             at = self._vad.samples_done - (len(probs) - k) * WINDOW  # absolute index of the window
             transition = self._gate.update(float(p))
-            if transition == "silence":
+            if transition == "silence" and self._held is not None:
+                # the stream's first words, held over a pause: the silence stays in the buffer until speech comes back,
+                # or until the buffer is long enough to commit from (then it ends as any utterance does)
+                self._buffer.append(window)
+                self._held += len(window)
+                if self._buffer.length / SAMPLE_RATE >= self.options.start_commit_s:
+                    events += self._finalize(drop_tail=max(0, self._held - int(TAIL_S * SAMPLE_RATE)))
+            elif transition == "silence":
                 self._keep_preroll(window, at)
+            elif transition == "onset" and self._held is not None:
+                silence_start = self._buffer.end - self._held
+                if self._merged is None:
+                    self._merged = (silence_start, max(silence_start, self._buffer.end - int(self.options.preroll_s * SAMPLE_RATE)))
+                self._held = None
+                self._buffer.append(window)
+                self._preroll = _Audio(self._buffer.end)
             elif transition == "onset":
                 # no context over a pause: carried over, it made Whisper run sentences together ("Americans. Ask"
                 # became "Americans asked") and did not measurably lower declaration_tts's WER
@@ -191,13 +212,15 @@ class StreamingTranscriber:
             else:
                 self._buffer.append(window)
                 silent = self._gate.silent_windows
-                if transition == "pause":
+                if transition == "pause" and self._warming():
+                    self._held = self._gate.pause_windows * WINDOW  # not the end of the utterance yet: see start_commit_s
+                elif transition == "pause":
                     # the pause itself is left out of the last decode (beyond a short tail): Whisper invents words in silence
                     silence = self._gate.pause_windows * WINDOW - int(TAIL_S * SAMPLE_RATE)
                     events += self._finalize(drop_tail=max(0, silence), decode=not self._endpointed)
                 elif self._buffer.length / SAMPLE_RATE >= self.options.hard_buffer_s:
                     events += self._decode_step()
-                elif silent and silent == self._endpoint_windows and self._buffer.length / SAMPLE_RATE >= self.options.min_commit_s:
+                elif silent and silent == self._endpoint_windows and self._buffer.length / SAMPLE_RATE >= self._min_commit_s():
                     events += self._decode_step(commit_all=True)  # an endpoint: the words before this silence are whole
                     self._endpointed = not self.agreement.pending
                 if not silent:
@@ -219,6 +242,15 @@ class StreamingTranscriber:
         new = (self._buffer.end - max(self._decoded_to, self._buffer.start)) / SAMPLE_RATE
         return new >= self._step_s and self._buffer.length / SAMPLE_RATE >= self.options.min_decode_s
 
+    def _warming(self) -> bool:
+        """The stream's first words: nothing committed yet, and a buffer shorter than ``start_commit_s``."""
+        return not self.agreement.history and self._buffer.length / SAMPLE_RATE < self.options.start_commit_s
+
+    def _min_commit_s(self) -> float:
+        """The shortest buffer a commit may come from, by the stream's language (detected by the first decode when not given)."""
+        language = getattr(self.decoder, "language", None) or self.options.language
+        return self.options.min_commit_unspaced_s if language in UNSPACED_LANGUAGES else self.options.min_commit_s
+
     def _decode(self, drop_tail: int = 0) -> list[TimedWord] | None:
         if self.closed:
             return None
@@ -236,11 +268,16 @@ class StreamingTranscriber:
 
     def _decode_step(self, commit_all: bool = False) -> list[StreamEvent]:
         """Decode the buffer, commit what the policy allows (``commit_all``: every word, at an endpoint), trim."""
+        if self._warming():
+            commit_all = False  # not even at an endpoint: see start_commit_s
         words = self._decode()
         if words is None:
             return []
+        if self._merged is not None and not self._warming():
+            # at an endpoint, the words after the held pause are whole too: decode them again on their own
+            return self._split_merged(words) + (self._decode_step(commit_all=True) if commit_all else [])
         horizon = self._buffer.end / SAMPLE_RATE - (0.0 if commit_all else self.options.commit_horizon_s)
-        if self._buffer.length / SAMPLE_RATE < self.options.min_commit_s:
+        if self._buffer.length / SAMPLE_RATE < self._min_commit_s() or self._warming():
             horizon = float("-inf")
         if commit_all:
             committed = self.agreement.flush_hypothesis([w for w in words if w.end <= horizon])
@@ -251,9 +288,22 @@ class StreamingTranscriber:
         events += self._trim()
         return events + self._partial()
 
+    def _split_merged(self, words: list[TimedWord]) -> list[StreamEvent]:
+        """The first decode long enough to commit the stream's first words from, over them, a held pause and the speech
+        after it: the words before the pause are final (whole, as at an endpoint), then the buffer starts where that
+        speech's own utterance would have (heard together, Whisper ran the two together: "Americans asked not")."""
+        silence_start, resume = self._merged or (0, 0)
+        self._merged = None
+        committed = self.agreement.flush_hypothesis([w for w in words if w.end <= silence_start / SAMPLE_RATE + TAIL_S])
+        self.agreement.pending = []
+        self._buffer.drop_before(resume)
+        events = [final(committed)] if committed else []
+        return events + self._partial()
+
     def _finalize(self, drop_tail: int = 0, decode: bool = True) -> list[StreamEvent]:
         """Decode the whole utterance once more (less ``drop_tail`` samples of trailing silence; not when ``decode`` is
         False: every word before the pause is final already) and commit all of it; the buffer starts afresh."""
+        self._held, self._merged = None, None
         spoken = (self._buffer.length - drop_tail) / SAMPLE_RATE
         words = self._decode(drop_tail) if decode and spoken >= self.options.min_decode_s else None
         committed = self.agreement.flush() if words is None else self.agreement.flush_hypothesis(words)
