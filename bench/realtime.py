@@ -166,6 +166,13 @@ def word_latencies(emitted, offline_words) -> tuple[list[float], list[float]]:
     return vs_offline, own
 
 
+def differences(offline: str, stream: str) -> str:
+    """Where the stream's words differ from the offline pass's: "offline words -> stream words", comma-separated."""
+    a, b = normalise(offline).split(), normalise(stream).split()
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    return ", ".join(f"{' '.join(a[i1:i2]) or '-'} -> {' '.join(b[j1:j2]) or '-'}" for op, i1, i2, j1, j2 in ops if op != "equal")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -328,8 +335,9 @@ def ws_main(args) -> int:
                 if n > 1:
                     print(f"{'':16} {'':>7} per stream: final median {', '.join(f'{m:.2f}' for m in medians)} s;"
                           f" ends {', '.join(r['end'] for r in results)}")
-                elif results[0]["end"] != "done":
-                    print(f"{'':16} {'':>7} the stream ended with {results[0]['end']}")
+                else:
+                    print(f"{'':16} {'':>7} words unlike the offline pass: {differences(offline.text, results[0]['text']) or 'none'}"
+                          + ("" if results[0]["end"] == "done" else f"; the stream ended with {results[0]['end']}"))
     finally:
         if server is not None:
             server.terminate()
