@@ -441,6 +441,8 @@ def main() -> int:
               f" last final {end - duration:.2f} s after the audio ended")
         print(f"  {metric} stream vs reference {score(reference, text):.1%}, offline vs reference {score(reference, offline.text):.1%},"
               f" stream vs offline {score(offline.text, text):.1%}")
+        if args.language != "zh":
+            print(f"  words unlike the offline pass: {differences(offline.text, text) or 'none'}")
 
     print("\nALL FILES")
     print(f"  final latency: median {statistics.median(all_vs_offline):.2f} s, p90 {percentile(all_vs_offline, 0.9):.2f} s (vs offline word ends);"
