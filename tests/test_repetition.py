@@ -128,15 +128,19 @@ def _stop_at(stop, rows: list[list[int]], logits=None):
 def test_a_sure_loop_stop_ends_a_decode_only_where_no_kept_text_can_change():
     import numpy as np
 
-    from tingxie.decoding.lm import LoopStop
+    from tingxie.decoding.lm import SURELY_EVERY, LoopStop
 
     tokenizer = get_tokenizer(False)
     eot = tokenizer.eot
     looping = tokenizer.encode(" After it did not braid, rough" + "-hogg" * 30)
+    looping = looping[: len(looping) // SURELY_EVERY * SURELY_EVERY + 1]  # one token past a check: none at this step
     plain = tokenizer.encode(" We run the service on Kubernetes.")
     stop = LoopStop(tokenizer, surely=True)  # greedy, or sampled rows: an ended row counts by its own text
     _stop_at(stop, [looping[:20], plain + [eot]])
     assert not stop.stopped
+    _stop_at(stop, [looping, tokenizer.encode(" Okay" * 6) + [eot]])
+    assert not stop.stopped  # checked every SURELY_EVERY steps: a sure loop stays one until the next check
+    looping = looping[:-1]
     _stop_at(stop, [looping, tokenizer.encode(" Okay" * 6) + [eot]])
     assert stop.stopped
     beams = LoopStop(tokenizer, surely=True, beam_size=5)  # a beam that may end before its text loops keeps the search going
