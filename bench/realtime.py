@@ -293,9 +293,10 @@ def ws_main(args) -> int:
     duration = len(audio) / 16000
     # the offline pass of the same engine the server streams with (int8 on a CPU), 5 beams as a stream's decodes
     started = time.perf_counter()
-    offline = load_model(args.model, device="cpu", compute_type="auto").transcribe(audio, language="en", word_timestamps=True, beam_size=5)
+    offline = load_model(args.model, device="cpu", compute_type="auto").transcribe(audio, language=args.language, word_timestamps=True, beam_size=5)
+    score, metric = (cer_zh, "CER") if args.language == "zh" else (wer, "WER")
     print(f"{args.files[0]} ({duration:.1f} s); offline pass (int8, 5 beams) {time.perf_counter() - started:.1f} s"
-          + (f", WER vs reference {wer(reference, offline.text):.1%}" if reference else ""))
+          + (f", {metric} vs reference {score(reference, offline.text):.1%}" if reference else ""))
     server = None
     url = args.url
     if url is None:
@@ -308,13 +309,13 @@ def ws_main(args) -> int:
         url = f"ws://127.0.0.1:{port}"
     print(f"server {url} ({'started here: tingxie serve --model ' + args.model + ' ' + args.serve_args if server else 'given'}); "
           f"frames of {args.chunk} s at real-time pace")
-    print(f"\n{'policy':16} {'streams':>7} {'1st partial':>11} {'final median':>12} {'p90':>6} {'max':>6} {'WER ref':>8} {'vs offline':>10}"
+    print(f"\n{'policy':16} {'streams':>7} {'1st partial':>11} {'final median':>12} {'p90':>6} {'max':>6} {metric + ' ref':>8} {'vs offline':>10}"
           f" {'CPU RTF':>7} {'backlog 1st/2nd half':>20} {'level':>5} {'peak RSS':>9}")
     try:
         for policy in args.policies:
             for n in args.streams:
                 cpu0 = proc_stats(server.pid)[0] if server else 0.0
-                query = urlencode({"model": args.model, "language": "en", "policy": policy})
+                query = urlencode({"model": args.model, "language": args.language, "policy": policy})
 
                 async def run_all() -> list:
                     start_at = time.monotonic() + 0.5
@@ -324,8 +325,8 @@ def ws_main(args) -> int:
                 cpu, rss = proc_stats(server.pid) if server else (float("nan"), float("nan"))
                 latencies = [x for r in results for x in r["latencies"]]
                 medians = [statistics.median(r["latencies"]) if r["latencies"] else float("nan") for r in results]
-                wer_ref = statistics.mean(wer(reference, r["text"]) for r in results) if reference else float("nan")
-                wer_off = statistics.mean(wer(offline.text, r["text"]) for r in results)
+                wer_ref = statistics.mean(score(reference, r["text"]) for r in results) if reference else float("nan")
+                wer_off = statistics.mean(score(offline.text, r["text"]) for r in results)
                 print(f"{policy:16} {n:>7} {statistics.median(r['first_partial'] for r in results):>10.2f}s"
                       f" {statistics.median(latencies) if latencies else float('nan'):>11.2f}s {percentile(latencies, 0.9):>5.2f}s "
                       f"{max(latencies, default=float('nan')):>5.2f}s"
@@ -342,8 +343,8 @@ def ws_main(args) -> int:
         if server is not None:
             server.terminate()
             server.wait(30)
-    print(f"\nWER ref: the finals against the manifest's reference; vs offline: against the offline pass of the same engine"
-          f" (offline WER vs reference {wer(reference, offline.text):.1%}); CPU RTF: the server's CPU seconds per second of audio per stream"
+    print(f"\n{metric} ref: the finals against the manifest's reference; vs offline: against the offline pass of the same engine"
+          f" (offline {metric} vs reference {score(reference, offline.text):.1%}); CPU RTF: the server's CPU seconds per second of audio per stream"
           if reference else "")
     return 0
 
