@@ -74,6 +74,11 @@ def cer_zh(reference: str, hypothesis: str) -> float:
     return jiwer.cer(chars(reference), chars(hypothesis))
 
 
+def scorer(language: str):
+    """(score function, its name) for a language: CER in Simplified script for zh, WER otherwise."""
+    return (cer_zh, "CER") if language == "zh" else (wer, "WER")
+
+
 def manifest() -> dict[str, dict[str, str]]:
     """The shared recordings by id: ../shared/data's manifest and extra/'s (paths relative to ../shared/data)."""
     with (DATA / "manifest.tsv").open(newline="", encoding="utf-8") as f:
@@ -294,7 +299,7 @@ def ws_main(args) -> int:
     # the offline pass of the same engine the server streams with (int8 on a CPU), 5 beams as a stream's decodes
     started = time.perf_counter()
     offline = load_model(args.model, device="cpu", compute_type="auto").transcribe(audio, language=args.language, word_timestamps=True, beam_size=5)
-    score, metric = (cer_zh, "CER") if args.language == "zh" else (wer, "WER")
+    score, metric = scorer(args.language)
     print(f"{args.files[0]} ({duration:.1f} s); offline pass (int8, 5 beams) {time.perf_counter() - started:.1f} s"
           + (f", {metric} vs reference {score(reference, offline.text):.1%}" if reference else ""))
     server = None
@@ -337,8 +342,10 @@ def ws_main(args) -> int:
                     print(f"{'':16} {'':>7} per stream: final median {', '.join(f'{m:.2f}' for m in medians)} s;"
                           f" ends {', '.join(r['end'] for r in results)}")
                 else:
-                    print(f"{'':16} {'':>7} words unlike the offline pass: {differences(offline.text, results[0]['text']) or 'none'}"
-                          + ("" if results[0]["end"] == "done" else f"; the stream ended with {results[0]['end']}"))
+                    unlike = f"words unlike the offline pass: {differences(offline.text, results[0]['text']) or 'none'}" if args.language != "zh" else ""
+                    ended = "" if results[0]["end"] == "done" else f"the stream ended with {results[0]['end']}"
+                    if unlike or ended:
+                        print(f"{'':16} {'':>7} {'; '.join(x for x in (unlike, ended) if x)}")
     finally:
         if server is not None:
             server.terminate()
@@ -415,7 +422,7 @@ def main() -> int:
     print(f"model {args.model} (compute_type {args.compute_type}), torch threads {torch.get_num_threads()}, clock {args.clock}, chunks of {args.chunk} s, "
           f"{options}")
 
-    score, metric = (cer_zh, "CER") if args.language == "zh" else (wer, "WER")
+    score, metric = scorer(args.language)
     all_vs_offline, all_own, total_audio, total_decode = [], [], 0.0, 0.0
     ref_all, stream_all, offline_all = [], [], []
     for file_id in args.files:

@@ -57,14 +57,16 @@ def decode_with_fallback(
         # a pass that another temperature follows is dropped if it loops: it ends once it surely does (no kept text changes)
         # (a shared generator's later draws would shift with a sampled pass cut short; without one each decode seeds its own)
         dropped_if_looping = checked and i + 1 < len(options.temperature) and (generator is None or temperature == 0)
-        surely = [LoopStop(tokenizer, surely=True, beam_size=window.beam_size)] if dropped_if_looping else []
-        stop = [LoopStop(tokenizer)] if with_lm and checked else surely
+        def sure_stop() -> list[LogitFilter]:  # a fresh one per decode: a stop keeps its decode's state
+            return [LoopStop(tokenizer, surely=True, beam_size=window.beam_size)] if dropped_if_looping else []
+
+        stop = [LoopStop(tokenizer)] if with_lm and checked else sure_stop()
         first_filters = [*(extra_filters or []), *([evidence] if evidence is not None else []), *stop]
         result = decode(engine, features, tokenizer, window, extra_filters=first_filters, generator=generator)[0]
         if with_lm and needs_fallback(result, options):
             # the LM made a loop or an unlikely text (a word spelled on and on is never scored): the same beam without it
-            plain_filters = [*(extra_filters or []), *[LoopStop(tokenizer, surely=True, beam_size=window.beam_size) for _ in surely]]
-            plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=plain_filters, generator=generator)[0]
+            plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=[*(extra_filters or []), *sure_stop()],
+                           generator=generator)[0]
             result = plain if not needs_fallback(plain, options) else result
         if not needs_fallback(result, options):
             break

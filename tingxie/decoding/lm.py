@@ -167,7 +167,7 @@ class LanguageModelFusion:
         return self.beams[row].total
 
 
-SURELY_EVERY = 4  # steps between sure-loop checks: each decodes every row's text (~0.45 ms a greedy step on long windows)
+SURELY_EVERY = 4  # steps between sure-loop checks (each decodes every row's text); a sure loop found a few tokens late is the same dropped pass
 
 
 class LoopStop:
@@ -226,17 +226,16 @@ class LoopStop:
 
         if self.ended_open:
             return False
-        rows = tokens[:, self.sample_begin :].tolist()
         texts: dict[int, str] = {}
         if self.beam_size is not None:
             for r in self._may_end(logits):
-                texts[r] = self._text(rows[r])
+                texts[r] = self._text(tokens[r, self.sample_begin :].tolist())
                 if not loops(texts[r]):
                     self.ended_open = True
                     return False
-        if (tokens.shape[1] - self.sample_begin) % SURELY_EVERY:  # a sure loop stays one: found a few tokens late, the same pass is dropped
+        if (tokens.shape[1] - self.sample_begin) % SURELY_EVERY:
             return False
-        for r, row in enumerate(rows):
+        for r, row in enumerate(tokens[:, self.sample_begin :].tolist()):
             text = texts[r] if r in texts else self._text(row)
             ended = bool(row) and row[-1] == self.eot  # a sampled row that ended: its text is final
             if not (loops(text) if ended else surely_loops(text)):

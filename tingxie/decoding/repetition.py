@@ -103,7 +103,7 @@ def _words_before_last(text: str) -> list[str]:
 
 
 def _periodic_tail(words: Sequence[str]) -> bool:
-    """A cheap gate for ``surely_loops`` (checked every step of a decode): its last 2 * MAX_PHRASE_WORDS + 1 words
+    """A cheap gate for ``surely_loops`` (asked during a decode): its last 2 * MAX_PHRASE_WORDS + 1 words
     repeat with a period of at most MAX_PHRASE_WORDS (a loop still going on)."""
     span = 2 * MAX_PHRASE_WORDS + 1
     return len(words) >= span and any(words[-span:-size] == words[-span + size :] for size in range(1, MAX_PHRASE_WORDS + 1))

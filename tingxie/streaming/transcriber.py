@@ -35,6 +35,11 @@ TAIL_S = 0.2  # silence kept after the last speech when an utterance is decoded 
 DEGRADED = ((False, 1.0), (False, 2.0), (True, 4.0))
 
 
+def _silence_dropped(silence: int) -> int:
+    """Samples of a trailing silence left out of an utterance's last decode (all but TAIL_S: Whisper invents words in silence)."""
+    return max(0, silence - int(TAIL_S * SAMPLE_RATE))
+
+
 @dataclass
 class StreamStats:
     """Work done so far, for benchmarks and logs."""
@@ -172,9 +177,8 @@ class StreamingTranscriber:
         if self._gate is not None and self._gate.in_speech:
             self._buffer.append(self._pending)
         self._pending = np.zeros(0, dtype=np.float32)
-        held, self._held = self._held or 0, None
-        drop = max(0, held - int(TAIL_S * SAMPLE_RATE))
-        return self._finalize(drop_tail=drop) if self._buffer.length or self.agreement.pending else []
+        held, self._held = self._held or 0, None  # a pause still held at the end: its silence is a trailing one
+        return self._finalize(drop_tail=_silence_dropped(held)) if self._buffer.length or self.agreement.pending else []
 
     # ------------------------------------------------------------------------------------------ gate
 
@@ -193,7 +197,7 @@ class StreamingTranscriber:
                 self._buffer.append(window)
                 self._held += len(window)
                 if self._buffer.length / SAMPLE_RATE >= self.options.start_commit_s:
-                    events += self._finalize(drop_tail=max(0, self._held - int(TAIL_S * SAMPLE_RATE)))
+                    events += self._finalize(drop_tail=_silence_dropped(self._held))
             elif transition == "silence":
                 self._keep_preroll(window, at)
             elif transition == "onset" and self._held is not None:
@@ -215,9 +219,8 @@ class StreamingTranscriber:
                 if transition == "pause" and self._warming():
                     self._held = self._gate.pause_windows * WINDOW  # not the end of the utterance yet: see start_commit_s
                 elif transition == "pause":
-                    # the pause itself is left out of the last decode (beyond a short tail): Whisper invents words in silence
-                    silence = self._gate.pause_windows * WINDOW - int(TAIL_S * SAMPLE_RATE)
-                    events += self._finalize(drop_tail=max(0, silence), decode=not self._endpointed)
+                    # the pause itself is left out of the last decode (beyond a short tail)
+                    events += self._finalize(drop_tail=_silence_dropped(self._gate.pause_windows * WINDOW), decode=not self._endpointed)
                 elif self._buffer.length / SAMPLE_RATE >= self.options.hard_buffer_s:
                     events += self._decode_step()
                 elif silent and silent == self._endpoint_windows and self._buffer.length / SAMPLE_RATE >= self._min_commit_s():
