@@ -72,3 +72,21 @@ def test_without_a_start_wait_the_first_utterance_ends_at_its_pause_and_bad_valu
     assert " ".join(e.text for t, e in plain if t < 3.2) == "And so am I fellow"  # final by the pause, misread
     with pytest.raises(OptionError, match="start_commit_s"):
         StreamOptions(start_commit_s=-1)
+
+
+@pytest.mark.parametrize("engine", ["tiny_en_default", "tiny_en_torch"])
+def test_a_stream_s_opening_words_come_out_right_on_the_real_model_with_the_defaults(engine, request):
+    """jfk's opening, streamed in 100-ms chunks with the default options: "And so my fellow Americans", not "And so am
+    I" (what a 2.1-3.0 s first buffer reads) on the default engine (ONNX Runtime int8) and on PyTorch."""
+    from test_streaming import audio_path
+
+    from tingxie.audio import decode_audio
+    from tingxie.normalizers import normalize
+
+    audio = decode_audio(audio_path("jfk"))
+    stream = StreamingTranscriber(request.getfixturevalue(engine), StreamOptions(language="en"))
+    finals = [e.text for k in range(0, len(audio), 1600) for e in stream.accept(audio[k : k + 1600]) if e.type == "final"]
+    finals += [e.text for e in stream.finish() if e.type == "final"]
+    spoken = normalize(" ".join(finals), "en")
+    assert spoken.startswith("and so my fellow americans"), spoken
+    assert "ask not what your country can do for you" in spoken
