@@ -51,6 +51,7 @@ function onMessage(event) {
     showLag(message.backlog_s, message.level);
   } else if (message.type === "done") {
     setStatus("Done");
+    finish();  // the stream is over: the start button comes back now, not when the socket's close arrives
   } else if (message.type === "error") {
     showError(message.message);
   }
@@ -104,12 +105,17 @@ async function start() {
     node.connect(context.destination);  // pulls the graph; the node's output is silence
   };
   ws.onclose = (e) => {
+    if (session && session.ws !== ws) return;  // an earlier stream's socket closing after a new one started
     if (e.code !== 1000 && e.reason) showError(e.reason);
     if ($("status").textContent !== "Done") setStatus(e.code === 1000 ? "Done" : "Disconnected");
-    stopAudio();
-    setRunning(false);
-    session = null;
+    finish();
   };
+}
+
+function finish() {
+  stopAudio();
+  setRunning(false);
+  session = null;
 }
 
 function stopAudio() {
