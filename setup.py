@@ -1,9 +1,9 @@
-"""The compiled parts (everything else is in pyproject.toml): the encoder's bfloat16 attention kernel for x86-64 Linux,
-and word timing's DTW and median filter (plain C, every platform).
+"""The compiled parts (everything else is in pyproject.toml): the encoder's bfloat16 attention and product kernels and the
+int8 logits kernel for x86-64 Linux, and word timing's DTW and median filter (plain C, every platform).
 
-Both are optional: where the kernel does not build (no C compiler, another platform) tingxie runs ONNX Runtime's
-float32 attention instead, with the same results up to bfloat16 rounding; without word timing's part, NumPy fills the
-same matrix and filters the same values (the same paths, slower)."""
+All are optional: where a kernel does not build (no C compiler, another platform) tingxie runs ONNX Runtime instead
+(float32 attention, the int8 encoder stages, the logits graph), with the same results up to bfloat16 or int8 rounding;
+without word timing's part, NumPy fills the same matrix and filters the same values (the same paths, slower)."""
 
 import platform
 import sys
@@ -13,7 +13,8 @@ from setuptools import Extension, setup
 x86_64_linux = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 # the instructions are used only where the CPU reports them (tingxie.ort.native checks /proc/cpuinfo)
 avx512 = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-pthread"]
-kernels = {"_attention_bf16": ["-mavx512bf16", "-mamx-tile", "-mamx-bf16"], "_logits_int8": ["-mavx512vnni"]}
+amx = ["-mavx512bf16", "-mamx-tile", "-mamx-bf16"]
+kernels = {"_attention_bf16": amx, "_linear_bf16": amx, "_logits_int8": ["-mavx512vnni"], "_decoder_step": ["-mavx512vnni"]}
 extensions = [Extension(f"tingxie.ort.{name}", [f"tingxie/ort/csrc/{name[1:]}.c"], extra_compile_args=[*avx512, *flags],
                         extra_link_args=["-pthread"], optional=True) for name, flags in kernels.items()] if x86_64_linux else []
 # no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do; -O3 vectorizes the median filter

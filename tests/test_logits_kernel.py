@@ -144,7 +144,7 @@ def test_tiny_en_int8_decodes_the_same_words_with_and_without_the_kernel(monkeyp
     audio = str(audio_path("real_concat"))
     ours, theirs = fast.transcribe(audio, beam_size=5), graph.transcribe(audio, beam_size=5)
     assert ours.text == theirs.text
-    assert "ask not what your country can do for you" in ours.text
+    assert "ask not what your country can do for you" in ours.text.lower()  # "Americans. Ask not" with the bfloat16 encoder
 
 
 def test_the_kernel_is_loaded_exactly_where_the_cpu_can_run_it():

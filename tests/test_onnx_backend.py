@@ -249,7 +249,8 @@ def test_word_timestamps_run_on_the_default_engine_and_match_float32(onnx_fp32, 
         assert close >= share * len(words), (model.description, close, len(words))
 
 
-def test_a_damaged_export_is_made_again(tmp_path):
+def test_a_damaged_export_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINGXIE_ENCODER", "int8")  # the int8 stage graphs, which CPUs with AMX tiles leave unread
     model = load_ort_model("tiny.en", "int8", cache_dir=tmp_path)
     folder = export_folder("tiny.en", "int8", tmp_path)
     whole = (folder / "decoder.data").stat().st_size

@@ -1,7 +1,9 @@
-"""The encoder on ONNX Runtime: its stage graphs (``export.EncoderStage``) with the attention between them."""
+"""The encoder on ONNX Runtime: its stage graphs (``export.EncoderStage``) with the attention between them; for int8
+models on CPUs with AMX tiles, ``bf16_encoder.Bf16Encoder`` instead (``load_encoder``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +40,17 @@ class StagedEncoder:
         for stage in self.stages[1:-1]:
             x, q, k, v = stage.run(None, {"x": x, "attention": self.attention(q, k, v)})
         return self.stages[-1].run(None, {"x": x, "attention": self.attention(q, k, v)})
+
+
+def load_encoder(folder: Path, n_layer: int, n_head: int, n_state: int, compute_type: str, options, attention_options,
+                 threads: int = 0):
+    """int8 models: the bfloat16 encoder where the CPU has AMX tiles and the compiled kernels are built (int8's accuracy
+    then is float32's); else, or with ``TINGXIE_ENCODER=int8`` or another attention asked for (``TINGXIE_ATTENTION``),
+    ``StagedEncoder``."""
+    if compute_type == "int8" and os.environ.get("TINGXIE_ENCODER") != "int8" and not os.environ.get("TINGXIE_ATTENTION"):
+        from .bf16_encoder import load_bf16_encoder
+
+        encoder = load_bf16_encoder(folder, n_head, n_state, threads)
+        if encoder is not None:
+            return encoder
+    return StagedEncoder(folder, n_layer, n_head, n_state, compute_type, options, attention_options, threads)

@@ -21,7 +21,7 @@ import numpy as np
 from ..engine import next_token_logprobs
 from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
-from .encoder import StagedEncoder
+from .encoder import StagedEncoder, load_encoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
 from .logits import load_logits
 
@@ -150,7 +150,7 @@ class OrtWhisper:
         dims = self.dims
         self._encoder_args = (folder, dims.n_audio_layer, dims.n_audio_head, dims.n_audio_state, self.compute_type)
         try:
-            self.encoder = StagedEncoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
+            self.encoder = load_encoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
             self.decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
             self.logits = load_logits(folder, LOGITS_GRAPH, self.compute_type, plain, threads)
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
@@ -275,7 +275,9 @@ class OrtWhisper:
             self._malloc_trim(0)
         return WindowFeatures(out[:n], out[n:])
 
-    def _encoder_without_arena(self) -> StagedEncoder:
+    def _encoder_without_arena(self):
+        if self._arenaless_encoder is None and not isinstance(self.encoder, StagedEncoder):
+            self._arenaless_encoder = self.encoder  # the bfloat16 encoder has no onnxruntime arena
         if self._arenaless_encoder is None:
             self._arenaless_encoder = StagedEncoder(*self._encoder_args, self._still_options, self._still_options, self._threads)
         return self._arenaless_encoder

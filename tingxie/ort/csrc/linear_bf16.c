@@ -1,0 +1,244 @@
+/* The encoder's products (y = x @ W + bias) with bfloat16 operands on AMX tiles, float32 sums.
+ *
+ * ONNX Runtime's int8 products (MatMulInteger) scale each activation tensor as a whole, which costs the int8 models
+ * up to 2 points of WER against float32 (issue 23); its float32 products cost ~+120 ms per tiny.en window on a 2-core
+ * guest. Here W is packed once (at load, by tingxie.ort.bf16_encoder) in bfloat16 and each product runs as AMX
+ * TDPBF16PS over 16 x 16 tiles: bfloat16's 8-bit mantissa per operand, sums in float32.
+ *
+ * Fused around the products, so that no pass over the activations happens in Python: a LayerNorm of x's rows as they
+ * are converted to bfloat16 (ln_gamma != NULL), and after the sums the bias, the exact (erf) GELU (LINEAR_GELU) and an
+ * add into the output's old values (LINEAR_ACCUMULATE: the residual stream). Called through ctypes, which releases
+ * the GIL; the work is split over `threads` pthreads. Each output element depends only on its inputs, never on the
+ * thread count or the split.
+ *
+ * x: m rows of k floats, row r at x + r * ldx (ldx < k: overlapping rows, a convolution's windows over one array).
+ * w: [np / 16][kp / 2][16][2] bfloat16, np = n rounded up to 32, kp = k rounded up to 32 (zero padding): for each panel
+ * of 16 output columns, pairs of consecutive k (the tiles' B layout). Output column j goes to
+ * outs[j / out_cols][r * out_cols + j % out_cols] (one product for several outputs, e.g. q, k and v), or with
+ * LINEAR_HEADS / LINEAR_TRANSPOSED to the same output in the decoder's cross K / V layouts (no copy afterwards).
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023 /* Linux's arch_prctl request for an extended state component */
+#define XFEATURE_XTILEDATA 18      /* the AMX tiles' data */
+
+#define LINEAR_GELU 1
+#define LINEAR_ACCUMULATE 2
+#define LINEAR_HEADS 4      /* outputs (out_cols / 64, m, 64): attention's heads first (not with LINEAR_ACCUMULATE) */
+#define LINEAR_TRANSPOSED 8 /* outputs (out_cols, m): column-major (not with LINEAR_ACCUMULATE) */
+#define BLOCK 32      /* rows and columns of output per work item: 2 x 2 tiles of 16 x 16 */
+#define ROW_CHUNK 32  /* rows per work item while converting x */
+#define MAX_THREADS 64
+#define MAX_OUTS 64
+
+typedef struct {
+    const float *x, *gamma, *beta, *bias;
+    const uint16_t *w;
+    uint16_t *a; /* x (or its LayerNorm) in bfloat16: mp rows of kp */
+    float **outs;
+    int m, k, ldx, n, kp, mp, out_cols, flags;
+    int next, phase;
+    pthread_mutex_t lock;
+} job_t;
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed)) tile_config_t;
+
+static void configure_tiles(void) {
+    tile_config_t config;
+    memset(&config, 0, sizeof(config));
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) { /* every tile 16 rows of 64 bytes: 32 bf16 or 16 float32 */
+        config.rows[t] = 16;
+        config.colsb[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+static inline __mmask16 first(int count) { return count >= 16 ? 0xFFFF : count <= 0 ? 0 : (__mmask16)((1u << count) - 1); }
+
+/* one row of x into bfloat16 (rounded to nearest even), optionally through LayerNorm (eps 1e-5, as Whisper's) */
+static void convert_row(const job_t *j, int r, uint16_t *dst) {
+    const int k = j->k;
+    if (r >= j->m) {
+        memset(dst, 0, sizeof(uint16_t) * j->kp);
+        return;
+    }
+    const float *src = j->x + (size_t)r * j->ldx;
+    __m512 shift = _mm512_setzero_ps(), scale = _mm512_set1_ps(1.0f);
+    if (j->gamma != NULL) {
+        __m512 sum = _mm512_setzero_ps();
+        for (int i = 0; i < k; i += 16) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(first(k - i), src + i));
+        const float mean = _mm512_reduce_add_ps(sum) / (float)k;
+        const __m512 mv = _mm512_set1_ps(mean);
+        __m512 sq = _mm512_setzero_ps();
+        for (int i = 0; i < k; i += 16) {
+            __m512 d = _mm512_maskz_sub_ps(first(k - i), _mm512_maskz_loadu_ps(first(k - i), src + i), mv);
+            sq = _mm512_fmadd_ps(d, d, sq);
+        }
+        const float rstd = 1.0f / sqrtf(_mm512_reduce_add_ps(sq) / (float)k + 1e-5f);
+        shift = mv;
+        scale = _mm512_set1_ps(rstd);
+    }
+    for (int i = 0; i < j->kp; i += 16) {
+        const __mmask16 valid = first(k - i);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, src + i), shift), scale);
+        if (j->gamma != NULL) v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(valid, j->gamma + i), _mm512_maskz_loadu_ps(valid, j->beta + i));
+        v = _mm512_maskz_mov_ps(valid, v); /* the padding past k is zero */
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(v));
+    }
+}
+
+/* 2^x for x <= 0: a degree-5 polynomial on the fraction, scaled by the integer part (error ~2e-6 relative) */
+static inline __m512 exp2_ps(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-126.0f));
+    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(1.3333558e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* x * (1 + erf(x / sqrt 2)) / 2, erf by Abramowitz and Stegun 7.1.26 (absolute error < 1.5e-7 before exp2's) */
+static inline __m512 gelu_ps(__m512 x) {
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    const __m512 e = exp2_ps(_mm512_mul_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(-1.4426950408889634f)));
+    __m512 erf_abs = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f)); /* erf(|x| / sqrt 2) */
+    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    erf_abs = _mm512_mask_sub_ps(erf_abs, negative, _mm512_setzero_ps(), erf_abs);
+    return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(_mm512_set1_ps(1.0f), erf_abs));
+}
+
+/* output rows r0 .. r0 + 31, columns c0 .. c0 + 31: 2 x 2 tiles over all of k, then the epilogue */
+static void block_product(const job_t *j, int r0, int c0) {
+    float sums[BLOCK][BLOCK] __attribute__((aligned(64)));
+    const size_t lda = (size_t)j->kp * 2; /* bytes per row of a */
+    const uint16_t *a0 = j->a + (size_t)r0 * j->kp, *a1 = a0 + (size_t)16 * j->kp;
+    const uint16_t *b0 = j->w + (size_t)(c0 / 16) * (j->kp / 2) * 32, *b1 = b0 + (size_t)(j->kp / 2) * 32;
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (int kb = 0; kb < j->kp; kb += 32) { /* 32 of k per tile: 16 rows of pairs in B */
+        _tile_loadd(0, a0 + kb, lda);
+        _tile_loadd(1, a1 + kb, lda);
+        _tile_loadd(2, b0 + (size_t)kb * 16, 64);
+        _tile_loadd(3, b1 + (size_t)kb * 16, 64);
+        _tile_dpbf16ps(4, 0, 2);
+        _tile_dpbf16ps(5, 0, 3);
+        _tile_dpbf16ps(6, 1, 2);
+        _tile_dpbf16ps(7, 1, 3);
+    }
+    _tile_stored(4, &sums[0][0], BLOCK * 4);
+    _tile_stored(5, &sums[0][16], BLOCK * 4);
+    _tile_stored(6, &sums[16][0], BLOCK * 4);
+    _tile_stored(7, &sums[16][16], BLOCK * 4);
+    const int rows = j->m - r0 < BLOCK ? j->m - r0 : BLOCK;
+    for (int half = 0; half < 2; half++) {
+        const int col = c0 + 16 * half;
+        if (col >= j->n) break;
+        const __mmask16 valid = first(j->n - col);
+        const int local = col % j->out_cols;
+        float *out = j->outs[col / j->out_cols];
+        const __m512 bias = j->bias != NULL ? _mm512_maskz_loadu_ps(valid, j->bias + col) : _mm512_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            __m512 v = _mm512_add_ps(_mm512_load_ps(&sums[r][16 * half]), bias);
+            if (j->flags & LINEAR_GELU) v = gelu_ps(v);
+            if (j->flags & LINEAR_TRANSPOSED) { /* written column by column below */
+                _mm512_store_ps(&sums[r][16 * half], v);
+                continue;
+            }
+            float *dst = j->flags & LINEAR_HEADS ? out + ((size_t)(local / 64) * j->m + r0 + r) * 64 + local % 64
+                                                 : out + (size_t)(r0 + r) * j->out_cols + local;
+            if (j->flags & LINEAR_ACCUMULATE) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(valid, dst));
+            _mm512_mask_storeu_ps(dst, valid, v);
+        }
+        if (j->flags & LINEAR_TRANSPOSED)
+            for (int c = 0; c < 16 && col + c < j->n; c++)
+                for (int r = 0; r < rows; r++) out[(size_t)(local + c) * j->m + r0 + r] = sums[r][16 * half + c];
+    }
+}
+
+static int take(job_t *j) {
+    pthread_mutex_lock(&j->lock);
+    int item = j->next++;
+    pthread_mutex_unlock(&j->lock);
+    return item;
+}
+
+static void *work(void *arg) {
+    job_t *j = arg;
+    if (j->phase == 0) {
+        for (int c; (c = take(j)) < j->mp / ROW_CHUNK;)
+            for (int r = c * ROW_CHUNK; r < (c + 1) * ROW_CHUNK; r++) convert_row(j, r, j->a + (size_t)r * j->kp);
+        return NULL;
+    }
+    configure_tiles();
+    /* consecutive items share their rows (a's block stays in cache while the columns' panels stream past) */
+    const int column_blocks = (j->n + BLOCK - 1) / BLOCK;
+    for (int item; (item = take(j)) < (j->mp / BLOCK) * column_blocks;)
+        block_product(j, (item / column_blocks) * BLOCK, (item % column_blocks) * BLOCK);
+    _tile_release();
+    return NULL;
+}
+
+static void run_phase(job_t *j, int phase, int threads) {
+    pthread_t ids[MAX_THREADS];
+    int started = 1;
+    j->phase = phase;
+    j->next = 0;
+    for (; started < threads && started < MAX_THREADS; started++)
+        if (pthread_create(&ids[started], NULL, work, j) != 0) break; /* fewer threads: the others take more items */
+    work(j);
+    for (int i = 1; i < started; i++) pthread_join(ids[i], NULL);
+}
+
+/* Whether this process may use AMX tiles: Linux grants their state on request (once per process). 1 or 0. */
+int amx_ready(void) {
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+/* The bytes of scratch (x in bfloat16) that linear_bf16 needs for m rows of k. */
+size_t linear_scratch_bytes(int m, int k) {
+    return sizeof(uint16_t) * (size_t)((m + BLOCK - 1) / BLOCK * BLOCK) * ((k + 31) / 32 * 32);
+}
+
+/* 0 on success; -1 for arguments out of range. scratch: linear_scratch_bytes(m, k) bytes, 64-byte aligned.
+ * amx_ready() must have said 1 in this process. */
+int linear_bf16(const float *x, int m, int k, int ldx, const float *ln_gamma, const float *ln_beta, const uint16_t *w, int n,
+                const float *bias, float **outs, int out_cols, int flags, void *scratch, int threads) {
+    if (m < 0 || k < 1 || ldx < 1 || n < 1 || out_cols < 16 || out_cols % 16 || (n + out_cols - 1) / out_cols > MAX_OUTS)
+        return -1;
+    if ((flags & LINEAR_HEADS && (out_cols % 64 || flags & (LINEAR_ACCUMULATE | LINEAR_TRANSPOSED))) ||
+        (flags & LINEAR_TRANSPOSED && flags & LINEAR_ACCUMULATE))
+        return -1;
+    if (m == 0) return 0;
+    job_t j = {x, ln_gamma, ln_beta, bias, w, scratch, outs, m, k, ldx, n, (k + 31) / 32 * 32, (m + BLOCK - 1) / BLOCK * BLOCK,
+               out_cols, flags, 0, 0};
+    pthread_mutex_init(&j.lock, NULL);
+    run_phase(&j, 0, threads < 1 ? 1 : threads);
+    run_phase(&j, 1, threads < 1 ? 1 : threads);
+    pthread_mutex_destroy(&j.lock);
+    return 0;
+}
