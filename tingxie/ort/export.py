@@ -33,6 +33,7 @@ from ..model import Whisper
 from .finish import optimize_graphs, quantize_graphs, write_model_folder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH, encoder_graph_names
 from .logits import write_kernel_weights
+from .native_decoder import write_step_weights
 
 OPSET = 17
 
@@ -330,6 +331,8 @@ def export_module(module: Whisper, target: Path, compute_type: str, *, name: str
         if compute_type == "int8":
             quantize_graphs(work, graphs)
             write_kernel_weights(work, module.decoder.token_embedding.weight.detach().float().numpy())
+            state = {name: value.detach().float().numpy() for name, value in module.state_dict().items() if name.startswith("decoder.")}
+            write_step_weights(work, state, module.dims.n_text_layer)
         optimize_graphs(work, graphs)
 
     meta = {"version": EXPORT_VERSION, "dims": vars(module.dims), "alignment_heads": alignment_heads,

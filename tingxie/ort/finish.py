@@ -77,8 +77,10 @@ def bind_model(name_or_path: str | Path, target: Path, compute_type: str, versio
         bind_graphs(graphs, compute_type, checkpoint.state, work, weights_file)
         if compute_type == "int8":
             from .logits import write_kernel_weights
+            from .native_decoder import write_step_weights
 
             write_kernel_weights(work, checkpoint.state["decoder.token_embedding.weight"])
+            write_step_weights(work, checkpoint.state, checkpoint.dims.n_text_layer)
 
     write_model_folder(target, prepare, meta)
     return True

@@ -24,6 +24,7 @@ from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder, load_encoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
 from .logits import load_logits
+from .native_decoder import blocked_keys, load_native_decoder
 
 if TYPE_CHECKING:
     from ..mel import NumpyMelFrontEnd
@@ -56,6 +57,7 @@ class NumpyKVCache:
     prefix_length: int = 0
     group: int = 1
     prompts: dict = field(default_factory=dict)  # the window's prompt calls (WindowFeatures.prompts): shared, not copied
+    cross_kt: list[np.ndarray] | None = None  # the cross keys in the compiled step's blocks of 16 frames
     _subset: tuple | None = None  # (audios, their prefix K/V, their cross K/V): made again only when the audios change
 
     def of_audios(self, audios: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -103,6 +105,8 @@ class WindowFeatures:
     # the decoder's results for initial tokens already decoded over these features (logits at the selected positions,
     # prefix K/V): a temperature fallback decodes the same prompt over the same window again, ~30 ms for 200 tokens
     prompts: dict = field(default_factory=dict, compare=False, repr=False)
+    # the cross keys in the compiled decoder step's layout, made on its first step over these features
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_audio(self) -> int:
@@ -125,6 +129,7 @@ class OrtWhisper:
             self.dims = ModelDimensions(**meta["dims"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"the exported model in {folder} is unreadable ({e}); delete the folder to export it again") from e
+        self.folder = folder
         self.alignment_heads = [tuple(h) for h in meta.get("alignment_heads") or []]
         self.compute_type = meta.get("compute_type", "default")
         self.source = Path(meta["source"]) if meta.get("source") else None
@@ -153,6 +158,7 @@ class OrtWhisper:
             self.encoder = load_encoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
             self.decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
             self.logits = load_logits(folder, LOGITS_GRAPH, self.compute_type, plain, threads)
+            self.native_step = load_native_decoder(folder, self.compute_type, dims.n_text_layer, dims.n_text_head, threads)
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
@@ -288,9 +294,14 @@ class OrtWhisper:
         shape = (features.n_audio * repeat, dims.n_text_head, 0, d_head)  # no positions yet: they come with make_room
         layers = range(dims.n_text_layer)
         empty = np.zeros((features.n_audio, dims.n_text_head, 0, d_head), np.float32)
-        return NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
-                            features.cross_k, features.cross_vt, [empty] * len(layers), [empty] * len(layers), group=repeat,
-                            prompts=features.prompts)
+        cache = NumpyKVCache([np.zeros(shape, np.float32) for _ in layers], [np.zeros(shape, np.float32) for _ in layers],
+                             features.cross_k, features.cross_vt, [empty] * len(layers), [empty] * len(layers), group=repeat,
+                             prompts=features.prompts)
+        if self.native_step is not None:
+            if "cross_kt" not in features.derived:
+                features.derived["cross_kt"] = blocked_keys(features.cross_k)
+            cache.cross_kt = features.derived["cross_kt"]
+        return cache
 
     decodes_row_subsets = True
 
@@ -327,6 +338,12 @@ class OrtWhisper:
         audios = None if rows is None else np.unique(np.asarray(rows) // g)
         if audios is not None and audios.size == tokens.shape[0] // g:
             audios = None  # every audio is still decoding
+        if audios is None and t == 1 and cache.cross_kt is not None:  # a plain step: the compiled one
+            cache.make_room(past + 1, self.dims.n_text_ctx)
+            hidden = self.native_step.step(tokens[:, 0], offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
+                                           cache.cross_kt, cache.cross_vt, g)
+            cache.length = offset + 1
+            return self.logits(hidden[:, None])
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
         logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
         if audios is not None:  # the other rows' logits: zeros

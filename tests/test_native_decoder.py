@@ -1,0 +1,157 @@
+"""The compiled int8 decoder step (tingxie/ort/csrc/decoder_step.c): its key layout, its steps against the int8
+arithmetic written in NumPy on the real tiny.en weights and a real window (beams of two audios, a shared prompt,
+several steps), and users' default transcription running it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import audio_path, require_shared
+
+from tingxie.ort.native import cpu_has, load_kernel
+from tingxie.ort.native_decoder import REQUIRED_FLAGS, blocked_keys, load_native_decoder
+from tingxie.ort.quantize_plan import block_quantize
+
+
+def _require_kernel() -> None:
+    """Skipped only on a CPU without AVX512-VNNI; where the CPU has it, the kernel must have been built."""
+    if not cpu_has(REQUIRED_FLAGS):
+        pytest.skip("this CPU lacks AVX512-VNNI: tingxie runs every decoder step as ONNX Runtime's graph here")
+    assert load_kernel("tingxie.ort._decoder_step", REQUIRED_FLAGS) is not None, \
+        "the CPU has AVX512-VNNI but tingxie/ort/_decoder_step*.so was not built (pip install -e . builds it)"
+
+
+# ------------------------------------------------------------------ tier 1: the layout
+
+
+def test_blocked_keys_hold_16_frames_per_row_with_zeros_after_the_last():
+    keys = np.arange(2 * 3 * 20 * 64, dtype=np.float32).reshape(2, 3, 20, 64)
+    blocked = blocked_keys([keys])[0]
+    assert blocked.shape == (2, 3, 2, 64, 16) and blocked.flags.c_contiguous
+    for frame in (0, 5, 15, 16, 19):
+        np.testing.assert_array_equal(blocked[1, 2, frame // 16, :, frame % 16], keys[1, 2, frame])
+    assert not blocked[:, :, 1, :, 4:].any()  # frames 20..31 do not exist
+
+
+def test_the_switch_turns_it_off(tiny_en_default, monkeypatch):
+    monkeypatch.setenv("TINGXIE_DECODER", "onnxruntime")
+    folder = tiny_en_default.engine.folder
+    assert load_native_decoder(folder, "int8", 4, 6) is None
+    monkeypatch.delenv("TINGXIE_DECODER")
+    assert load_native_decoder(folder, "default", 4, 6) is None  # float32 models keep the graph (the reference's numbers)
+
+
+# ------------------------------------------------------------------ tier 3: real weights, real audio
+
+
+def _layer_norm(x, gain, bias):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + 1e-5) * gain + bias
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+class _Int8Reference:
+    """One decoder step in float64 NumPy with the int8 graph's arithmetic for every product (MatMulNBits at accuracy
+    level 4: 8-bit weight blocks of 32, each row's activations quantized per block of 32, ties to even)."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def linear(self, x, name, scale=1.0):
+        weight = self.state[f"{name}.weight"] * np.float32(scale)
+        quantized, scales = block_quantize(np.ascontiguousarray(weight.T, dtype=np.float32))
+        blocks = x.astype(np.float32).reshape(len(x), -1, 32)
+        amax = np.abs(blocks).max(-1)
+        inverse = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+        xq = np.rint(blocks * inverse[..., None]).astype(np.int64)
+        sums = np.einsum("rbi,nbi->rnb", xq, quantized.astype(np.int64) - 128).astype(np.float64)
+        y = np.einsum("rnb,rb,nb->rn", sums, (amax / np.float32(127)).astype(np.float64), scales.astype(np.float64))
+        bias = self.state.get(f"{name}.bias")
+        return y if bias is None else y + bias * scale
+
+    def step(self, tokens, position, history, prefix_k, prefix_v, cross_k, cross_vt, group):
+        """history[row][layer]: the row's earlier (keys, values) (head, n, 64); appended to."""
+        s = self.state
+        x = s["decoder.token_embedding.weight"][tokens].astype(np.float64) + s["decoder.positional_embedding"][position]
+        heads = prefix_k[0].shape[1]
+        for layer in range(len(prefix_k)):
+            b = f"decoder.blocks.{layer}"
+            h = _layer_norm(x, s[f"{b}.attn_ln.weight"], s[f"{b}.attn_ln.bias"])
+            q, k, v = self.linear(h, f"{b}.attn.query", 0.125), self.linear(h, f"{b}.attn.key"), self.linear(h, f"{b}.attn.value")
+            out = np.zeros_like(x)
+            for r in range(len(x)):
+                own_k, own_v = history[r][layer]
+                own_k = np.concatenate([own_k, k[r].reshape(heads, 1, 64)], axis=1)
+                own_v = np.concatenate([own_v, v[r].reshape(heads, 1, 64)], axis=1)
+                history[r][layer] = (own_k, own_v)
+                for head in range(heads):
+                    keys = np.concatenate([prefix_k[layer][r // group, head], own_k[head]])
+                    values = np.concatenate([prefix_v[layer][r // group, head], own_v[head]])
+                    out[r, head * 64 : head * 64 + 64] = _softmax(keys @ q[r, head * 64 : head * 64 + 64]) @ values
+            x = x + self.linear(out, f"{b}.attn.out")
+            q = self.linear(_layer_norm(x, s[f"{b}.cross_attn_ln.weight"], s[f"{b}.cross_attn_ln.bias"]), f"{b}.cross_attn.query", 0.125)
+            out = np.zeros_like(x)
+            for r in range(len(x)):
+                for head in range(heads):
+                    weights = _softmax(cross_k[layer][r // group, head] @ q[r, head * 64 : head * 64 + 64])
+                    out[r, head * 64 : head * 64 + 64] = cross_vt[layer][r // group, head] @ weights
+            x = x + self.linear(out, f"{b}.cross_attn.out")
+            h = self.linear(_layer_norm(x, s[f"{b}.mlp_ln.weight"], s[f"{b}.mlp_ln.bias"]), f"{b}.mlp.0")
+            x = x + self.linear(0.5 * h * (1 + np.vectorize(math.erf)(h / math.sqrt(2))), f"{b}.mlp.2")
+        return _layer_norm(x, s["decoder.ln.weight"], s["decoder.ln.bias"])
+
+
+def test_steps_of_beams_over_two_windows_follow_the_int8_arithmetic(tiny_en_default):
+    """Two real windows, 3 beams each, the same prompt, 4 steps: every row's final hidden state as the NumPy int8
+    reference gives it (the products' sums are exact integers; float32 against float64 elsewhere)."""
+    require_shared()
+    _require_kernel()
+    from tingxie.audio import decode_audio
+    from tingxie.weights.arrays import load_array_checkpoint
+
+    engine = tiny_en_default.engine
+    assert engine.native_step is not None  # what users' default transcription runs here
+    audio = decode_audio(str(audio_path("jfk")))
+    mel = np.concatenate([engine.log_mel(audio[:480000], padding=480000)[None, :, :3000],
+                          engine.log_mel(audio[16000:496000], padding=480000)[None, :, :3000]])
+    features = engine.encode(mel)
+    cache = engine.new_cache(features, 3)
+    engine.decode(np.array([[50257, 50362]] * 6), cache)  # the prompt: the graph's call, stored once per audio
+    reference = _Int8Reference(load_array_checkpoint("tiny.en").state)
+    history = [[(np.zeros((6, 0, 64)), np.zeros((6, 0, 64))) for _ in range(4)] for _ in range(6)]
+    tokens = np.array([440, 383, 1114, 1002, 290, 50363])
+    errors = []
+    for position in (2, 3, 4, 5):
+        cache.make_room(position - 1, 448)
+        hidden = engine.native_step.step(tokens, position, cache.self_k, cache.self_v, position - 2, cache.prefix_k, cache.prefix_v,
+                                         cache.cross_kt, cache.cross_vt, 3)
+        cache.length = position + 1
+        expected = reference.step(tokens, position, history, cache.prefix_k, cache.prefix_v, features.cross_k, features.cross_vt, 3)
+        errors.extend(np.sqrt(((hidden - expected) ** 2).mean(-1) / (expected ** 2).mean(-1)))
+        for layer in range(4):  # the new keys and values went into the cache where the next step reads them
+            for written, kept in ((cache.self_k[layer], 0), (cache.self_v[layer], 1)):
+                expected_kv = np.stack([h[layer][kept][:, -1] for h in history])
+                np.testing.assert_allclose(written[:, :, position - 2], expected_kv, atol=3e-2 * np.abs(expected_kv).max())
+        tokens = (tokens * 7 + 11) % 50257
+    # most rows agree to float32 rounding; a few differ where float32 against float64 (or the kernel's erf, within
+    # 1.5e-7) rounds one activation to the other side of an int8 step: ~1 % after 4 layers, as ONNX Runtime's graph
+    # differs from both. A wrong index or layout would be off by tens of percent.
+    assert np.median(errors) < 1e-5, errors
+    assert max(errors) < 3e-2, errors
+
+
+def test_default_transcription_runs_the_compiled_step_and_hears_the_words(tiny_en_default, monkeypatch):
+    require_shared()
+    _require_kernel()
+    calls = []
+    step = tiny_en_default.engine.native_step.step
+    monkeypatch.setattr(tiny_en_default.engine.native_step, "step", lambda *a, **k: calls.append(1) or step(*a, **k))
+    text = tiny_en_default.transcribe(str(audio_path("jfk"))).text
+    assert "ask not what your country can do for you" in text.lower()
+    assert len(calls) > 10

@@ -1,0 +1,425 @@
+/* One decoder step (one new token per row) of an int8 Whisper model on AVX512-VNNI CPUs, whole, in one call.
+ *
+ * ONNX Runtime ran the step as ~250 small kernels (a 5-beam tiny.en step ~7 ms, most of it between kernels and in
+ * re-reading the window's cross-attention keys once per kernel); here each layer is a few passes over its weights and
+ * the window's keys and values. The numbers are those of the exported int8 graph: every product as MatMulNBits at
+ * accuracy level 4 (weights symmetric per output and block of 32 along K, zero point 128; each row's activations
+ * quantized per block of 32 to int8, scale max |x| / 127, rounded to nearest even; integer sums per block, scaled
+ * and summed in float32), LayerNorm (eps 1e-5), exact-form GELU, float32 attention; the queries' 1/8 is folded into
+ * their weights as in the graph.
+ *
+ * Weights come packed (tingxie/ort/native_decoder.py) as in logits_int8.c: [N / 16][K / 4][16][4] bytes and
+ * [N / 16][K / 32][16] scales. Rows are grouped by audio (`group` consecutive rows: the beams of one audio), which
+ * share the audio's prompt keys/values (prefix) and cross-attention keys/values. Called through ctypes, which
+ * releases the GIL; the work is split over `threads` pthreads with a barrier between phases. Each output depends only
+ * on its inputs, never on the thread count or the split.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK 32
+#define LANES 16
+#define MAX_ROWS 8 /* rows per pass over a weight panel: the accumulators stay in registers */
+#define D_HEAD 64
+#define MAX_THREADS 16
+#define PER_LAYER 24 /* pointers per layer in `params` (see the enum) */
+#define LN_EPS 1e-5f
+
+enum { LN1_G, LN1_B, QKV_W, QKV_S, QKV_B, OUT_W, OUT_S, OUT_B, LN2_G, LN2_B, CQ_W, CQ_S, CQ_B, CO_W, CO_S, CO_B,
+       LN3_G, LN3_B, FC1_W, FC1_S, FC1_B, FC2_W, FC2_S, FC2_B };
+enum { STORE, ADD, GELU };
+
+typedef struct {
+    atomic_int count, generation;
+    int n;
+} barrier_t;
+
+typedef struct {
+    /* the call */
+    const void *const *params;
+    int n_layer, n_head, d, rows, group, prefix, capacity, past, frames, threads;
+    float *x, *out;
+    const float *const *prefix_k, *const *prefix_v, *const *cross_kt, *const *cross_vt;
+    float *const *self_k, *const *self_v;
+    /* work buffers */
+    int8_t *xq;
+    float *xscale;
+    int32_t *xcorr;
+    float *h, *qkv, *cq, *attn, *wide, *scores; /* scores: per thread, (group, max(frames, prefix + capacity + 1)) */
+    int score_stride;
+    barrier_t barrier;
+    atomic_int go;
+} step_t;
+
+static void barrier_wait(barrier_t *b) {
+    if (b->n == 1) return;
+    const int generation = atomic_load_explicit(&b->generation, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->generation, 1, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&b->generation, memory_order_acquire) == generation; spins++) {
+        if (spins < 4096) _mm_pause();
+        else sched_yield(); /* the other thread lost its core (a VM's host took it): give ours up too */
+    }
+}
+
+static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* e^x, a degree-6 polynomial after x = n ln 2 + r (relative error ~1e-7 for x in [-87, 88]) */
+static inline __m512 exp_ps(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* x / 2 (1 + erf(x / sqrt 2)); erf by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7) */
+static inline __m512 gelu_ps(__m512 x) {
+    const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678f));
+    const __m512 a = _mm512_abs_ps(z);
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    const __m512 erf_abs = _mm512_fnmadd_ps(p, exp_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
+    const __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 erf = _mm512_mask_sub_ps(erf_abs, negative, _mm512_setzero_ps(), erf_abs);
+    return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf, _mm512_set1_ps(1.0f)));
+}
+
+static void layer_norm(const float *x, int rows, int d, const float *gain, const float *bias, float *out) {
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * d;
+        float mean = 0.0f, var = 0.0f;
+        for (int i = 0; i < d; i++) mean += row[i];
+        mean /= (float)d;
+        for (int i = 0; i < d; i++) var += (row[i] - mean) * (row[i] - mean);
+        const float inv = 1.0f / sqrtf(var / (float)d + LN_EPS);
+        for (int i = 0; i < d; i++) out[(size_t)r * d + i] = (row[i] - mean) * inv * gain[i] + bias[i];
+    }
+}
+
+/* each row's blocks of 32 to int8, as MatMulNBits' accuracy level 4 does (the same code as logits_int8.c) */
+static void quantize_rows(const step_t *s, const float *x, int rows, int k) {
+    const int blocks = k / BLOCK;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < blocks; b++) {
+            const float *src = x + (size_t)r * k + b * BLOCK;
+            float amax = 0.0f;
+            for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(src[i]));
+            const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int i = 0; i < BLOCK; i++) {
+                const int v = (int)nearbyintf(src[i] * inverse);
+                s->xq[(size_t)r * k + b * BLOCK + i] = (int8_t)v;
+                sum += v;
+            }
+            s->xscale[r * blocks + b] = amax / 127.0f;
+            s->xcorr[r * blocks + b] = 128 * sum;
+        }
+}
+
+/* call(n) with n = rows as a constant (1-8), so that each instantiation keeps its accumulators in registers */
+#define BY_ROWS(call, rows)                                                                                            \
+    switch (rows) {                                                                                                    \
+    case 1: call(1); break;                                                                                            \
+    case 2: call(2); break;                                                                                            \
+    case 3: call(3); break;                                                                                            \
+    case 4: call(4); break;                                                                                            \
+    case 5: call(5); break;                                                                                            \
+    case 6: call(6); break;                                                                                            \
+    case 7: call(7); break;                                                                                            \
+    default: call(8); break;                                                                                           \
+    }
+
+/* out (rows, n) <- / += / gelu of (quantized x) @ W + bias, for the panels [first, last) */
+static inline __attribute__((always_inline)) void panels(const step_t *s, int r0, const int rows, int k, int n, const uint8_t *w,
+                                                          const float *ws, const float *bias, float *out, int mode, int first, int last) {
+    const int blocks = k / BLOCK;
+    const int8_t *xq = s->xq + (size_t)r0 * k;
+    const float *xscale = s->xscale + (size_t)r0 * blocks;
+    const int32_t *xcorr = s->xcorr + (size_t)r0 * blocks;
+    for (int p = first; p < last; p++) {
+        const uint8_t *wp = w + (size_t)p * k * LANES;
+        const float *sp = ws + (size_t)p * blocks * LANES;
+        __m512 acc[MAX_ROWS];
+        for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
+        for (int b = 0; b < blocks; b++) {
+            __m512i sums[MAX_ROWS];
+            for (int r = 0; r < rows; r++) sums[r] = _mm512_set1_epi32(-xcorr[r * blocks + b]);
+            for (int g = 0; g < BLOCK / 4; g++) {
+                const __m512i weights = _mm512_loadu_si512(wp + ((size_t)b * (BLOCK / 4) + g) * LANES * 4);
+                for (int r = 0; r < rows; r++) {
+                    int32_t four;
+                    memcpy(&four, xq + (size_t)r * k + b * BLOCK + g * 4, 4);
+                    sums[r] = _mm512_dpbusd_epi32(sums[r], weights, _mm512_set1_epi32(four));
+                }
+            }
+            const __m512 wscale = _mm512_loadu_ps(sp + b * LANES);
+            for (int r = 0; r < rows; r++)
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), _mm512_mul_ps(wscale, _mm512_set1_ps(xscale[r * blocks + b])), acc[r]);
+        }
+        const int n0 = p * LANES;
+        const __m512 b16 = _mm512_loadu_ps(bias + n0);
+        for (int r = 0; r < rows; r++) {
+            float *dst = out + (size_t)(r0 + r) * n + n0;
+            __m512 v = _mm512_add_ps(acc[r], b16);
+            if (mode == ADD) v = _mm512_add_ps(v, _mm512_loadu_ps(dst));
+            else if (mode == GELU) v = gelu_ps(v);
+            _mm512_storeu_ps(dst, v);
+        }
+    }
+}
+
+/* this thread's share of a product over every row (N is a multiple of 16 for every Whisper model) */
+static void product(const step_t *s, int thread, int k, int n_out, const void *const *p, int which, float *out, int mode) {
+    const int panels_total = n_out / LANES;
+    const int first = (int)((long)panels_total * thread / s->threads), last = (int)((long)panels_total * (thread + 1) / s->threads);
+    const uint8_t *w = p[which];
+    const float *ws = p[which + 1], *bias = p[which + 2];
+    for (int r0 = 0; r0 < s->rows; r0 += MAX_ROWS) {
+#define PANELS(n) panels(s, r0, n, k, n_out, w, ws, bias, out, mode, first, last)
+        BY_ROWS(PANELS, s->rows - r0 < MAX_ROWS ? s->rows - r0 : MAX_ROWS)
+    }
+}
+
+static inline float dot64(const float *a, const float *b) {
+    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b));
+    for (int i = 16; i < D_HEAD; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    return hsum(acc);
+}
+
+/* softmax of w[0..n) in place; returns nothing: the weights sum to 1 */
+static void softmax(float *w, int n) {
+    __m512 high = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += LANES) {
+        const __mmask16 keep = i + LANES <= n ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        high = _mm512_max_ps(high, _mm512_mask_loadu_ps(high, keep, w + i));
+    }
+    const float top = _mm512_reduce_max_ps(high);
+    __m512 total = _mm512_setzero_ps();
+    const __m512 shift = _mm512_set1_ps(top);
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(w + i), shift));
+        _mm512_storeu_ps(w + i, e);
+        total = _mm512_add_ps(total, e);
+    }
+    if (i < n) {
+        const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, w + i), shift));
+        _mm512_mask_storeu_ps(w + i, tail, e);
+        total = _mm512_add_ps(total, _mm512_maskz_mov_ps(tail, e));
+    }
+    const float inverse = 1.0f / hsum(total);
+    for (int j = 0; j < n; j++) w[j] *= inverse;
+}
+
+/* self-attention of row r, head h: its prompt (the audio's prefix), its own earlier tokens, the new token */
+static void self_attention(const step_t *s, int layer, int r, int h, float *scores) {
+    const int d = s->d, H = s->n_head, audio = r / s->group;
+    const float *q = s->qkv + (size_t)r * 3 * d + h * D_HEAD, *k_new = q + d, *v_new = q + 2 * d;
+    const float *pk = s->prefix_k[layer] + ((size_t)audio * H + h) * s->prefix * D_HEAD;
+    const float *pv = s->prefix_v[layer] + ((size_t)audio * H + h) * s->prefix * D_HEAD;
+    float *own_k = s->self_k[layer] + ((size_t)r * H + h) * s->capacity * D_HEAD;
+    float *own_v = s->self_v[layer] + ((size_t)r * H + h) * s->capacity * D_HEAD;
+    const int n = s->prefix + s->past + 1;
+    for (int j = 0; j < s->prefix; j++) scores[j] = dot64(q, pk + (size_t)j * D_HEAD);
+    for (int j = 0; j < s->past; j++) scores[s->prefix + j] = dot64(q, own_k + (size_t)j * D_HEAD);
+    scores[n - 1] = dot64(q, k_new);
+    softmax(scores, n);
+    __m512 acc[D_HEAD / 16];
+    for (int i = 0; i < D_HEAD / 16; i++) acc[i] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const float *v = j < s->prefix ? pv + (size_t)j * D_HEAD : j < n - 1 ? own_v + (size_t)(j - s->prefix) * D_HEAD : v_new;
+        const __m512 weight = _mm512_set1_ps(scores[j]);
+        for (int i = 0; i < D_HEAD / 16; i++) acc[i] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(v + i * 16), acc[i]);
+    }
+    float *dst = s->attn + (size_t)r * d + h * D_HEAD;
+    for (int i = 0; i < D_HEAD / 16; i++) _mm512_storeu_ps(dst + i * 16, acc[i]);
+    /* the new token's key and value go into the row's buffer (the caller made room) */
+    memcpy(own_k + (size_t)s->past * D_HEAD, k_new, D_HEAD * sizeof(float));
+    memcpy(own_v + (size_t)s->past * D_HEAD, v_new, D_HEAD * sizeof(float));
+}
+
+/* scores (rows, F) of the queries q[0..rows) against one head's keys in blocks of 16 frames (blocks, 64, 16): 16
+ * frames' scores per vector, the keys read front to back (keys as (64, frames), read a column block at a time, were
+ * ~5x slower: 64 strided streams per block). rows is a constant in each instantiation: accumulators in registers. */
+static inline __attribute__((always_inline)) void cross_scores(const float *const *q, const int rows, const float *kt, int F,
+                                                                float *scores) {
+    const int blocks = (F + LANES - 1) / LANES;
+    const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
+    for (int b = 0; b < blocks; b++) {
+        const float *block = kt + (size_t)b * D_HEAD * LANES;
+        __m512 acc[MAX_ROWS];
+        for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
+        for (int i = 0; i < D_HEAD; i++) {
+            const __m512 keys = _mm512_loadu_ps(block + i * LANES);
+            for (int g = 0; g < rows; g++) acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][i]), keys, acc[g]);
+        }
+        const __mmask16 keep = b + 1 < blocks ? (__mmask16)0xFFFF : tail;
+        for (int g = 0; g < rows; g++) _mm512_mask_storeu_ps(scores + (size_t)g * F + b * LANES, keep, acc[g]);
+    }
+}
+
+/* out[g][i] = sum over frames of weights (rows, F) x values (64, F) */
+static inline __attribute__((always_inline)) void cross_values(const float *weights, const int rows, const float *vt, int F,
+                                                                float *const *out) {
+    const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
+    for (int i = 0; i < D_HEAD; i++) {
+        __m512 acc[MAX_ROWS];
+        for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
+        for (int f = 0; f < F; f += LANES) {
+            const __mmask16 keep = f + LANES <= F ? (__mmask16)0xFFFF : tail;
+            const __m512 values = _mm512_maskz_loadu_ps(keep, vt + (size_t)i * F + f);
+            for (int g = 0; g < rows; g++) acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(keep, weights + (size_t)g * F + f), values, acc[g]);
+        }
+        for (int g = 0; g < rows; g++) out[g][i] = hsum(acc[g]);
+    }
+}
+
+/* cross-attention of one audio's rows (its beams) in head h: each pass over the window's keys and values serves up
+ * to 8 of them */
+static void cross_attention(const step_t *s, int layer, int audio, int h, float *scores) {
+    const int d = s->d, H = s->n_head, F = s->frames, G = s->group, blocks = (F + LANES - 1) / LANES;
+    const float *kt = s->cross_kt[layer] + ((size_t)audio * H + h) * blocks * D_HEAD * LANES;
+    const float *vt = s->cross_vt[layer] + ((size_t)audio * H + h) * D_HEAD * F;
+    for (int g0 = 0; g0 < G; g0 += MAX_ROWS) {
+        const int rows = G - g0 < MAX_ROWS ? G - g0 : MAX_ROWS;
+        const float *q[MAX_ROWS];
+        float *out[MAX_ROWS];
+        for (int g = 0; g < rows; g++) {
+            q[g] = s->cq + (size_t)(audio * G + g0 + g) * d + h * D_HEAD;
+            out[g] = s->attn + (size_t)(audio * G + g0 + g) * d + h * D_HEAD;
+        }
+#define SCORES(n) cross_scores(q, n, kt, F, scores)
+        BY_ROWS(SCORES, rows)
+        for (int g = 0; g < rows; g++) softmax(scores + (size_t)g * F, F);
+#define VALUES(n) cross_values(scores, n, vt, F, out)
+        BY_ROWS(VALUES, rows)
+    }
+}
+
+static void run_layer(step_t *s, int t, int layer) {
+    const void *const *p = s->params + (size_t)layer * PER_LAYER;
+    const int d = s->d, R = s->rows, H = s->n_head, T = s->threads;
+    float *scores = s->scores + (size_t)t * s->score_stride;
+    if (t == 0) layer_norm(s->x, R, d, p[LN1_G], p[LN1_B], s->h), quantize_rows(s, s->h, R, d);
+    barrier_wait(&s->barrier);
+    product(s, t, d, 3 * d, p, QKV_W, s->qkv, STORE);
+    barrier_wait(&s->barrier);
+    for (int task = t; task < R * H; task += T) self_attention(s, layer, task / H, task % H, scores);
+    barrier_wait(&s->barrier);
+    if (t == 0) quantize_rows(s, s->attn, R, d);
+    barrier_wait(&s->barrier);
+    product(s, t, d, d, p, OUT_W, s->x, ADD);
+    barrier_wait(&s->barrier);
+    if (t == 0) layer_norm(s->x, R, d, p[LN2_G], p[LN2_B], s->h), quantize_rows(s, s->h, R, d);
+    barrier_wait(&s->barrier);
+    product(s, t, d, d, p, CQ_W, s->cq, STORE);
+    barrier_wait(&s->barrier);
+    for (int task = t; task < (R / s->group) * H; task += T) cross_attention(s, layer, task / H, task % H, scores);
+    barrier_wait(&s->barrier);
+    if (t == 0) quantize_rows(s, s->attn, R, d);
+    barrier_wait(&s->barrier);
+    product(s, t, d, d, p, CO_W, s->x, ADD);
+    barrier_wait(&s->barrier);
+    if (t == 0) layer_norm(s->x, R, d, p[LN3_G], p[LN3_B], s->h), quantize_rows(s, s->h, R, d);
+    barrier_wait(&s->barrier);
+    product(s, t, d, 4 * d, p, FC1_W, s->wide, GELU);
+    barrier_wait(&s->barrier);
+    if (t == 0) quantize_rows(s, s->wide, R, 4 * d);
+    barrier_wait(&s->barrier);
+    product(s, t, 4 * d, d, p, FC2_W, s->x, ADD);
+    barrier_wait(&s->barrier);
+}
+
+typedef struct {
+    step_t *s;
+    int t;
+} worker_t;
+
+static void *work(void *arg) {
+    const worker_t *w = (const worker_t *)arg;
+    while (!atomic_load_explicit(&w->s->go, memory_order_acquire)) _mm_pause(); /* until the count of threads is known */
+    for (int layer = 0; layer < w->s->n_layer; layer++) run_layer(w->s, w->t, layer);
+    return NULL;
+}
+
+/* x (rows, d): the new tokens' embeddings (token + position), used as the residual stream (overwritten);
+ * out (rows, d): the final hidden state (after the last LayerNorm), for the logits. params: PER_LAYER pointers per
+ * layer, then the final LayerNorm's gain and bias. prefix_k/v[layer]: (rows / group, head, prefix, 64);
+ * self_k/v[layer]: (rows, head, capacity, 64), the first `past` positions filled; the new token's key and value are
+ * written at position `past` (past < capacity). cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16)
+ * (zeros past the last frame); cross_vt[layer]: (rows / group, head, 64, frames).
+ * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
+int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group,
+                 const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
+                 float *const *self_v, int capacity, int past, const float *const *cross_kt, const float *const *cross_vt,
+                 int frames, int threads) {
+    if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || past < 0 || past >= capacity ||
+        prefix < 0 || frames < 1)
+        return 2;
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    step_t s = {.params = params, .n_layer = n_layer, .n_head = n_head, .d = d, .rows = rows, .group = group,
+                .prefix = prefix, .capacity = capacity, .past = past, .frames = frames, .threads = threads, .x = x,
+                .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_vt = cross_vt,
+                .self_k = self_k, .self_v = self_v};
+    const int self_need = prefix + capacity + 1, cross_need = MAX_ROWS * frames;
+    s.score_stride = ((self_need > cross_need ? self_need : cross_need) + LANES - 1) / LANES * LANES;
+    s.xq = malloc((size_t)rows * 4 * d);
+    s.xscale = malloc(sizeof(float) * rows * 4 * d / BLOCK);
+    s.xcorr = malloc(sizeof(int32_t) * rows * 4 * d / BLOCK);
+    s.h = malloc(sizeof(float) * rows * d);
+    s.qkv = malloc(sizeof(float) * rows * 3 * d);
+    s.cq = malloc(sizeof(float) * rows * d);
+    s.attn = malloc(sizeof(float) * rows * d);
+    s.wide = malloc(sizeof(float) * rows * 4 * d);
+    s.scores = malloc(sizeof(float) * s.score_stride * threads);
+    int status = 0;
+    if (!s.xq || !s.xscale || !s.xcorr || !s.h || !s.qkv || !s.cq || !s.attn || !s.wide || !s.scores) {
+        status = 1;
+        goto done;
+    }
+    atomic_init(&s.barrier.count, 0);
+    atomic_init(&s.barrier.generation, 0);
+    atomic_init(&s.go, 0);
+    worker_t workers[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started = 1;
+    for (; started < threads; started++) {
+        workers[started] = (worker_t){&s, started};
+        if (pthread_create(&ids[started], NULL, work, &workers[started]) != 0) break;
+    }
+    /* the barrier counts the threads that run: one that could not start leaves its share to a narrower split */
+    s.threads = started;
+    s.barrier.n = started;
+    atomic_store_explicit(&s.go, 1, memory_order_release);
+    workers[0] = (worker_t){&s, 0};
+    work(&workers[0]);
+    for (int t = 1; t < started; t++) pthread_join(ids[t], NULL);
+    layer_norm(s.x, rows, d, params[(size_t)n_layer * PER_LAYER], params[(size_t)n_layer * PER_LAYER + 1], out);
+done:
+    free(s.xq), free(s.xscale), free(s.xcorr), free(s.h), free(s.qkv), free(s.cq), free(s.attn), free(s.wide), free(s.scores);
+    return status;
+}

@@ -1,0 +1,173 @@
+"""The int8 decoder's one-token steps in one compiled call (``csrc/decoder_step.c``), beside the ONNX decoder graph.
+
+A 5-beam tiny.en step through ONNX Runtime's ~250 kernels took ~7 ms on 2 cores; the compiled step does the same
+arithmetic (the int8 graph's MatMulNBits numbers, float32 attention) in a few passes over the weights and the window's
+cross-attention keys and values. It runs where the model is int8, the folder holds its packed weights
+(``STEP_WEIGHTS``, written at export), the CPU has AVX512-VNNI and the call is a plain step: one new token per row,
+every row of the cache. Prompts, alignment and steps over a subset of a batch's rows stay on the graph, which reads
+and writes the same cache (``TINGXIE_DECODER=onnxruntime`` turns the compiled step off).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .logits import pack_weights
+from .native import load_kernel, usable_cpus
+
+REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "fma")
+STEP_WEIGHTS = "decoder-step-int8.npz"  # beside the graphs of an int8 model folder
+TOKEN_TABLE = "token-embedding.npy"  # the token table for the step's lookups, memory-mapped (float16 where exact)
+D_HEAD = 64
+QUERY_SCALE = np.float32(D_HEAD**-0.5)  # folded into the query weights, as the graph does
+PER_LAYER = 24  # pointers per layer handed to the kernel, in csrc/decoder_step.c's order
+
+
+def _product(weight: np.ndarray, bias: np.ndarray | None) -> dict[str, np.ndarray]:
+    """A torch-layout (N, K) weight as the kernel's packed 8-bit blocks (the int8 graph's ``block_quantize``)."""
+    from .quantize_plan import block_quantize
+
+    packed, scales = pack_weights(*block_quantize(np.ascontiguousarray(weight.T, dtype=np.float32)))
+    return {"w": packed, "s": scales, "b": np.zeros(weight.shape[0], np.float32) if bias is None else bias.astype(np.float32)}
+
+
+def write_step_weights(folder: Path, state: Mapping[str, np.ndarray], n_layer: int) -> None:
+    """The compiled step's weights for a model whose float32 arrays are ``state`` (the checkpoint's names)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def put(prefix: str, parts: dict[str, np.ndarray]) -> None:
+        arrays.update({f"{prefix}.{name}": value for name, value in parts.items()})
+
+    for i in range(n_layer):
+        block = f"decoder.blocks.{i}"
+
+        def get(name: str) -> np.ndarray:
+            return np.asarray(state[f"{block}.{name}"], np.float32)
+
+        qkv_w = np.concatenate([get("attn.query.weight") * QUERY_SCALE, get("attn.key.weight"), get("attn.value.weight")])
+        qkv_b = np.concatenate([get("attn.query.bias") * QUERY_SCALE, np.zeros_like(get("attn.query.bias")), get("attn.value.bias")])
+        put(f"{i}.qkv", _product(qkv_w, qkv_b))
+        put(f"{i}.out", _product(get("attn.out.weight"), get("attn.out.bias")))
+        put(f"{i}.cq", _product(get("cross_attn.query.weight") * QUERY_SCALE, get("cross_attn.query.bias") * QUERY_SCALE))
+        put(f"{i}.co", _product(get("cross_attn.out.weight"), get("cross_attn.out.bias")))
+        put(f"{i}.fc1", _product(get("mlp.0.weight"), get("mlp.0.bias")))
+        put(f"{i}.fc2", _product(get("mlp.2.weight"), get("mlp.2.bias")))
+        for ln in ("attn_ln", "cross_attn_ln", "mlp_ln"):
+            arrays[f"{i}.{ln}.g"], arrays[f"{i}.{ln}.b"] = get(f"{ln}.weight"), get(f"{ln}.bias")
+    arrays["ln.g"] = np.asarray(state["decoder.ln.weight"], np.float32)
+    arrays["ln.b"] = np.asarray(state["decoder.ln.bias"], np.float32)
+    arrays["positions"] = np.asarray(state["decoder.positional_embedding"], np.float32)
+    np.savez(folder / STEP_WEIGHTS, **arrays)
+    table = np.asarray(state["decoder.token_embedding.weight"], np.float32)
+    half = table.astype(np.float16)
+    exact = np.isfinite(half).all() and np.array_equal(half.astype(np.float32), table)
+    np.save(folder / TOKEN_TABLE, half if exact else table)  # the official checkpoints are float16: half the bytes
+
+
+class NativeDecoderStep:
+    """(tokens (rows,), their position, the cache) -> the final hidden state (rows, state); writes the new keys and
+    values into the cache's buffers at the row's next position."""
+
+    def __init__(self, library: ctypes.CDLL, arrays: Mapping[str, np.ndarray], tokens: np.ndarray, n_layer: int, n_head: int,
+                 threads: int):
+        self._kernel = library.decoder_step
+        p, i = ctypes.c_void_p, ctypes.c_int
+        self._kernel.argtypes = [p, i, i, i, p, p, i, i, p, p, i, p, p, i, i, p, p, i, i]
+        self._kernel.restype = i
+        self.n_layer, self.n_head, self.threads = n_layer, n_head, threads
+        self._tokens = tokens
+        self._positions = np.ascontiguousarray(arrays["positions"], np.float32)
+        self.n_state = self._positions.shape[1]
+        order = ["attn_ln.g", "attn_ln.b", "qkv.w", "qkv.s", "qkv.b", "out.w", "out.s", "out.b", "cross_attn_ln.g", "cross_attn_ln.b",
+                 "cq.w", "cq.s", "cq.b", "co.w", "co.s", "co.b", "mlp_ln.g", "mlp_ln.b", "fc1.w", "fc1.s", "fc1.b", "fc2.w", "fc2.s", "fc2.b"]
+        kept = [np.ascontiguousarray(arrays[f"{layer}.{name}"]) for layer in range(n_layer) for name in order]
+        kept += [np.ascontiguousarray(arrays["ln.g"]), np.ascontiguousarray(arrays["ln.b"])]
+        self._kept = kept  # the kernel reads them through these pointers
+        self._params = (ctypes.c_void_p * len(kept))(*[a.ctypes.data for a in kept])
+
+    @staticmethod
+    def _pointers(arrays: list[np.ndarray]):
+        return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+
+    def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
+             prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_vt: list[np.ndarray],
+             group: int) -> np.ndarray:
+        rows = tokens.shape[0]
+        x = self._tokens[tokens].astype(np.float32) + self._positions[position]
+        out = np.empty_like(x)
+        for arrays in (self_k, self_v, prefix_k, prefix_v, cross_kt, cross_vt):
+            if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in arrays):
+                raise ValueError("the compiled decoder step takes C-contiguous float32 arrays")
+        status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group,
+                              self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
+                              self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_vt),
+                              cross_vt[0].shape[3], self.threads)
+        if status == 1:
+            raise MemoryError("the compiled decoder step could not allocate its work buffers")
+        if status:
+            raise ValueError(f"the compiled decoder step cannot take these sizes (rows {rows}, group {group}, past {past})")
+        return out
+
+
+def blocked_keys(cross_k: list[np.ndarray]) -> list[np.ndarray]:
+    """The window's cross keys (audio, head, frames, 64) in blocks of 16 frames, (audio, head, blocks, 64, 16) with
+    zeros after the last frame: the compiled step reads each block as 16 frames' scores per vector."""
+    blocked = []
+    for k in cross_k:
+        audios, heads, frames, d_head = k.shape
+        full, rest = divmod(frames, 16)
+        out = np.zeros((audios, heads, full + (rest > 0), d_head, 16), np.float32)
+        frames_last = out.transpose(0, 1, 2, 4, 3)  # (audio, head, block, 16 frames, d_head): written in place, no temporary
+        frames_last[:, :, :full] = k[:, :, : full * 16].reshape(audios, heads, full, 16, d_head)
+        if rest:
+            frames_last[:, :, full, :rest] = k[:, :, full * 16 :]
+        blocked.append(out)
+    return blocked
+
+
+def load_native_decoder(folder: Path, compute_type: str, n_layer: int, n_head: int, threads: int = 0) -> NativeDecoderStep | None:
+    """The compiled step for an int8 model folder that holds its weights, on a CPU that runs it; else None."""
+    weights, table = folder / STEP_WEIGHTS, folder / TOKEN_TABLE
+    if compute_type != "int8" or os.environ.get("TINGXIE_DECODER") == "onnxruntime" or not weights.is_file() or not table.is_file():
+        return None
+    library = load_kernel("tingxie.ort._decoder_step", REQUIRED_FLAGS)
+    if library is None:
+        return None
+    with np.load(weights) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    return NativeDecoderStep(library, arrays, _TableRows(table), n_layer, n_head, threads or usable_cpus())
+
+
+class _TableRows:
+    """Rows of the token table read from its file as they are asked for (``table[tokens]``): mapping the 40 MB file
+    left ~30 MiB of it resident after a transcription (a page per token seen, and the read-ahead around it)."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+            self._offset = f.tell()
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path} is not a row-major table")
+        self.shape, self.dtype = shape, dtype
+        self._row_bytes = shape[1] * dtype.itemsize
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __getitem__(self, tokens: np.ndarray) -> np.ndarray:
+        out = np.empty((len(tokens), self.shape[1]), self.dtype)
+        for i, token in enumerate(np.asarray(tokens).tolist()):
+            if not 0 <= token < self.shape[0]:
+                raise IndexError(f"token {token} is outside the vocabulary of {self.shape[0]}")
+            out[i] = np.frombuffer(os.pread(self._fd, self._row_bytes, self._offset + token * self._row_bytes), self.dtype)
+        return out
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
