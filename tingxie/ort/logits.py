@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .native import load_kernel, usable_cpus
+from .native import load_arrays, load_kernel, save_arrays, usable_cpus
 
 REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "fma")
-KERNEL_WEIGHTS = "logits-int8.npz"  # beside the graphs of an int8 model folder: the kernel's packed weight and scales
+KERNEL_WEIGHTS = "logits-int8.bin"  # beside the graphs of an int8 model folder: the kernel's packed weight and scales
 LANES = 16  # outputs per panel of the packed weight
 GROUP = 4  # bytes along K that one VNNI lane sums
 
@@ -43,7 +43,7 @@ def write_kernel_weights(folder: Path, token_embedding: np.ndarray) -> None:
     from .quantize_plan import block_quantize
 
     packed, scales = pack_weights(*block_quantize(np.ascontiguousarray(token_embedding.T)))
-    np.savez(folder / KERNEL_WEIGHTS, packed=packed, scales=scales, n_vocab=np.int64(token_embedding.shape[0]))
+    save_arrays(folder / KERNEL_WEIGHTS, {"packed": packed, "scales": scales, "n_vocab": np.int64(token_embedding.shape[0])})
 
 
 class Int8Logits:
@@ -88,8 +88,8 @@ def load_logits(folder: Path, graph: str, compute_type: str, session_options, th
     wanted = compute_type == "int8" and weights.is_file() and os.environ.get("TINGXIE_LOGITS") != "onnxruntime"
     library = load_kernel("tingxie.ort._logits_int8", REQUIRED_FLAGS) if wanted else None
     if library is not None:
-        with np.load(weights) as stored:
-            return Int8Logits(library, stored["packed"], stored["scales"], int(stored["n_vocab"]), threads or usable_cpus())
+        stored = load_arrays(weights)
+        return Int8Logits(library, stored["packed"], stored["scales"], int(stored["n_vocab"]), threads or usable_cpus())
     import onnxruntime as ort
 
     return OrtLogits(ort.InferenceSession(str(folder / graph), session_options, providers=["CPUExecutionProvider"]))

@@ -42,3 +42,50 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+ALIGN = 64  # each array of a kernel-weights file starts at a multiple of this (a cache line)
+
+
+def save_arrays(path, arrays: dict) -> None:
+    """Named arrays in one flat file, read back in one read (``load_arrays``): a JSON index line, then each array's
+    bytes. np.load of an .npz read its members through zipfile at ~3 ms per MB (a model's kernel weights: ~0.15 s of
+    a command's start)."""
+    import json
+
+    import numpy as np
+
+    arrays = {name: np.asarray(value) if np.asarray(value).flags.c_contiguous else np.asarray(value).copy() for name, value in arrays.items()}
+    index, offset = [], 0
+    for name, value in arrays.items():
+        offset = -(-offset // ALIGN) * ALIGN
+        index.append({"name": name, "dtype": value.dtype.str, "shape": list(value.shape), "offset": offset})
+        offset += value.nbytes
+    header = json.dumps(index).encode("ascii") + b"\n"
+    start = -(-(len(header) + 16) // ALIGN) * ALIGN
+    with open(path, "wb") as f:
+        f.write(b"TXARR1 " + str(start).rjust(8).encode("ascii") + b"\n" + header)
+        for entry, value in zip(index, arrays.values()):
+            f.seek(start + entry["offset"])
+            f.write(value.tobytes())
+
+
+def load_arrays(path) -> dict:
+    """The arrays ``save_arrays`` wrote, as views of one buffer read whole."""
+    import json
+
+    import numpy as np
+
+    data = np.fromfile(path, dtype=np.uint8)
+    if data[:7].tobytes() != b"TXARR1 ":
+        raise ValueError(f"{path} is not a tingxie kernel-weights file")
+    start = int(data[7:15].tobytes())
+    end = data[16:start].tobytes().index(b"\n") + 16
+    arrays = {}
+    for entry in json.loads(data[16:end].tobytes()):
+        dtype = np.dtype(entry["dtype"])
+        count = int(np.prod(entry["shape"], dtype=np.int64))
+        first = start + entry["offset"]
+        flat = data[first : first + count * dtype.itemsize].view(dtype)
+        arrays[entry["name"]] = flat.reshape(entry["shape"]) if entry["shape"] else flat.reshape(())
+    return arrays

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .logits import pack_weights
-from .native import load_kernel, usable_cpus
+from .native import load_arrays, load_kernel, save_arrays, usable_cpus
 
 REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "fma")
-STEP_WEIGHTS = "decoder-step-int8.npz"  # beside the graphs of an int8 model folder
+STEP_WEIGHTS = "decoder-step-int8.bin"  # beside the graphs of an int8 model folder
 TOKEN_TABLE = "token-embedding.npy"  # the token table for the step's lookups, memory-mapped (float16 where exact)
 D_HEAD = 64
 QUERY_SCALE = np.float32(D_HEAD**-0.5)  # folded into the query weights, as the graph does
@@ -62,7 +62,7 @@ def write_step_weights(folder: Path, state: Mapping[str, np.ndarray], n_layer: i
     arrays["ln.g"] = np.asarray(state["decoder.ln.weight"], np.float32)
     arrays["ln.b"] = np.asarray(state["decoder.ln.bias"], np.float32)
     arrays["positions"] = np.asarray(state["decoder.positional_embedding"], np.float32)
-    np.savez(folder / STEP_WEIGHTS, **arrays)
+    save_arrays(folder / STEP_WEIGHTS, arrays)
     table = np.asarray(state["decoder.token_embedding.weight"], np.float32)
     half = table.astype(np.float16)
     exact = np.isfinite(half).all() and np.array_equal(half.astype(np.float32), table)
@@ -138,9 +138,7 @@ def load_native_decoder(folder: Path, compute_type: str, n_layer: int, n_head: i
     library = load_kernel("tingxie.ort._decoder_step", REQUIRED_FLAGS)
     if library is None:
         return None
-    with np.load(weights) as stored:
-        arrays = {name: stored[name] for name in stored.files}
-    return NativeDecoderStep(library, arrays, _TableRows(table), n_layer, n_head, threads or usable_cpus())
+    return NativeDecoderStep(library, load_arrays(weights), _TableRows(table), n_layer, n_head, threads or usable_cpus())
 
 
 class _TableRows:
