@@ -11,7 +11,20 @@ import pytest
 from conftest import audio_path
 
 from tingxie.ort.attention import REQUIRED_FLAGS, TILE_FLAGS
-from tingxie.ort.bf16_encoder import ACCUMULATE, GELU, HEADS, TRANSPOSED, WEIGHTS_FILE, Bf16Encoder, Bf16Linear, folder_weights, linear_library, pack_weight
+from tingxie.ort.bf16_encoder import (
+    ACCUMULATE,
+    BF16_OUT,
+    GELU,
+    HEADS,
+    TRANSPOSED,
+    WEIGHTS_FILE,
+    Bf16Encoder,
+    Bf16Linear,
+    bf16_rows,
+    folder_weights,
+    linear_library,
+    pack_weight,
+)
 from tingxie.ort.encoder import StagedEncoder
 from tingxie.ort.native import cpu_has
 
@@ -98,6 +111,24 @@ def test_output_layouts_of_the_decoders_cross_keys_and_values():
         assert np.array_equal(a.T, c)
     with pytest.raises(ValueError):
         linear(x, packed, n, heads, bias, flags=HEADS | ACCUMULATE)
+
+
+def test_the_hidden_layer_passed_in_bfloat16_is_the_float_path_exactly():
+    """fc1 writing bfloat16 (BF16_OUT) and fc2 reading it give the same bits as float32 in between, which fc2 rounds
+    to bfloat16 itself."""
+    linear = Bf16Linear(_library(), threads=2)
+    rng = np.random.default_rng(4)
+    m, k, hidden = 45, 64, 256
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w1, w2 = pack_weight(rng.standard_normal((k, hidden)).astype(np.float32)), pack_weight(rng.standard_normal((hidden, k)).astype(np.float32))
+    floats, halves = np.empty((m, hidden), np.float32), bf16_rows(m, hidden)
+    linear(x, w1, hidden, [floats], flags=GELU)
+    linear(x, w1, hidden, [halves], flags=GELU | BF16_OUT)
+    assert np.array_equal(_bf16(floats).astype(np.float32), (halves[:m].astype(np.uint32) << 16).view(np.float32))
+    a, b = np.ones((m, k), np.float32), np.ones((m, k), np.float32)
+    linear(floats, w2, k, [a], flags=ACCUMULATE)
+    linear(halves, w2, k, [b], flags=ACCUMULATE, rows=m)
+    assert np.array_equal(a, b)
 
 
 def test_int8_tiny_en_encoder_is_float32_to_bfloat16_rounding_on_real_speech(tiny_en, tiny_en_default, monkeypatch):

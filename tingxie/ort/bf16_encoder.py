@@ -26,7 +26,8 @@ from .native import load_kernel, usable_cpus
 
 WEIGHTS_FILE = "encoder-bf16.npz"
 WEIGHTS_VERSION = 2  # bump when the packed layout or the stored arrays change: a folder's file is then made again
-GELU, ACCUMULATE, HEADS, TRANSPOSED = 1, 2, 4, 8  # the kernel's epilogue flags and output layouts (csrc/linear_bf16.c)
+# the kernel's epilogue flags and output layouts (csrc/linear_bf16.c); BF16_IN is set for a bfloat16 x
+GELU, ACCUMULATE, HEADS, TRANSPOSED, BF16_OUT, BF16_IN = 1, 2, 4, 8, 16, 32
 
 
 def pack_weight(weight: np.ndarray) -> np.ndarray:
@@ -119,6 +120,11 @@ def linear_library() -> ctypes.CDLL | None:
     return library
 
 
+def bf16_rows(rows: int, n: int) -> np.ndarray:
+    """A zeroed buffer for a ``BF16_OUT`` product of ``rows`` x ``n``: rows rounded up to the kernel's blocks of 32."""
+    return np.zeros((-(-rows // 32) * 32, n), np.uint16)
+
+
 class Bf16Linear:
     """y = x @ W + bias through the kernel, W packed by ``pack_weight``; optionally x's rows through a LayerNorm first
     and GELU or an add into the outputs' old values after."""
@@ -131,19 +137,27 @@ class Bf16Linear:
                  norm: tuple[np.ndarray, np.ndarray] | None = None, flags: int = 0, rows: int | None = None, k: int | None = None,
                  row_stride: int | None = None) -> None:
         """Writes column j of x @ W into ``outs[j // cols]`` (each C-contiguous float32: (rows, cols), or with ``HEADS``
-        (cols / 64, rows, 64), with ``TRANSPOSED`` (cols, rows)). ``rows``, ``k``, ``row_stride``: x read as rows of k
-        floats ``row_stride`` apart (default: x's own 2-D shape)."""
+        (cols / 64, rows, 64), with ``TRANSPOSED`` (cols, rows); with ``BF16_OUT`` one ``bf16_rows(rows, n)`` array, the
+        next product's x). ``rows``, ``k``, ``row_stride``: x read as rows of k floats ``row_stride`` apart (default: x's
+        own 2-D shape; a bfloat16 x is taken as ``BF16_OUT`` wrote it, with ``rows`` given)."""
+        if x.dtype == np.uint16:
+            flags |= BF16_IN
+            if rows is None or x.shape != bf16_rows(rows, x.shape[-1]).shape or not x.flags.c_contiguous or norm is not None:
+                raise ValueError("a bfloat16 x must be as BF16_OUT writes it, its rows given, and without a LayerNorm")
         rows = x.shape[0] if rows is None else rows
         k = x.shape[-1] if k is None else k
         row_stride = x.shape[-1] if row_stride is None else row_stride
         cols = n // len(outs)
-        if not x.flags.c_contiguous or x.dtype != np.float32 or x.size < (rows - 1) * row_stride + k:
+        if not x.flags.c_contiguous or x.dtype not in (np.float32, np.uint16) or x.size < (rows - 1) * row_stride + k:
             raise ValueError("x must be C-contiguous float32 holding its rows")
         if packed.shape != (-(-n // 32) * 2, -(-k // 32) * 16, 16, 2) or packed.dtype != np.uint16:
             raise ValueError(f"packed weight {packed.shape} does not fit k {k}, n {n}")
         shape = (cols // D_HEAD, rows, D_HEAD) if flags & HEADS else (cols, rows) if flags & TRANSPOSED else (rows, cols)
-        if any(out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous for out in outs) or len(outs) * cols != n:
-            raise ValueError(f"outs must be C-contiguous float32 {shape} arrays, n // cols of them")
+        dtype = np.float32
+        if flags & BF16_OUT:
+            shape, dtype = bf16_rows(rows, n).shape, np.uint16
+        if any(out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous for out in outs) or len(outs) * cols != n:
+            raise ValueError(f"outs must be C-contiguous {np.dtype(dtype).name} {shape} arrays, n // cols of them")
         needed = self._library.linear_scratch_bytes(rows, k) + 64
         if self._scratch.size < needed:
             self._scratch = np.empty(needed, np.uint8)
@@ -188,13 +202,13 @@ class Bf16Encoder:
         x = np.array(w["positions"][:t])
         linear(hidden, w["conv2"], n, [x], w["conv2_bias"], flags=GELU | ACCUMULATE, rows=t, k=3 * n, row_stride=2 * n)
         q, k, v = (np.empty((t, n), np.float32) for _ in range(3))
-        mlp = np.empty((t, 4 * n), np.float32)
+        mlp = bf16_rows(t, 4 * n)  # fc1's GELU output, in bfloat16 as fc2 takes it
         for i in range(self.n_layer):
             linear(x, w[f"{i}.qkv"], 3 * n, [q, k, v], w[f"{i}.qkv_bias"], norm=(w[f"{i}.attn_ln_w"], w[f"{i}.attn_ln_b"]))
             attended = self.attention(q[None], k[None], v[None])[0]
             linear(attended, w[f"{i}.out"], n, [x], w[f"{i}.out_bias"], flags=ACCUMULATE)
-            linear(x, w[f"{i}.fc1"], 4 * n, [mlp], w[f"{i}.fc1_bias"], norm=(w[f"{i}.mlp_ln_w"], w[f"{i}.mlp_ln_b"]), flags=GELU)
-            linear(mlp, w[f"{i}.fc2"], n, [x], w[f"{i}.fc2_bias"], flags=ACCUMULATE)
+            linear(x, w[f"{i}.fc1"], 4 * n, [mlp], w[f"{i}.fc1_bias"], norm=(w[f"{i}.mlp_ln_w"], w[f"{i}.mlp_ln_b"]), flags=GELU | BF16_OUT)
+            linear(mlp, w[f"{i}.fc2"], n, [x], w[f"{i}.fc2_bias"], flags=ACCUMULATE, rows=t)
         # the decoder's layouts written by the kernel: keys (head, frames, 64), values (head * 64, frames)
         layers, norm = self.n_text_layer, (w["ln_post_w"], w["ln_post_b"])
         keys = [np.empty((self.n_head, t, D_HEAD), np.float32) for _ in range(layers)]
