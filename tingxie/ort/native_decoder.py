@@ -77,7 +77,7 @@ class NativeDecoderStep:
                  threads: int):
         self._kernel = library.decoder_step
         p, i = ctypes.c_void_p, ctypes.c_int
-        self._kernel.argtypes = [p, i, i, i, p, p, i, i, p, p, i, p, p, i, i, p, p, i, i]
+        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i]
         self._kernel.restype = i
         self.n_layer, self.n_head, self.threads = n_layer, n_head, threads
         self._tokens = tokens
@@ -86,7 +86,7 @@ class NativeDecoderStep:
         order = ["attn_ln.g", "attn_ln.b", "qkv.w", "qkv.s", "qkv.b", "out.w", "out.s", "out.b", "cross_attn_ln.g", "cross_attn_ln.b",
                  "cq.w", "cq.s", "cq.b", "co.w", "co.s", "co.b", "mlp_ln.g", "mlp_ln.b", "fc1.w", "fc1.s", "fc1.b", "fc2.w", "fc2.s", "fc2.b"]
         kept = [np.ascontiguousarray(arrays[f"{layer}.{name}"]) for layer in range(n_layer) for name in order]
-        kept += [np.ascontiguousarray(arrays["ln.g"]), np.ascontiguousarray(arrays["ln.b"])]
+        kept += [np.ascontiguousarray(arrays["ln.g"]), np.ascontiguousarray(arrays["ln.b"])]  # n_layer < the model's: its first layers
         self._kept = kept  # the kernel reads them through these pointers
         self._params = (ctypes.c_void_p * len(kept))(*[a.ctypes.data for a in kept])
 
@@ -97,20 +97,22 @@ class NativeDecoderStep:
     def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
              prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_vt: list[np.ndarray],
              group: int) -> np.ndarray:
-        rows = tokens.shape[0]
-        x = self._tokens[tokens].astype(np.float32) + self._positions[position]
+        """tokens (rows, new) at positions ``position`` .. ``position + new - 1`` -> the final hidden states
+        (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``."""
+        rows, new = tokens.shape
+        x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
         for arrays in (self_k, self_v, prefix_k, prefix_v, cross_kt, cross_vt):
             if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in arrays):
                 raise ValueError("the compiled decoder step takes C-contiguous float32 arrays")
-        status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group,
+        status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group, new,
                               self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
                               self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_vt),
                               cross_vt[0].shape[3], self.threads)
         if status == 1:
             raise MemoryError("the compiled decoder step could not allocate its work buffers")
         if status:
-            raise ValueError(f"the compiled decoder step cannot take these sizes (rows {rows}, group {group}, past {past})")
+            raise ValueError(f"the compiled decoder step cannot take these sizes (rows {rows}, group {group}, past {past}, new {new})")
         return out
 
 

@@ -323,6 +323,8 @@ class OrtWhisper:
         if offset == 0 and (g == 1 or (tokens.reshape(-1, g, t) == tokens[::g, None]).all()):
             n = self.dims.n_text_layer
             key = (tokens[::g].shape, tokens[::g].tobytes(), select_.tobytes())
+            if key not in cache.prompts and cache.cross_kt is not None:  # the compiled call: one for the whole prompt
+                cache.prompts[key] = self._native_prompt(tokens[::g], cache, select_)
             if key not in cache.prompts:
                 order = np.argsort(select_, kind="stable")  # the chunks give the selected positions in order
                 parts = list(self._in_chunks(tokens[::g], cache.cross_k + cache.cross_vt, select_[order]))
@@ -340,10 +342,10 @@ class OrtWhisper:
             audios = None  # every audio is still decoding
         if audios is None and t == 1 and cache.cross_kt is not None:  # a plain step: the compiled one
             cache.make_room(past + 1, self.dims.n_text_ctx)
-            hidden = self.native_step.step(tokens[:, 0], offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
+            hidden = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
                                            cache.cross_kt, cache.cross_vt, g)
             cache.length = offset + 1
-            return self.logits(hidden[:, None])
+            return self.logits(hidden)
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
         logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
         if audios is not None:  # the other rows' logits: zeros
@@ -355,6 +357,19 @@ class OrtWhisper:
             cache.self_v[layer][computed, :, past : past + t] = new[n + layer]
         cache.length = offset + t
         return logits
+
+    def _native_prompt(self, prompt: np.ndarray, cache: NumpyKVCache, select: np.ndarray) -> tuple:
+        """A window's initial tokens (a row per audio) through the compiled step: (logits at ``select``, the prompt's
+        keys and values per layer, (audio, head, tokens, d_head))."""
+        dims = self.dims
+        audios, t = prompt.shape
+        d_head = dims.n_text_state // dims.n_text_head
+        shape = (audios, dims.n_text_head, t, d_head)
+        keys = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
+        values = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
+        none = [np.zeros((audios, dims.n_text_head, 0, d_head), np.float32)] * dims.n_text_layer
+        hidden = self.native_step.step(prompt, 0, keys, values, 0, none, none, cache.cross_kt, cache.cross_vt, 1)
+        return self.logits(hidden[:, select]), keys, values
 
     def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray,
              audios: np.ndarray | None = None, rows: slice | np.ndarray = slice(None)) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-/* One decoder step (one new token per row) of an int8 Whisper model on AVX512-VNNI CPUs, whole, in one call.
+/* A decoder call (one new token per row, or a window's prompt) of an int8 Whisper model on AVX512-VNNI CPUs, whole, in one call.
  *
  * ONNX Runtime ran the step as ~250 small kernels (a 5-beam tiny.en step ~7 ms, most of it between kernels and in
  * re-reading the window's cross-attention keys once per kernel); here each layer is a few passes over its weights and
@@ -26,6 +26,7 @@
 #define BLOCK 32
 #define LANES 16
 #define MAX_ROWS 8 /* rows per pass over a weight panel: the accumulators stay in registers */
+#define CROSS_ROWS 16 /* queries per pass over a head's cross keys and values (a prompt's tokens: fewer passes) */
 #define D_HEAD 64
 #define MAX_THREADS 16
 #define PER_LAYER 24 /* pointers per layer in `params` (see the enum) */
@@ -43,7 +44,7 @@ typedef struct {
 typedef struct {
     /* the call */
     const void *const *params;
-    int n_layer, n_head, d, rows, group, prefix, capacity, past, frames, threads;
+    int n_layer, n_head, d, rows, group, new, prefix, capacity, past, frames, threads; /* rows: token rows (rows x new) */
     float *x, *out;
     const float *const *prefix_k, *const *prefix_v, *const *cross_kt, *const *cross_vt;
     float *const *self_k, *const *self_v;
@@ -106,8 +107,8 @@ static inline __m512 gelu_ps(__m512 x) {
     return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf, _mm512_set1_ps(1.0f)));
 }
 
-static void layer_norm(const float *x, int rows, int d, const float *gain, const float *bias, float *out) {
-    for (int r = 0; r < rows; r++) {
+static void layer_norm(const float *x, int first, int last, int d, const float *gain, const float *bias, float *out) {
+    for (int r = first; r < last; r++) {
         const float *row = x + (size_t)r * d;
         float mean = 0.0f, var = 0.0f;
         for (int i = 0; i < d; i++) mean += row[i];
@@ -119,9 +120,9 @@ static void layer_norm(const float *x, int rows, int d, const float *gain, const
 }
 
 /* each row's blocks of 32 to int8, as MatMulNBits' accuracy level 4 does (the same code as logits_int8.c) */
-static void quantize_rows(const step_t *s, const float *x, int rows, int k) {
+static void quantize_rows(const step_t *s, const float *x, int first, int last, int k) {
     const int blocks = k / BLOCK;
-    for (int r = 0; r < rows; r++)
+    for (int r = first; r < last; r++)
         for (int b = 0; b < blocks; b++) {
             const float *src = x + (size_t)r * k + b * BLOCK;
             float amax = 0.0f;
@@ -149,6 +150,19 @@ static void quantize_rows(const step_t *s, const float *x, int rows, int k) {
     case 6: call(6); break;                                                                                            \
     case 7: call(7); break;                                                                                            \
     default: call(8); break;                                                                                           \
+    }
+
+#define BY_ROWS16(call, rows)                                                                                          \
+    switch (rows) {                                                                                                    \
+    case 9: call(9); break;                                                                                            \
+    case 10: call(10); break;                                                                                          \
+    case 11: call(11); break;                                                                                          \
+    case 12: call(12); break;                                                                                          \
+    case 13: call(13); break;                                                                                          \
+    case 14: call(14); break;                                                                                          \
+    case 15: call(15); break;                                                                                          \
+    case 16: call(16); break;                                                                                          \
+    default: BY_ROWS(call, rows)                                                                                       \
     }
 
 /* out (rows, n) <- / += / gelu of (quantized x) @ W + bias, for the panels [first, last) */
@@ -234,31 +248,41 @@ static void softmax(float *w, int n) {
     for (int j = 0; j < n; j++) w[j] *= inverse;
 }
 
-/* self-attention of row r, head h: its prompt (the audio's prefix), its own earlier tokens, the new token */
-static void self_attention(const step_t *s, int layer, int r, int h, float *scores) {
-    const int d = s->d, H = s->n_head, audio = r / s->group;
-    const float *q = s->qkv + (size_t)r * 3 * d + h * D_HEAD, *k_new = q + d, *v_new = q + 2 * d;
+/* self-attention of token row i (new token j of row r = i / new), head h: the audio's prompt (prefix), the row's
+ * earlier tokens (its buffer) and its new tokens up to j */
+static void self_attention(const step_t *s, int layer, int i, int h, float *scores) {
+    const int d = s->d, H = s->n_head, r = i / s->new, j = i % s->new, audio = r / s->group;
+    const float *q = s->qkv + (size_t)i * 3 * d + h * D_HEAD;
+    const float *first = s->qkv + (size_t)(i - j) * 3 * d + h * D_HEAD; /* the row's first new token */
     const float *pk = s->prefix_k[layer] + ((size_t)audio * H + h) * s->prefix * D_HEAD;
     const float *pv = s->prefix_v[layer] + ((size_t)audio * H + h) * s->prefix * D_HEAD;
     float *own_k = s->self_k[layer] + ((size_t)r * H + h) * s->capacity * D_HEAD;
     float *own_v = s->self_v[layer] + ((size_t)r * H + h) * s->capacity * D_HEAD;
-    const int n = s->prefix + s->past + 1;
-    for (int j = 0; j < s->prefix; j++) scores[j] = dot64(q, pk + (size_t)j * D_HEAD);
-    for (int j = 0; j < s->past; j++) scores[s->prefix + j] = dot64(q, own_k + (size_t)j * D_HEAD);
-    scores[n - 1] = dot64(q, k_new);
+    const int before = s->prefix + s->past, n = before + j + 1;
+    for (int m = 0; m < s->prefix; m++) scores[m] = dot64(q, pk + (size_t)m * D_HEAD);
+    for (int m = 0; m < s->past; m++) scores[s->prefix + m] = dot64(q, own_k + (size_t)m * D_HEAD);
+    for (int m = 0; m <= j; m++) scores[before + m] = dot64(q, first + (size_t)m * 3 * d + d);
     softmax(scores, n);
     __m512 acc[D_HEAD / 16];
-    for (int i = 0; i < D_HEAD / 16; i++) acc[i] = _mm512_setzero_ps();
-    for (int j = 0; j < n; j++) {
-        const float *v = j < s->prefix ? pv + (size_t)j * D_HEAD : j < n - 1 ? own_v + (size_t)(j - s->prefix) * D_HEAD : v_new;
-        const __m512 weight = _mm512_set1_ps(scores[j]);
-        for (int i = 0; i < D_HEAD / 16; i++) acc[i] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(v + i * 16), acc[i]);
+    for (int c = 0; c < D_HEAD / 16; c++) acc[c] = _mm512_setzero_ps();
+    for (int m = 0; m < n; m++) {
+        const float *v = m < s->prefix ? pv + (size_t)m * D_HEAD
+                         : m < before  ? own_v + (size_t)(m - s->prefix) * D_HEAD
+                                       : first + (size_t)(m - before) * 3 * d + 2 * d;
+        const __m512 weight = _mm512_set1_ps(scores[m]);
+        for (int c = 0; c < D_HEAD / 16; c++) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(v + c * 16), acc[c]);
     }
-    float *dst = s->attn + (size_t)r * d + h * D_HEAD;
-    for (int i = 0; i < D_HEAD / 16; i++) _mm512_storeu_ps(dst + i * 16, acc[i]);
-    /* the new token's key and value go into the row's buffer (the caller made room) */
-    memcpy(own_k + (size_t)s->past * D_HEAD, k_new, D_HEAD * sizeof(float));
-    memcpy(own_v + (size_t)s->past * D_HEAD, v_new, D_HEAD * sizeof(float));
+    float *dst = s->attn + (size_t)i * d + h * D_HEAD;
+    for (int c = 0; c < D_HEAD / 16; c++) _mm512_storeu_ps(dst + c * 16, acc[c]);
+}
+
+/* the new tokens' keys and values into their rows' buffers (the caller made room), once every row has read its own */
+static void store_new(const step_t *s, int layer, int i, int h) {
+    const int d = s->d, H = s->n_head, r = i / s->new, j = i % s->new;
+    const float *k = s->qkv + (size_t)i * 3 * d + d + h * D_HEAD;
+    const size_t at = (((size_t)r * H + h) * s->capacity + s->past + j) * D_HEAD;
+    memcpy(s->self_k[layer] + at, k, D_HEAD * sizeof(float));
+    memcpy(s->self_v[layer] + at, k + d, D_HEAD * sizeof(float));
 }
 
 /* scores (rows, F) of the queries q[0..rows) against one head's keys in blocks of 16 frames (blocks, 64, 16): 16
@@ -270,7 +294,7 @@ static inline __attribute__((always_inline)) void cross_scores(const float *cons
     const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
     for (int b = 0; b < blocks; b++) {
         const float *block = kt + (size_t)b * D_HEAD * LANES;
-        __m512 acc[MAX_ROWS];
+        __m512 acc[CROSS_ROWS];
         for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
         for (int i = 0; i < D_HEAD; i++) {
             const __m512 keys = _mm512_loadu_ps(block + i * LANES);
@@ -286,7 +310,7 @@ static inline __attribute__((always_inline)) void cross_values(const float *weig
                                                                 float *const *out) {
     const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
     for (int i = 0; i < D_HEAD; i++) {
-        __m512 acc[MAX_ROWS];
+        __m512 acc[CROSS_ROWS];
         for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
         for (int f = 0; f < F; f += LANES) {
             const __mmask16 keep = f + LANES <= F ? (__mmask16)0xFFFF : tail;
@@ -298,56 +322,64 @@ static inline __attribute__((always_inline)) void cross_values(const float *weig
 }
 
 /* cross-attention of one audio's rows (its beams) in head h: each pass over the window's keys and values serves up
- * to 8 of them */
+ * to 16 of them */
 static void cross_attention(const step_t *s, int layer, int audio, int h, float *scores) {
-    const int d = s->d, H = s->n_head, F = s->frames, G = s->group, blocks = (F + LANES - 1) / LANES;
+    const int d = s->d, H = s->n_head, F = s->frames, G = s->group * s->new, blocks = (F + LANES - 1) / LANES;
     const float *kt = s->cross_kt[layer] + ((size_t)audio * H + h) * blocks * D_HEAD * LANES;
     const float *vt = s->cross_vt[layer] + ((size_t)audio * H + h) * D_HEAD * F;
-    for (int g0 = 0; g0 < G; g0 += MAX_ROWS) {
-        const int rows = G - g0 < MAX_ROWS ? G - g0 : MAX_ROWS;
-        const float *q[MAX_ROWS];
-        float *out[MAX_ROWS];
+    for (int g0 = 0; g0 < G; g0 += CROSS_ROWS) {
+        const int rows = G - g0 < CROSS_ROWS ? G - g0 : CROSS_ROWS;
+        const float *q[CROSS_ROWS];
+        float *out[CROSS_ROWS];
         for (int g = 0; g < rows; g++) {
             q[g] = s->cq + (size_t)(audio * G + g0 + g) * d + h * D_HEAD;
             out[g] = s->attn + (size_t)(audio * G + g0 + g) * d + h * D_HEAD;
         }
 #define SCORES(n) cross_scores(q, n, kt, F, scores)
-        BY_ROWS(SCORES, rows)
+        BY_ROWS16(SCORES, rows)
         for (int g = 0; g < rows; g++) softmax(scores + (size_t)g * F, F);
 #define VALUES(n) cross_values(scores, n, vt, F, out)
-        BY_ROWS(VALUES, rows)
+        BY_ROWS16(VALUES, rows)
     }
+}
+
+/* this thread's share of the token rows, for the row-wise parts (LayerNorm, quantizing a product's input) */
+static inline void row_share(const step_t *s, int t, int *first, int *last) {
+    *first = (int)((long)s->rows * t / s->threads), *last = (int)((long)s->rows * (t + 1) / s->threads);
 }
 
 static void run_layer(step_t *s, int t, int layer) {
     const void *const *p = s->params + (size_t)layer * PER_LAYER;
     const int d = s->d, R = s->rows, H = s->n_head, T = s->threads;
     float *scores = s->scores + (size_t)t * s->score_stride;
-    if (t == 0) layer_norm(s->x, R, d, p[LN1_G], p[LN1_B], s->h), quantize_rows(s, s->h, R, d);
+    int r0, r1;
+    row_share(s, t, &r0, &r1);
+    layer_norm(s->x, r0, r1, d, p[LN1_G], p[LN1_B], s->h), quantize_rows(s, s->h, r0, r1, d);
     barrier_wait(&s->barrier);
     product(s, t, d, 3 * d, p, QKV_W, s->qkv, STORE);
     barrier_wait(&s->barrier);
     for (int task = t; task < R * H; task += T) self_attention(s, layer, task / H, task % H, scores);
-    barrier_wait(&s->barrier);
-    if (t == 0) quantize_rows(s, s->attn, R, d);
+    for (int task = t; task < R * H; task += T) store_new(s, layer, task / H, task % H);
+    barrier_wait(&s->barrier); /* a row's heads come from both threads */
+    quantize_rows(s, s->attn, r0, r1, d);
     barrier_wait(&s->barrier);
     product(s, t, d, d, p, OUT_W, s->x, ADD);
     barrier_wait(&s->barrier);
-    if (t == 0) layer_norm(s->x, R, d, p[LN2_G], p[LN2_B], s->h), quantize_rows(s, s->h, R, d);
+    layer_norm(s->x, r0, r1, d, p[LN2_G], p[LN2_B], s->h), quantize_rows(s, s->h, r0, r1, d);
     barrier_wait(&s->barrier);
     product(s, t, d, d, p, CQ_W, s->cq, STORE);
     barrier_wait(&s->barrier);
-    for (int task = t; task < (R / s->group) * H; task += T) cross_attention(s, layer, task / H, task % H, scores);
+    for (int task = t; task < (R / (s->group * s->new)) * H; task += T) cross_attention(s, layer, task / H, task % H, scores);
     barrier_wait(&s->barrier);
-    if (t == 0) quantize_rows(s, s->attn, R, d);
+    quantize_rows(s, s->attn, r0, r1, d);
     barrier_wait(&s->barrier);
     product(s, t, d, d, p, CO_W, s->x, ADD);
     barrier_wait(&s->barrier);
-    if (t == 0) layer_norm(s->x, R, d, p[LN3_G], p[LN3_B], s->h), quantize_rows(s, s->h, R, d);
+    layer_norm(s->x, r0, r1, d, p[LN3_G], p[LN3_B], s->h), quantize_rows(s, s->h, r0, r1, d);
     barrier_wait(&s->barrier);
     product(s, t, d, 4 * d, p, FC1_W, s->wide, GELU);
     barrier_wait(&s->barrier);
-    if (t == 0) quantize_rows(s, s->wide, R, 4 * d);
+    quantize_rows(s, s->wide, r0, r1, 4 * d);
     barrier_wait(&s->barrier);
     product(s, t, 4 * d, d, p, FC2_W, s->x, ADD);
     barrier_wait(&s->barrier);
@@ -365,27 +397,30 @@ static void *work(void *arg) {
     return NULL;
 }
 
-/* x (rows, d): the new tokens' embeddings (token + position), used as the residual stream (overwritten);
- * out (rows, d): the final hidden state (after the last LayerNorm), for the logits. params: PER_LAYER pointers per
+/* `new` tokens per row (one for a decoding step; a window's prompt is a row per audio with all its tokens).
+ * x (rows, new, d): the new tokens' embeddings (token + position), used as the residual stream (overwritten);
+ * out (rows, new, d): the final hidden state (after the last LayerNorm), for the logits. params: PER_LAYER pointers per
  * layer, then the final LayerNorm's gain and bias. prefix_k/v[layer]: (rows / group, head, prefix, 64);
- * self_k/v[layer]: (rows, head, capacity, 64), the first `past` positions filled; the new token's key and value are
- * written at position `past` (past < capacity). cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16)
+ * self_k/v[layer]: (rows, head, capacity, 64), the first `past` positions filled; the new tokens' keys and values are
+ * written at positions past .. past + new - 1 (past + new <= capacity); token j attends to the prefix, the filled
+ * positions and the new tokens up to itself. cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16)
  * (zeros past the last frame); cross_vt[layer]: (rows / group, head, 64, frames).
  * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
-int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group,
+int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group, int new,
                  const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
                  float *const *self_v, int capacity, int past, const float *const *cross_kt, const float *const *cross_vt,
                  int frames, int threads) {
-    if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || past < 0 || past >= capacity ||
-        prefix < 0 || frames < 1)
+    if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || new < 1 || past < 0 ||
+        past + new > capacity || prefix < 0 || frames < 1)
         return 2;
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    step_t s = {.params = params, .n_layer = n_layer, .n_head = n_head, .d = d, .rows = rows, .group = group,
+    step_t s = {.params = params, .n_layer = n_layer, .n_head = n_head, .d = d, .rows = rows * new, .group = group, .new = new,
                 .prefix = prefix, .capacity = capacity, .past = past, .frames = frames, .threads = threads, .x = x,
                 .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_vt = cross_vt,
                 .self_k = self_k, .self_v = self_v};
-    const int self_need = prefix + capacity + 1, cross_need = MAX_ROWS * frames;
+    const int self_need = prefix + capacity, cross_need = CROSS_ROWS * frames;
+    rows *= new; /* token rows from here on */
     s.score_stride = ((self_need > cross_need ? self_need : cross_need) + LANES - 1) / LANES * LANES;
     s.xq = malloc((size_t)rows * 4 * d);
     s.xscale = malloc(sizeof(float) * rows * 4 * d / BLOCK);
@@ -418,7 +453,7 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
     workers[0] = (worker_t){&s, 0};
     work(&workers[0]);
     for (int t = 1; t < started; t++) pthread_join(ids[t], NULL);
-    layer_norm(s.x, rows, d, params[(size_t)n_layer * PER_LAYER], params[(size_t)n_layer * PER_LAYER + 1], out);
+    layer_norm(s.x, 0, rows, d, params[(size_t)n_layer * PER_LAYER], params[(size_t)n_layer * PER_LAYER + 1], out);
 done:
     free(s.xq), free(s.xscale), free(s.xcorr), free(s.h), free(s.qkv), free(s.cq), free(s.attn), free(s.wide), free(s.scores);
     return status;
