@@ -187,3 +187,28 @@ def test_a_prompt_in_one_call_equals_its_tokens_one_at_a_time(tiny_en_default):
         np.testing.assert_allclose(single[:, 0], whole[:, j], rtol=0, atol=1e-4 * np.abs(whole).max())
     for a, b in zip(whole_k + whole_v, one_k + one_v):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(a).max())
+
+
+def test_word_timing_alignment_through_the_compiled_step_matches_the_graph(tiny_en_default):
+    """Word timing's teacher-forced pass (next-token log-probabilities and the alignment heads' cross-attention scores)
+    runs in one compiled call; the decoder graph, made on first use, gives the same within int8's rounding."""
+    require_shared()
+    _require_kernel()
+    from tingxie.audio import decode_audio
+    from tingxie.ort.runtime import OrtWhisper
+
+    engine = tiny_en_default.engine
+    audio = decode_audio(str(audio_path("jfk")))
+    features = engine.encode(engine.log_mel(audio[:480000], padding=480000)[None, :, :3000])
+    tokens = np.array([[50257, 50362, 400, 370, 616, 7297, 3399, 1265, 407, 644, 534, 1499, 460, 466, 329, 345, 11, 50256]])
+    heads = [(3, 1), (1, 0), (2, 5)]  # not in layer order: the scores come back in this order
+    logprobs, scores = engine.alignment_scores(tokens, features, heads, 50257)
+    graph = OrtWhisper(engine.folder)
+    graph.native_step = None
+    expected_logprobs, expected_scores = graph.alignment_scores(tokens, features, heads, 50257)
+    assert scores.shape == expected_scores.shape == (3, 18, 1500)
+    assert np.corrcoef(scores.ravel(), expected_scores.ravel())[0, 1] > 0.9999
+    finite = np.isfinite(expected_logprobs)
+    np.testing.assert_array_equal(np.isfinite(logprobs), finite)
+    np.testing.assert_allclose(logprobs[finite], expected_logprobs[finite], atol=0.1)
+    assert np.array_equal(scores.argmax(-1), expected_scores.argmax(-1)) or (scores.argmax(-1) != expected_scores.argmax(-1)).mean() < 0.05

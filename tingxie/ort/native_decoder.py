@@ -77,7 +77,7 @@ class NativeDecoderStep:
                  threads: int):
         self._kernel = library.decoder_step
         p, i = ctypes.c_void_p, ctypes.c_int
-        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i]
+        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i, p, p, p, i]
         self._kernel.restype = i
         self.n_layer, self.n_head, self.threads = n_layer, n_head, threads
         self._tokens = tokens
@@ -96,24 +96,29 @@ class NativeDecoderStep:
 
     def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
              prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_vt: list[np.ndarray],
-             group: int) -> np.ndarray:
+             group: int, heads: list[tuple[int, int]] | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """tokens (rows, new) at positions ``position`` .. ``position + new - 1`` -> the final hidden states
-        (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``."""
+        (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``. ``heads``:
+        also these (layer, head) pairs' cross-attention scores before the softmax, (heads, rows x new, frames)."""
         rows, new = tokens.shape
         x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
         for arrays in (self_k, self_v, prefix_k, prefix_v, cross_kt, cross_vt):
             if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in arrays):
                 raise ValueError("the compiled decoder step takes C-contiguous float32 arrays")
+        frames = cross_vt[0].shape[3]
+        pairs = np.asarray(heads or [], np.int32).reshape(-1, 2)
+        layers, indices = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
+        scores = np.empty((len(pairs), rows * new, frames), np.float32)
         status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group, new,
                               self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
                               self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_vt),
-                              cross_vt[0].shape[3], self.threads)
+                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, self.threads)
         if status == 1:
             raise MemoryError("the compiled decoder step could not allocate its work buffers")
         if status:
             raise ValueError(f"the compiled decoder step cannot take these sizes (rows {rows}, group {group}, past {past}, new {new})")
-        return out
+        return out if heads is None else (out, scores)
 
 
 def blocked_keys(cross_k: list[np.ndarray]) -> list[np.ndarray]:

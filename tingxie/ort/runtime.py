@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,9 +157,12 @@ class OrtWhisper:
         self._encoder_args = (folder, dims.n_audio_layer, dims.n_audio_head, dims.n_audio_state, self.compute_type)
         try:
             self.encoder = load_encoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
-            self.decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
             self.logits = load_logits(folder, LOGITS_GRAPH, self.compute_type, plain, threads)
             self.native_step = load_native_decoder(folder, self.compute_type, dims.n_text_layer, dims.n_text_head, threads)
+            # with the compiled decoder the graph only serves a batch's row subsets: made on first use (~50 ms, ~20 MiB)
+            self._decoder, self._decoder_options, self._decoder_lock = None, plain, threading.Lock()
+            if self.native_step is None:
+                self._decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
@@ -171,7 +175,23 @@ class OrtWhisper:
         self._no_heads = dict.fromkeys(self._head_names, np.zeros(0, np.int64))  # decoding: no cross-attention scores out
         self._step_outputs = ["hidden"] + [f"new_k{i}" for i in range(n)] + [f"new_v{i}" for i in range(n)]
         # cross_k0's frames axis named (EXPORT_VERSION 21 on): asked for by every streamed encode, read once here
-        self._decoder_takes_fewer_frames = any(isinstance(arg.shape[2], str) for arg in self.decoder.get_inputs() if arg.name == self._cross_names[0])
+        # (the compiled step takes any number of frames, and so does every graph it is exported beside)
+        self._decoder_takes_fewer_frames = self.native_step is not None or any(
+            isinstance(arg.shape[2], str) for arg in self.decoder.get_inputs() if arg.name == self._cross_names[0])
+
+    @property
+    def decoder(self):
+        """The decoder graph's session (made on first use where the compiled step does the decoding)."""
+        with self._decoder_lock:
+            if self._decoder is None:
+                import onnxruntime as ort
+
+                try:
+                    self._decoder = ort.InferenceSession(str(self.folder / DECODER_GRAPH), self._decoder_options,
+                                                         providers=["CPUExecutionProvider"])
+                except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
+                    raise CheckpointError(f"the exported model in {self.folder} does not load ({e}); delete the folder to export it again") from e
+            return self._decoder
 
     @property
     def is_multilingual(self) -> bool:
@@ -222,6 +242,8 @@ class OrtWhisper:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         t = tokens.shape[-1]
         one = features.select(0)
+        if self.native_step is not None:
+            return self._native_alignment(tokens[:1], features, one, heads, text_vocab)
         by_layer = sorted(range(len(heads)), key=lambda i: heads[i])
         per_layer = [np.asarray([h for layer, h in sorted(heads) if layer == i], np.int64) for i in range(self.dims.n_text_layer)]
         logprobs, scores = [], []
@@ -357,6 +379,24 @@ class OrtWhisper:
             cache.self_v[layer][computed, :, past : past + t] = new[n + layer]
         cache.length = offset + t
         return logits
+
+    def _native_alignment(self, tokens: np.ndarray, features: WindowFeatures, one: WindowFeatures, heads: list[tuple[int, int]],
+                          text_vocab: int) -> tuple[np.ndarray, np.ndarray]:
+        """``alignment_scores`` through the compiled step: the whole sequence in one call, its logits a chunk at a time."""
+        dims = self.dims
+        t, d_head = tokens.shape[-1], dims.n_text_state // dims.n_text_head
+        blocked = features.derived.get("cross_kt")
+        cross_kt = [k[:1] for k in blocked] if blocked is not None else blocked_keys(one.cross_k)
+        shape = (1, dims.n_text_head, t, d_head)
+        keys = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
+        values = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
+        none = [np.zeros((1, dims.n_text_head, 0, d_head), np.float32)] * dims.n_text_layer
+        hidden, scores = self.native_step.step(tokens, 0, keys, values, 0, none, none, cross_kt, one.cross_vt, 1, heads=list(heads))
+        logprobs = []
+        for start in range(0, t - 1, ALIGNMENT_CHUNK):
+            targets = tokens[0, start + 1 : start + ALIGNMENT_CHUNK + 1]
+            logprobs.append(next_token_logprobs(self.logits(hidden[0, start : start + len(targets)]), targets, text_vocab))
+        return (np.concatenate(logprobs) if logprobs else np.zeros(0, np.float32)), scores
 
     def _native_prompt(self, prompt: np.ndarray, cache: NumpyKVCache, select: np.ndarray) -> tuple:
         """A window's initial tokens (a row per audio) through the compiled step: (logits at ``select``, the prompt's

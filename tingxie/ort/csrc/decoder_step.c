@@ -48,6 +48,9 @@ typedef struct {
     float *x, *out;
     const float *const *prefix_k, *const *prefix_v, *const *cross_kt, *const *cross_vt;
     float *const *self_k, *const *self_v;
+    int n_scores;                       /* alignment heads asked for: their pre-softmax cross-attention scores out */
+    const int *score_layers, *score_heads;
+    float *head_scores;                 /* (n_scores, rows, frames) */
     /* work buffers */
     int8_t *xq;
     float *xscale;
@@ -337,6 +340,10 @@ static void cross_attention(const step_t *s, int layer, int audio, int h, float 
         }
 #define SCORES(n) cross_scores(q, n, kt, F, scores)
         BY_ROWS16(SCORES, rows)
+        for (int a = 0; a < s->n_scores; a++)
+            if (s->score_layers[a] == layer && s->score_heads[a] == h)
+                for (int g = 0; g < rows; g++)
+                    memcpy(s->head_scores + ((size_t)a * s->rows + (size_t)audio * G + g0 + g) * F, scores + (size_t)g * F, sizeof(float) * F);
         for (int g = 0; g < rows; g++) softmax(scores + (size_t)g * F, F);
 #define VALUES(n) cross_values(scores, n, vt, F, out)
         BY_ROWS16(VALUES, rows)
@@ -403,13 +410,14 @@ static void *work(void *arg) {
  * layer, then the final LayerNorm's gain and bias. prefix_k/v[layer]: (rows / group, head, prefix, 64);
  * self_k/v[layer]: (rows, head, capacity, 64), the first `past` positions filled; the new tokens' keys and values are
  * written at positions past .. past + new - 1 (past + new <= capacity); token j attends to the prefix, the filled
- * positions and the new tokens up to itself. cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16)
+ * positions and the new tokens up to itself. n_scores > 0: the cross-attention scores before the softmax of these
+ * (score_layers[i], score_heads[i]) into head_scores (n_scores, rows x new, frames) (word timing's alignment heads). cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16)
  * (zeros past the last frame); cross_vt[layer]: (rows / group, head, 64, frames).
  * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
 int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group, int new,
                  const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
                  float *const *self_v, int capacity, int past, const float *const *cross_kt, const float *const *cross_vt,
-                 int frames, int threads) {
+                 int frames, int n_scores, const int *score_layers, const int *score_heads, float *head_scores, int threads) {
     if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || new < 1 || past < 0 ||
         past + new > capacity || prefix < 0 || frames < 1)
         return 2;
@@ -418,7 +426,8 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
     step_t s = {.params = params, .n_layer = n_layer, .n_head = n_head, .d = d, .rows = rows * new, .group = group, .new = new,
                 .prefix = prefix, .capacity = capacity, .past = past, .frames = frames, .threads = threads, .x = x,
                 .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_vt = cross_vt,
-                .self_k = self_k, .self_v = self_v};
+                .self_k = self_k, .self_v = self_v, .n_scores = n_scores, .score_layers = score_layers,
+                .score_heads = score_heads, .head_scores = head_scores};
     const int self_need = prefix + capacity, cross_need = CROSS_ROWS * frames;
     rows *= new; /* token rows from here on */
     s.score_stride = ((self_need > cross_need ? self_need : cross_need) + LANES - 1) / LANES * LANES;
