@@ -174,3 +174,19 @@ def test_weights_are_made_from_the_folders_checkpoint_once(tiny_en_default, tmp_
     (tmp_path / "meta.json").write_text(json.dumps({**meta, "source": None}), encoding="utf-8")
     (tmp_path / WEIGHTS_FILE).unlink()
     assert folder_weights(tmp_path) is None
+
+
+def test_two_threads_encoding_at_once_get_their_own_results(tiny_en_default):
+    """A server's streams may encode on one model at once: each thread's products use their own scratch."""
+    _library()
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = tiny_en_default.engine
+    rng = np.random.default_rng(5)
+    mels = [rng.standard_normal((1, 80, 3000)).astype(np.float32) for _ in range(2)]
+    alone = [engine.encode_frames(mel, 300) for mel in mels]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda mel: engine.encode_frames(mel, 300), mels * 3))
+    for i, features in enumerate(together):
+        for a, b in zip(features.cross_k + features.cross_vt, alone[i % 2].cross_k + alone[i % 2].cross_vt):
+            assert np.array_equal(a, b)

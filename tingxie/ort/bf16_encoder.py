@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ class Bf16Linear:
 
     def __init__(self, library: ctypes.CDLL, threads: int = 0):
         self._library, self.threads = library, threads or usable_cpus()
-        self._scratch = np.empty(0, np.uint8)
+        self._local = threading.local()  # each thread's scratch: streams of one server may encode at once
 
     def __call__(self, x: np.ndarray, packed: np.ndarray, n: int, outs: list[np.ndarray], bias: np.ndarray | None = None,
                  norm: tuple[np.ndarray, np.ndarray] | None = None, flags: int = 0, rows: int | None = None, k: int | None = None,
@@ -163,9 +164,10 @@ class Bf16Linear:
         if any(out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous for out in outs) or len(outs) * cols != n:
             raise ValueError(f"outs must be C-contiguous {np.dtype(dtype).name} {shape} arrays, n // cols of them")
         needed = self._library.linear_scratch_bytes(rows, k) + 64
-        if self._scratch.size < needed:
-            self._scratch = np.empty(needed, np.uint8)
-        scratch = self._scratch.ctypes.data + (-self._scratch.ctypes.data) % 64
+        buffer = getattr(self._local, "scratch", None)
+        if buffer is None or buffer.size < needed:
+            buffer = self._local.scratch = np.empty(needed, np.uint8)
+        scratch = buffer.ctypes.data + (-buffer.ctypes.data) % 64
         pointers = (ctypes.c_void_p * len(outs))(*(out.ctypes.data for out in outs))
         gamma, beta = (None, None) if norm is None else (norm[0].ctypes.data, norm[1].ctypes.data)
         if self._library.linear_bf16(x.ctypes.data, rows, k, row_stride, gamma, beta, packed.ctypes.data, n,
