@@ -186,9 +186,15 @@ static void block_product(const job_t *j, int r0, int c0) {
             if (j->flags & LINEAR_ACCUMULATE) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(valid, dst));
             _mm512_mask_storeu_ps(dst, valid, v);
         }
-        if (j->flags & LINEAR_TRANSPOSED)
-            for (int c = 0; c < 16 && col + c < j->n; c++)
-                for (int r = 0; r < rows; r++) out[(size_t)(local + c) * j->m + r0 + r] = sums[r][16 * half + c];
+        if (j->flags & LINEAR_TRANSPOSED) { /* each column's 32 rows gathered from the block, stored as one run */
+            const __m512i down = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(BLOCK));
+            for (int c = 0; c < 16 && col + c < j->n; c++) {
+                float *dst = out + (size_t)(local + c) * j->m + r0;
+                const float *src = &sums[0][16 * half + c];
+                _mm512_mask_storeu_ps(dst, first(rows), _mm512_i32gather_ps(down, src, 4));
+                _mm512_mask_storeu_ps(dst + 16, first(rows - 16), _mm512_i32gather_ps(down, src + 16 * BLOCK, 4));
+            }
+        }
     }
 }
 
