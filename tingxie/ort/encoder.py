@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .attention import load_attention
 from .layout import encoder_graph_names
+
+if TYPE_CHECKING:
+    from .bf16_encoder import Bf16Encoder
 
 
 class StagedEncoder:
@@ -43,7 +47,7 @@ class StagedEncoder:
 
 
 def load_encoder(folder: Path, n_layer: int, n_head: int, n_state: int, compute_type: str, options, attention_options,
-                 threads: int = 0):
+                 threads: int = 0) -> StagedEncoder | Bf16Encoder:
     """int8 models: the bfloat16 encoder where the CPU has AMX tiles and the compiled kernels are built (int8's accuracy
     then is float32's); else, or with ``TINGXIE_ENCODER=int8`` or another attention asked for (``TINGXIE_ATTENTION``),
     ``StagedEncoder``."""
