@@ -430,8 +430,11 @@ def test_a_fallback_decode_reuses_the_window_s_prompt(onnx_int8, monkeypatch):
     features = module.embed_audio(mel[None])
     prompt = tuple(tokenizer.encode(" He began a confused complaint against the wizard, who had vanished behind the curtain."))
     prompt_calls = []
-    in_chunks = module._in_chunks  # a window's first call (its prompt) runs through it, a chunk of tokens at a time
-    monkeypatch.setattr(module, "_in_chunks", lambda tokens, *a, **k: (prompt_calls.append(tokens.shape[-1]), in_chunks(tokens, *a, **k))[1])
+    # a window's first call (its prompt) runs through the compiled step in one call where the CPU has it, else through
+    # the graph a chunk of tokens at a time
+    name = "_native_prompt" if module.native_step is not None else "_in_chunks"
+    prompt_call = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda tokens, *a, **k: (prompt_calls.append(tokens.shape[-1]), prompt_call(tokens, *a, **k))[1])
     first = decode_windows(module, features, tokenizer, DecodingOptions(temperature=0.0, prompt=prompt))[0]
     assert prompt_calls == [len(prompt) + 2]  # <|startofprev|> prompt <|startoftranscript|>
     options = DecodingOptions(temperature=0.4, best_of=3, prompt=prompt)

@@ -53,7 +53,10 @@ def write_model_folder(target: Path, prepare, meta: dict) -> None:
 
     def fill(work: Path) -> None:
         prepare(work)
-        (work / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        # each file's size, checked at every load: the decoder graph is loaded only where it is used, so a file cut
+        # short must be found without loading it
+        sizes = {path.name: path.stat().st_size for path in sorted(work.iterdir()) if path.is_file()}
+        (work / "meta.json").write_text(json.dumps({**meta, "files": sizes}), encoding="utf-8")
 
     write_folder_atomically(target, fill, "meta.json")
 

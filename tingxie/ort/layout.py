@@ -3,7 +3,7 @@ the runtime alike, so that neither imports the other)."""
 
 from __future__ import annotations
 
-EXPORT_VERSION = 26  # bump when the exported graphs change: older exports are then made again
+EXPORT_VERSION = 27  # bump when the exported graphs change: older exports are then made again
 DECODER_GRAPH = "decoder.onnx"  # the decoder step; with alignment heads asked for, also their cross-attention scores
 LOGITS_GRAPH = "logits.onnx"  # the decoder's hidden state against the vocabulary (where no compiled kernel does it)
 

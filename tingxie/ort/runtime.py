@@ -130,6 +130,13 @@ class OrtWhisper:
             self.dims = ModelDimensions(**meta["dims"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"the exported model in {folder} is unreadable ({e}); delete the folder to export it again") from e
+        for name, size in (meta.get("files") or {}).items():
+            try:
+                actual = (folder / name).stat().st_size
+            except OSError:
+                actual = None
+            if actual != size:
+                raise CheckpointError(f"the exported model in {folder} is damaged ({name}: {actual} bytes, written as {size})")
         self.folder = folder
         self.alignment_heads = [tuple(h) for h in meta.get("alignment_heads") or []]
         self.compute_type = meta.get("compute_type", "default")
