@@ -16,32 +16,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#define ARCH_REQ_XCOMP_PERM 0x1023 /* Linux's arch_prctl request for an extended state component */
-#define XFEATURE_XTILEDATA 18      /* the AMX tiles' data */
+#include "kernel_common.h"
+
 
 #define D_HEAD 64
 #define PAIRS (D_HEAD / 2) /* bf16 pairs in a head's row: what one vdpbf16ps lane sums */
 #define KEYS 64            /* keys per block: 4 vectors of 16 scores per query row */
 #define ROWS 4             /* query rows per tile */
 #define CHUNK 64           /* query rows per work item */
-#define MAX_THREADS 64
 
-/* 2^x for x <= 0: a degree-5 polynomial on the fraction, scaled by the integer part (error ~2e-6 relative) */
-static inline __m512 exp2_ps(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-126.0f));
-    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(x, n);
-    __m512 p = _mm512_set1_ps(1.3333558e-3f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 typedef struct {
     const float *q, *k, *v;
@@ -175,11 +159,6 @@ static void attend_tile(const job_t *j, int unit, int t0) {
 /* The same rows with AMX tiles (Sapphire Rapids and later), 16 query rows at a time: the two products as
  * TDPBF16PS over 16 x 16 tiles (the keys' and values' packing above is already the tiles' B layout), the online
  * softmax in AVX-512 between them. Sums are bfloat16 products added in float32, as in attend_tile, in another order. */
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((packed)) tile_config_t;
 
 #define AMX_ROWS 16
 /* tile += A tiles 0 and 1 (32 of the K dimension each) times the B tiles at b0 and b1 (rows `stride` bytes apart) */
@@ -197,16 +176,6 @@ typedef struct {
         _tile_stored(6, &(rows)[0][32], KEYS * 4); _tile_stored(7, &(rows)[0][48], KEYS * 4);    \
     } while (0)
 
-static void configure_tiles(void) {
-    tile_config_t config;
-    memset(&config, 0, sizeof(config));
-    config.palette = 1;
-    for (int t = 0; t < 8; t++) { /* every tile 16 rows of 64 bytes: 32 bf16 or 16 float32 */
-        config.rows[t] = 16;
-        config.colsb[t] = 64;
-    }
-    _tile_loadconfig(&config);
-}
 
 static void attend_tile_amx(const job_t *j, int unit, int t0) {
     const int time = j->time, ld = j->ld, rows = time - t0 < AMX_ROWS ? time - t0 : AMX_ROWS;
@@ -308,20 +277,11 @@ static void *work(void *arg) {
 }
 
 static void run_phase(job_t *j, int phase, int threads) {
-    pthread_t ids[MAX_THREADS];
-    int started = 1;
     j->phase = phase;
     j->next = 0;
-    for (; started < threads && started < MAX_THREADS; started++)
-        if (pthread_create(&ids[started], NULL, work, j) != 0) break; /* fewer threads: the others take more items */
-    work(j);
-    for (int i = 1; i < started; i++) pthread_join(ids[i], NULL);
+    run_threads(work, j, threads);
 }
 
-/* Whether this process may use AMX tiles: Linux grants their state on request (once per process). 1 or 0. */
-int amx_ready(void) {
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-}
 
 /* 0 on success, -1 when the work buffers cannot be allocated. amx: the tiles' path (amx_ready() must have said 1) */
 int attention_bf16(const float *q, const float *k, const float *v, float *out, int batch, int time, int n_head, int threads, int amx) {
