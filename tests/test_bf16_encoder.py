@@ -1,5 +1,6 @@
 """The int8 models' bfloat16 encoder (issue 23): the product kernel (tingxie/ort/csrc/linear_bf16.c) against float64
-NumPy, and on real speech the whole encoder against the float32 export's, far closer than the int8 stages."""
+NumPy on each of its paths (AVX512-BF16 vectors everywhere it loads, AMX tiles where the CPU has them), and on real
+speech the whole encoder against the float32 export's, far closer than the int8 stages."""
 
 from __future__ import annotations
 
@@ -30,13 +31,22 @@ from tingxie.ort.native import cpu_has
 
 
 def _library():
-    """The kernel; skipped only on a CPU without AMX bfloat16 tiles (there the int8 stages run). Where the CPU has them
-    the install must have built it and Linux must grant the tiles: their absence fails instead of skipping."""
-    if not cpu_has((*REQUIRED_FLAGS, *TILE_FLAGS)):
-        pytest.skip("this CPU lacks AMX bfloat16 tiles: int8 models run the int8 encoder stages here")
+    """The kernel; skipped only on a CPU without AVX512-BF16 (there the int8 stages run). Where the CPU has it the
+    install must have built it, and where the CPU has AMX tiles Linux must grant them: their absence fails instead."""
+    if not cpu_has(REQUIRED_FLAGS):
+        pytest.skip("this CPU lacks AVX512-BF16: int8 models run the int8 encoder stages here")
     library = linear_library()
-    assert library is not None, "the CPU has AMX tiles but tingxie/ort/_linear_bf16*.so was not built or the tiles not granted"
+    assert library is not None, "the CPU has AVX512-BF16 but tingxie/ort/_linear_bf16*.so was not built"
+    assert library.tiles == cpu_has(TILE_FLAGS), "the CPU has AMX tiles but Linux did not grant them"
     return library
+
+
+def _paths() -> list[bool]:
+    """The kernel's paths this CPU runs: vectors always, tiles where it has them (both are tested there)."""
+    return [False, True] if cpu_has((*REQUIRED_FLAGS, *TILE_FLAGS)) else [False]
+
+
+PATHS = pytest.mark.parametrize("tiles", _paths(), ids=lambda tiles: "tiles" if tiles else "vectors")
 
 
 def _bf16(x: np.ndarray) -> np.ndarray:
@@ -55,9 +65,10 @@ def test_packed_weight_is_the_tiles_layout_of_the_rounded_weight():
     assert not unpacked[70:].any() and not unpacked[:, 40:].any()
 
 
-@pytest.mark.parametrize("m, k, n", [(1, 32, 16), (37, 240, 64), (100, 384, 1152)])
-def test_product_matches_float64_to_bfloat16_rounding(m, k, n):
-    linear = Bf16Linear(_library(), threads=2)
+@PATHS
+@pytest.mark.parametrize("m, k, n", [(1, 32, 16), (37, 240, 64), (100, 384, 1152), (200, 1536, 96)])  # the last: two bands of rows
+def test_product_matches_float64_to_bfloat16_rounding(m, k, n, tiles):
+    linear = Bf16Linear(_library(), threads=2, tiles=tiles)
     rng = np.random.default_rng(m)
     x, w, bias = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
     y = np.empty((m, n), np.float32)
@@ -68,10 +79,25 @@ def test_product_matches_float64_to_bfloat16_rounding(m, k, n):
     assert np.linalg.norm(y - plain) / np.linalg.norm(plain) < 5e-3  # bfloat16's 8-bit mantissa, on both sides
 
 
-def test_fused_layer_norm_gelu_accumulate_and_split_outputs():
+@PATHS
+def test_each_output_is_the_same_on_any_number_of_threads(tiles):
+    """The work split never changes a sum's order: 1, 2 and 3 threads give the same bits."""
+    rng = np.random.default_rng(3)
+    m, k, n = 130, 416, 160
+    x, w = rng.standard_normal((m, k)).astype(np.float32), pack_weight(rng.standard_normal((k, n)).astype(np.float32))
+    outs = []
+    for threads in (1, 2, 3):
+        y = np.empty((m, n), np.float32)
+        Bf16Linear(_library(), threads=threads, tiles=tiles)(x, w, n, [y], flags=GELU)
+        outs.append(y)
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+@PATHS
+def test_fused_layer_norm_gelu_accumulate_and_split_outputs(tiles):
     """LayerNorm before, GELU (erf) and an add into the old values after, one product written to two outputs, and rows
     read overlapping (a convolution's windows): each against float64 on the same bfloat16 operands."""
-    linear = Bf16Linear(_library(), threads=2)
+    linear = Bf16Linear(_library(), threads=2, tiles=tiles)
     rng = np.random.default_rng(1)
     m, k, n = 45, 128, 96
     x = (rng.standard_normal((m, k)) * 3 + 1).astype(np.float32)
@@ -93,9 +119,10 @@ def test_fused_layer_norm_gelu_accumulate_and_split_outputs():
     assert np.abs(y - _bf16(windows) @ _bf16(w8)).max() < 1e-5 * np.abs(y).max()
 
 
-def test_output_layouts_of_the_decoders_cross_keys_and_values():
+@PATHS
+def test_output_layouts_of_the_decoders_cross_keys_and_values(tiles):
     """HEADS writes (heads, rows, 64) per output, TRANSPOSED (cols, rows): the same numbers as the plain layout."""
-    linear = Bf16Linear(_library(), threads=2)
+    linear = Bf16Linear(_library(), threads=2, tiles=tiles)
     rng = np.random.default_rng(2)
     m, k, n = 50, 64, 256
     x, w, bias = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
@@ -113,10 +140,11 @@ def test_output_layouts_of_the_decoders_cross_keys_and_values():
         linear(x, packed, n, heads, bias, flags=HEADS | ACCUMULATE)
 
 
-def test_the_hidden_layer_passed_in_bfloat16_is_the_float_path_exactly():
+@PATHS
+def test_the_hidden_layer_passed_in_bfloat16_is_the_float_path_exactly(tiles):
     """fc1 writing bfloat16 (BF16_OUT) and fc2 reading it give the same bits as float32 in between, which fc2 rounds
     to bfloat16 itself."""
-    linear = Bf16Linear(_library(), threads=2)
+    linear = Bf16Linear(_library(), threads=2, tiles=tiles)
     rng = np.random.default_rng(4)
     m, k, hidden = 45, 64, 256
     x = rng.standard_normal((m, k)).astype(np.float32)

@@ -1,10 +1,11 @@
-"""The int8 models' encoder on CPUs with AMX tiles: every product in bfloat16 (``csrc/linear_bf16.c``), no ONNX Runtime.
+"""The int8 models' encoder on CPUs with AVX512-BF16: every product in bfloat16 (``csrc/linear_bf16.c``), no ONNX Runtime.
 
 ONNX Runtime's int8 encoder scales each activation tensor as a whole, and its error (~6 % on tiny.en's cross K) was all
 of the int8 models' remaining WER gap to float32 (issue 23: the float32 encoder with the int8 decoder scores as float32
 does); its float32 products cost ~+120 ms per tiny.en window. Here the convolutions (as products over each frame's
-window of 3), the blocks' q/k/v, out, fc1 and fc2 and the decoder's cross K/V products run as bfloat16 AMX tiles with
-float32 sums, LayerNorm and GELU fused into them, and the attention in ``attention.py``'s bfloat16 kernel.
+window of 3), the blocks' q/k/v, out, fc1 and fc2 and the decoder's cross K/V products run in bfloat16 with float32
+sums (AMX tiles where the CPU has them, else AVX512-BF16 vectors: Zen 4/5, Cooper Lake), LayerNorm and GELU fused into
+them, and the attention in ``attention.py``'s bfloat16 kernel.
 
 The kernel's packed weights come from the checkpoint's float32 arrays (``WEIGHTS_FILE`` beside the graphs, made on the
 first load of a folder without it, from the checkpoint the folder names): the int8 folder holds only quantized ones.
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .attention import D_HEAD, REQUIRED_FLAGS, TILE_FLAGS, Bf16Attention, bf16_library
-from .native import load_arrays, load_kernel, save_arrays, usable_cpus
+from .native import cpu_has, load_arrays, load_kernel, save_arrays, usable_cpus
 
 WEIGHTS_FILE = "encoder-bf16.bin"  # native.save_arrays' format: read in one call (an .npz went through zipfile, ~3 ms/MB)
 WEIGHTS_VERSION = 3  # bump when the packed layout or the stored arrays change: a folder's file is then made again
@@ -109,16 +110,16 @@ def folder_weights(folder: Path) -> dict[str, np.ndarray] | None:
 
 
 def linear_library() -> ctypes.CDLL | None:
-    """The compiled product kernel where it was built, the CPU has AMX bfloat16 tiles and Linux grants them."""
-    library = load_kernel("tingxie.ort._linear_bf16", (*REQUIRED_FLAGS, *TILE_FLAGS))
+    """The compiled product kernel where it was built and the CPU has AVX512-BF16 (its ``tiles`` attribute: whether
+    it runs on AMX tiles here, the CPU having them and Linux granting them, else on AVX512-BF16 vectors)."""
+    library = load_kernel("tingxie.ort._linear_bf16", REQUIRED_FLAGS)
     if library is None:
         return None
     library.amx_ready.restype = ctypes.c_int
-    if library.amx_ready() != 1:
-        return None
+    library.tiles = cpu_has(TILE_FLAGS) and library.amx_ready() == 1
     pointer, integer = ctypes.c_void_p, ctypes.c_int
     library.linear_bf16.argtypes = [pointer, integer, integer, integer, pointer, pointer, pointer, integer, pointer, pointer, integer,
-                                    integer, pointer, integer]
+                                    integer, pointer, integer, integer]
     library.linear_bf16.restype = integer
     library.linear_scratch_bytes.argtypes = [integer, integer]
     library.linear_scratch_bytes.restype = ctypes.c_size_t
@@ -134,8 +135,12 @@ class Bf16Linear:
     """y = x @ W + bias through the kernel, W packed by ``pack_weight``; optionally x's rows through a LayerNorm first
     and GELU or an add into the outputs' old values after."""
 
-    def __init__(self, library: ctypes.CDLL, threads: int = 0):
+    def __init__(self, library: ctypes.CDLL, threads: int = 0, tiles: bool | None = None):
+        """``tiles``: AMX tiles or AVX512-BF16 vectors (default: tiles where ``linear_library`` found them)."""
         self._library, self.threads = library, threads or usable_cpus()
+        self.tiles = library.tiles if tiles is None else tiles
+        if self.tiles and not library.tiles:
+            raise ValueError("this CPU or process has no AMX tiles")
         self._local = threading.local()  # each thread's scratch: streams of one server may encode at once
 
     def __call__(self, x: np.ndarray, packed: np.ndarray, n: int, outs: list[np.ndarray], bias: np.ndarray | None = None,
@@ -171,7 +176,8 @@ class Bf16Linear:
         pointers = (ctypes.c_void_p * len(outs))(*(out.ctypes.data for out in outs))
         gamma, beta = (None, None) if norm is None else (norm[0].ctypes.data, norm[1].ctypes.data)
         if self._library.linear_bf16(x.ctypes.data, rows, k, row_stride, gamma, beta, packed.ctypes.data, n,
-                                     None if bias is None else bias.ctypes.data, pointers, cols, flags, scratch, self.threads):
+                                     None if bias is None else bias.ctypes.data, pointers, cols, flags, scratch, self.threads,
+                                     int(self.tiles)):
             raise ValueError("the product kernel refused its arguments")
 
 
@@ -187,8 +193,8 @@ class Bf16Encoder:
         self.n_layer = sum(name.endswith(".qkv") for name in weights)
         self.n_text_layer = weights["cross_values_bias"].shape[0] // self.n_state
         self.linear = Bf16Linear(library, threads)
-        self.attention = Bf16Attention(bf16_library(), n_head, self.linear.threads, tiles=True)
-        self.kind = "bfloat16 (AMX tiles)"
+        self.attention = Bf16Attention(bf16_library(), n_head, self.linear.threads, tiles=library.tiles)
+        self.kind = "bfloat16 (AMX tiles)" if library.tiles else "bfloat16 (AVX512-BF16)"
 
     def run(self, mel: np.ndarray, frames: int | None = None) -> list[np.ndarray]:
         """``frames``: only the first this many frames after the convolutions (the attention sees only them)."""
@@ -225,8 +231,8 @@ class Bf16Encoder:
 
 
 def load_bf16_encoder(folder: Path, n_head: int, n_state: int, threads: int = 0) -> Bf16Encoder | None:
-    """The bfloat16 encoder where the kernels are built, the CPU has AMX tiles and the folder's weights can be had;
-    else None."""
+    """The bfloat16 encoder where the kernels are built, the CPU has AVX512-BF16 (AMX tiles or not) and the folder's
+    weights can be had; else None."""
     if n_state != n_head * D_HEAD or bf16_library() is None:
         return None
     library = linear_library()

@@ -1,5 +1,5 @@
 """The encoder on ONNX Runtime: its stage graphs (``export.EncoderStage``) with the attention between them; for int8
-models on CPUs with AMX tiles, ``bf16_encoder.Bf16Encoder`` instead (``load_encoder``)."""
+models on CPUs with AVX512-BF16 (AMX tiles or not), ``bf16_encoder.Bf16Encoder`` instead (``load_encoder``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class StagedEncoder:
                  threads: int = 0):
         import onnxruntime as ort
 
-        self.stages = [ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        self.stages = [ort.InferenceSession(str(folder / name), options(), providers=["CPUExecutionProvider"])
                        for name in encoder_graph_names(n_layer)]
         self.attention = load_attention(folder, compute_type, n_head, n_state, attention_options, threads)
 
@@ -48,8 +48,8 @@ class StagedEncoder:
 
 def load_encoder(folder: Path, n_layer: int, n_head: int, n_state: int, compute_type: str, options, attention_options,
                  threads: int = 0) -> StagedEncoder | Bf16Encoder:
-    """int8 models: the bfloat16 encoder where the CPU has AMX tiles and the compiled kernels are built (int8's accuracy
-    then is float32's); else, or with ``TINGXIE_ENCODER=int8`` or another attention asked for (``TINGXIE_ATTENTION``),
+    """int8 models: the bfloat16 encoder where the CPU has AVX512-BF16 and the compiled kernels are built (int8's
+    accuracy then is float32's); else, or with ``TINGXIE_ENCODER=int8`` or another attention asked for (``TINGXIE_ATTENTION``),
     ``StagedEncoder``."""
     if compute_type == "int8" and os.environ.get("TINGXIE_ENCODER") != "int8" and not os.environ.get("TINGXIE_ATTENTION"):
         from .bf16_encoder import load_bf16_encoder

@@ -1,9 +1,10 @@
-/* The encoder's products (y = x @ W + bias) with bfloat16 operands on AMX tiles, float32 sums.
+/* The encoder's products (y = x @ W + bias) with bfloat16 operands on AMX tiles or AVX512-BF16 vectors, float32 sums.
  *
  * ONNX Runtime's int8 products (MatMulInteger) scale each activation tensor as a whole, which costs the int8 models
  * up to 2 points of WER against float32 (issue 23); its float32 products cost ~+120 ms per tiny.en window on a 2-core
  * guest. Here W is packed once (at load, by tingxie.ort.bf16_encoder) in bfloat16 and each product runs as AMX
- * TDPBF16PS over 16 x 16 tiles: bfloat16's 8-bit mantissa per operand, sums in float32.
+ * TDPBF16PS over 16 x 16 tiles, or without AMX (Zen 4/5, Cooper Lake) as VDPBF16PS vectors on the same packed W:
+ * bfloat16's 8-bit mantissa per operand, sums in float32.
  *
  * Fused around the products, so that no pass over the activations happens in Python: a LayerNorm of x's rows as they
  * are converted to bfloat16 (ln_gamma != NULL), and after the sums the bias, the exact (erf) GELU (LINEAR_GELU) and an
@@ -46,7 +47,7 @@ typedef struct {
     const uint16_t *w;
     uint16_t *a; /* x (or its LayerNorm) in bfloat16: mp rows of kp */
     float **outs;
-    int m, k, ldx, n, kp, mp, out_cols, flags;
+    int m, k, ldx, n, kp, mp, out_cols, flags, tiles;
     int band; /* rows of a per work item: a multiple of BLOCK */
     int next, phase;
     pthread_mutex_t lock;
@@ -90,9 +91,8 @@ static void convert_row(const job_t *j, int r, uint16_t *dst) {
 
 
 
-/* output rows r0 .. r0 + 31, columns c0 .. c0 + 31: 2 x 2 tiles over all of k, then the epilogue */
-static void block_product(const job_t *j, int r0, int c0) {
-    float sums[BLOCK][BLOCK] __attribute__((aligned(64)));
+/* sums of output rows r0 .. r0 + 31, columns c0 .. c0 + 31: 2 x 2 tiles over all of k */
+static void block_tiles(const job_t *j, int r0, int c0, float sums[BLOCK][BLOCK]) {
     const size_t lda = (size_t)j->kp * 2; /* bytes per row of a */
     const uint16_t *a0 = j->a + (size_t)r0 * j->kp, *a1 = a0 + (size_t)16 * j->kp;
     const uint16_t *b0 = j->w + (size_t)(c0 / 16) * (j->kp / 2) * 32, *b1 = b0 + (size_t)(j->kp / 2) * 32;
@@ -114,6 +114,47 @@ static void block_product(const job_t *j, int r0, int c0) {
     _tile_stored(5, &sums[0][16], BLOCK * 4);
     _tile_stored(6, &sums[16][0], BLOCK * 4);
     _tile_stored(7, &sums[16][16], BLOCK * 4);
+}
+
+/* The same sums without tiles (AVX512-BF16: Zen 4, Cooper Lake): VDPBF16PS on `rows` rows x 2 panels of 16 columns
+ * at a time, each k-pair of a row broadcast as one 32-bit value against the panels' zmm of pairs (w's packing is
+ * exactly that: a panel's k-pair is 16 columns x 2 bf16, one zmm). Inlined with constant rows: 12 + 12 + 8 of the
+ * block's 32 (24 accumulators, 2 panels and a broadcast: 27 of the 32 registers). */
+static inline __attribute__((always_inline)) void rows_vectors(const job_t *j, const uint32_t *a, const uint32_t *b0,
+                                                               const uint32_t *b1, float (*sums)[BLOCK], const int rows) {
+    const int pairs = j->kp / 2;
+    __m512 acc0[12], acc1[12];
+    for (int r = 0; r < rows; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    for (int p = 0; p < pairs; p++) {
+        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + (size_t)p * 16), w1 = (__m512bh)_mm512_loadu_si512(b1 + (size_t)p * 16);
+        for (int r = 0; r < rows; r++) {
+            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * pairs + p]);
+            acc0[r] = _mm512_dpbf16_ps(acc0[r], x, w0);
+            acc1[r] = _mm512_dpbf16_ps(acc1[r], x, w1);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm512_store_ps(&sums[r][0], acc0[r]);
+        _mm512_store_ps(&sums[r][16], acc1[r]);
+    }
+}
+
+static void block_vectors(const job_t *j, int r0, int c0, float sums[BLOCK][BLOCK]) {
+    const int pairs = j->kp / 2;
+    const uint32_t *a = (const uint32_t *)(j->a + (size_t)r0 * j->kp);
+    const uint32_t *b0 = (const uint32_t *)(j->w + (size_t)(c0 / 16) * pairs * 32), *b1 = b0 + (size_t)pairs * 16;
+    rows_vectors(j, a, b0, b1, sums, 12);
+    rows_vectors(j, a + (size_t)12 * pairs, b0, b1, sums + 12, 12);
+    rows_vectors(j, a + (size_t)24 * pairs, b0, b1, sums + 24, 8);
+}
+
+/* output rows r0 .. r0 + 31, columns c0 .. c0 + 31: their sums, then the epilogue */
+static void block_product(const job_t *j, int r0, int c0) {
+    float sums[BLOCK][BLOCK] __attribute__((aligned(64)));
+    if (j->tiles)
+        block_tiles(j, r0, c0, sums);
+    else
+        block_vectors(j, r0, c0, sums);
     const int rows = j->m - r0 < BLOCK ? j->m - r0 : BLOCK;
     for (int half = 0; half < 2; half++) {
         const int col = c0 + 16 * half;
@@ -165,7 +206,7 @@ static void *work(void *arg) {
             for (int r = c * ROW_CHUNK; r < (c + 1) * ROW_CHUNK; r++) convert_row(j, r, j->a + (size_t)r * j->kp);
         return NULL;
     }
-    configure_tiles();
+    if (j->tiles) configure_tiles();
     /* an item: one block of 32 columns over a band of rows. Its two weight panels stay in L1/L2 through the band; the
      * items of a band (consecutive) share its rows of a, sized to stay in L2. Sweeping all of w for every 32 rows read
      * w from memory each time: ~250 GFLOPS a core, where the tiles do ~1400 from L1. */
@@ -175,7 +216,7 @@ static void *work(void *arg) {
         const int r0 = (item / column_blocks) * band, end = r0 + band < j->mp ? r0 + band : j->mp;
         for (int r = r0; r < end; r += BLOCK) block_product(j, r, (item % column_blocks) * BLOCK);
     }
-    _tile_release();
+    if (j->tiles) _tile_release();
     return NULL;
 }
 
@@ -193,9 +234,9 @@ size_t linear_scratch_bytes(int m, int k) {
 
 /* 0 on success; -1 for arguments out of range. scratch: linear_scratch_bytes(m, k) bytes, 64-byte aligned (unused with
  * LINEAR_BF16_IN, whose x holds as many rows).
- * amx_ready() must have said 1 in this process. */
+ * tiles: AMX's path (amx_ready() must have said 1 in this process), else AVX512-BF16 vectors. */
 int linear_bf16(const float *x, int m, int k, int ldx, const float *ln_gamma, const float *ln_beta, const uint16_t *w, int n,
-                const float *bias, float **outs, int out_cols, int flags, void *scratch, int threads) {
+                const float *bias, float **outs, int out_cols, int flags, void *scratch, int threads, int tiles) {
     if (m < 0 || k < 1 || ldx < 1 || n < 1 || out_cols < 16 || out_cols % 16 || (n + out_cols - 1) / out_cols > MAX_OUTS)
         return -1;
     const int layouts = flags & (LINEAR_HEADS | LINEAR_TRANSPOSED | LINEAR_BF16_OUT);
@@ -204,7 +245,7 @@ int linear_bf16(const float *x, int m, int k, int ldx, const float *ln_gamma, co
         return -1;
     if (m == 0) return 0;
     job_t j = {x, ln_gamma, ln_beta, bias, w, scratch, outs, m, k, ldx, n, (k + 31) / 32 * 32, (m + BLOCK - 1) / BLOCK * BLOCK,
-               out_cols, flags, 0, 0, 0};
+               out_cols, flags, tiles != 0, 0, 0, 0};
     j.band = (BAND_BYTES / (j.kp * 2)) / BLOCK * BLOCK;
     if (j.band < BLOCK) j.band = BLOCK;
     pthread_mutex_init(&j.lock, NULL);
