@@ -69,7 +69,7 @@ def load_attention(folder: Path, compute_type: str, n_head: int, n_state: int, s
         return Bf16Attention(library, n_head, threads or usable_cpus(), tiles=tiles_ready(library))
     import onnxruntime as ort
 
-    return OrtAttention(ort.InferenceSession(str(folder / "attention.onnx"), session_options, providers=["CPUExecutionProvider"]))
+    return OrtAttention(ort.InferenceSession(str(folder / "attention.onnx"), session_options(), providers=["CPUExecutionProvider"]))
 
 
 def bf16_library() -> ctypes.CDLL | None:

@@ -92,4 +92,4 @@ def load_logits(folder: Path, graph: str, compute_type: str, session_options, th
         return Int8Logits(library, stored["packed"], stored["scales"], int(stored["n_vocab"]), threads or usable_cpus())
     import onnxruntime as ort
 
-    return OrtLogits(ort.InferenceSession(str(folder / graph), session_options, providers=["CPUExecutionProvider"]))
+    return OrtLogits(ort.InferenceSession(str(folder / graph), session_options(), providers=["CPUExecutionProvider"]))

@@ -24,8 +24,9 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder, load_encoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
-from .logits import load_logits
+from .logits import OrtLogits, load_logits
 from .native_decoder import blocked_keys, load_native_decoder
+from .sessions import SessionOptions
 
 if TYPE_CHECKING:
     from ..mel import NumpyMelFrontEnd
@@ -123,8 +124,6 @@ class OrtWhisper:
     runtime = "onnxruntime"
 
     def __init__(self, folder: Path, threads: int = 0, spin: bool | None = None):
-        import onnxruntime as ort
-
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             self.dims = ModelDimensions(**meta["dims"])
@@ -146,30 +145,24 @@ class OrtWhisper:
         # model loads, and stop spinning as each run returns (the decoder's threads spinning on after a window's last
         # step slowed the next window's encoder from ~150 to ~190 ms). onnxruntime's process-wide shared pool avoids
         # that too, but once it exists every session in the process must use it: not for a library to impose.
-        spin = _machine_is_idle() if spin is None else spin
-        # The encoder's stages keep their buffers between windows in one onnxruntime arena: freed and taken again,
-        # its ~100 MB of activations were page-faulted anew for every window (~15-20 ms of ~160). Sequential transcription peaks
-        # while the encoder runs, so its peak is the same (+~7 MiB). A batch is decoded after its windows are encoded,
-        # and an arena kept through that decoding (even asked to shrink) added ~95 MiB to batched peaks: batches get an
-        # encoder without one (``embed_audio(keep_buffers=False)``, made on first use). The decoder's buffers
-        # are small and its arena measured no faster.
-        plain = _session_options(ort, threads, spin)
+        # made on first use (sessions.py): with the compiled kernels doing everything, no graph loads
+        plain = SessionOptions(threads, spin)
         # The encoder's stages never spin: their kernels are large (no measurable gain, ~100 ms per window either way),
         # and a new session's worker spins for ~0.1-0.2 s after its creation: five of them took the two cores from the
         # log-mel computed right after the model loads (jfk's: ~25 -> ~175 ms)
-        still = _session_options(ort, threads, False)
+        still = SessionOptions(threads, False)
         # one after the other: built side by side (on a thread) they took ~20 ms longer on 2 cores, and longer still
         # beside the CLI's thread that decodes the audio meanwhile
         dims = self.dims
         self._encoder_args = (folder, dims.n_audio_layer, dims.n_audio_head, dims.n_audio_state, self.compute_type)
         try:
-            self.encoder = load_encoder(*self._encoder_args, _session_options(ort, threads, False, arena=True), still, threads)
+            self.encoder = load_encoder(*self._encoder_args, SessionOptions(threads, False, arena=True), still, threads)
             self.logits = load_logits(folder, LOGITS_GRAPH, self.compute_type, plain, threads)
             self.native_step = load_native_decoder(folder, self.compute_type, dims.n_text_layer, dims.n_text_head, threads)
             # with the compiled decoder the graph only serves a batch's row subsets: made on first use (~50 ms, ~20 MiB)
             self._decoder, self._decoder_options, self._decoder_lock = None, plain, threading.Lock()
             if self.native_step is None:
-                self._decoder = ort.InferenceSession(str(folder / DECODER_GRAPH), plain, providers=["CPUExecutionProvider"])
+                self._decoder = self._decoder_session()
         except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
             raise CheckpointError(f"the exported model in {folder} does not load ({e}); delete the folder to export it again") from e
         self._malloc_trim = _malloc_trim()
@@ -191,14 +184,22 @@ class OrtWhisper:
         """The decoder graph's session (made on first use where the compiled step does the decoding)."""
         with self._decoder_lock:
             if self._decoder is None:
-                import onnxruntime as ort
-
                 try:
-                    self._decoder = ort.InferenceSession(str(self.folder / DECODER_GRAPH), self._decoder_options,
-                                                         providers=["CPUExecutionProvider"])
+                    self._decoder = self._decoder_session()
                 except Exception as e:  # onnxruntime raises its own exception types for a damaged graph
                     raise CheckpointError(f"the exported model in {self.folder} does not load ({e}); delete the folder to export it again") from e
             return self._decoder
+
+    def _decoder_session(self):
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(self.folder / DECODER_GRAPH), self._decoder_options(), providers=["CPUExecutionProvider"])
+
+    @property
+    def runs_graphs(self) -> bool:
+        """Whether a part of this model runs as ONNX Runtime graphs at load (else every part is a compiled kernel and
+        onnxruntime is imported only where a rarer call needs a graph: a batch's row subset)."""
+        return isinstance(self.encoder, StagedEncoder) or self.native_step is None or isinstance(self.logits, OrtLogits)
 
     @property
     def is_multilingual(self) -> bool:
@@ -440,73 +441,6 @@ class OrtWhisper:
         feeds.update(self._no_heads)
         hidden, *new = self.decoder.run(self._step_outputs, feeds)
         return [self.logits(hidden), *new]
-
-
-def _session_options(ort, threads: int, spin: bool, arena: bool = False):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    options.add_session_config_entry("session.force_spinning_stop", "1")  # no spinning once a run has returned
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = arena
-    if arena and _shared_arena(ort):
-        # the encoder's stages take their buffers from one arena, not one each (5 arenas: +160 MiB for tiny.en)
-        options.add_session_config_entry("session.use_env_allocators", "1")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return options
-
-
-def _shared_arena(ort) -> bool:
-    """Registers onnxruntime's process-wide CPU arena, which only sessions that ask for it use (growing by what each
-    run asks, not in powers of two); False where this onnxruntime refuses it (each session then keeps its own)."""
-    try:
-        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
-    except Exception:  # noqa: BLE001 - onnxruntime's own error types
-        return False
-    return True
-
-
-def _machine_is_idle(reads: int = 3) -> bool:
-    """Whether other processes leave at least half the CPUs free right now: the fewest runnable threads not of this
-    process over a few reads 5 ms apart (True where the count cannot be read). On every model load: 3 reads, ~10 ms.
-    This process's own runnable threads (the CLI's audio decoding, a BLAS thread still spinning) are not counted."""
-    import time
-
-    running = []
-    for i in range(reads):
-        count = _runnable_threads()
-        if count is None:
-            return True
-        running.append(count - _own_runnable_threads())
-        if i + 1 < reads:
-            time.sleep(0.005)
-    return min(running) < max(1, (os.cpu_count() or 1) // 2)
-
-
-def _runnable_threads() -> int | None:
-    """The kernel's count of runnable threads (Linux: "0.52 0.58 0.59 2/345 678" in /proc/loadavg), or None."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            return int(f.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _own_runnable_threads() -> int:
-    """How many of this process's threads are runnable (state R in /proc/self/task/*/stat); 1 (this one) elsewhere."""
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 1
-    count = 0
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/stat", encoding="ascii", errors="replace") as f:
-                count += f.read().rsplit(")", 1)[1].split()[0] == "R"  # "pid (comm) R ...": comm may hold spaces
-        except (OSError, IndexError):
-            continue
-    return max(1, count)
 
 
 def _malloc_trim():
