@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import REPO, fw_model_dir, run_child_rss  # noqa: E402
+from speed import REPO, compile_tingxie, fw_model_dir, run_child_rss  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 GOLDEN = REPO.parent / "shared" / "golden"
@@ -172,6 +172,7 @@ def main() -> int:
     p.add_argument("--parts", default="subtitles,vocabulary,timing", help="which measurements (default: all three)")
     a = p.parse_args()
     parts = a.parts.split(",")
+    compile_tingxie()
     lines = []
     if "subtitles" in parts:
         lines += subtitles(Path(a.input), a.repeats)

@@ -245,6 +245,15 @@ print(f"LAUNCHER {time.perf_counter() - t} {usage.ru_maxrss} {os.waitstatus_to_e
 """
 
 
+def compile_tingxie() -> None:
+    """tingxie's bytecode written once, as installing a wheel does: an editable install under PYTHONDONTWRITEBYTECODE
+    (set on these machines) compiled its modules from source in every process, while the peers' site-packages came
+    with theirs."""
+    import compileall
+
+    compileall.compile_dir(str(REPO / "tingxie"), quiet=1)
+
+
 def run_child_rss(cmd: list[str]) -> tuple[float, float, str]:
     """Run ``cmd``; its wall time, its own peak RSS in MiB (wait4 in a small launcher) and its stdout."""
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
@@ -414,12 +423,7 @@ def main() -> int:
 
     print(f"machine: {machine()}")
     print(f"command: python bench/speed.py {' '.join(sys.argv[1:])}".rstrip())
-    # tingxie's bytecode written once, as installing a wheel does: an editable install under PYTHONDONTWRITEBYTECODE
-    # (set on these machines) compiled its ~20 modules from source in every process (~30 ms), while the peers'
-    # site-packages came with theirs
-    import compileall
-
-    compileall.compile_dir(str(REPO / "tingxie"), quiet=1)
+    compile_tingxie()
     work = Path(tempfile.mkdtemp(prefix="tingxie-bench-"))
     inputs = build_inputs(work)
     pt = str(openai_checkpoint(work))
