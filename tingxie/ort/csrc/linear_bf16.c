@@ -49,8 +49,8 @@ typedef struct {
     float **outs;
     int m, k, ldx, n, kp, mp, out_cols, flags, tiles;
     int band; /* rows of a per work item: a multiple of BLOCK */
-    int next, phase;
-    pthread_mutex_t lock;
+    int chunks;          /* ROW_CHUNKs of x to convert first (0 with LINEAR_BF16_IN) */
+    int next_chunk, converted, next; /* taken and finished conversion items, taken product items (atomics) */
 } job_t;
 
 
@@ -116,41 +116,56 @@ static void block_tiles(const job_t *j, int r0, int c0, float sums[BLOCK][BLOCK]
     _tile_stored(7, &sums[16][16], BLOCK * 4);
 }
 
-/* The same sums without tiles (AVX512-BF16: Zen 4, Cooper Lake): VDPBF16PS on `rows` rows x 2 panels of 16 columns
- * at a time, each k-pair of a row broadcast as one 32-bit value against the panels' zmm of pairs (w's packing is
- * exactly that: a panel's k-pair is 16 columns x 2 bf16, one zmm). Inlined with constant rows: 12 + 12 + 8 of the
- * block's 32 (24 accumulators, 2 panels and a broadcast: 27 of the 32 registers). */
-static inline __attribute__((always_inline)) void rows_vectors(const job_t *j, const uint32_t *a, const uint32_t *b0,
-                                                               const uint32_t *b1, float (*sums)[BLOCK], const int rows) {
-    const int pairs = j->kp / 2;
-    __m512 acc0[12], acc1[12];
-    for (int r = 0; r < rows; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+/* The same sums without tiles (AVX512-BF16: Zen 4/5, Cooper Lake): VDPBF16PS on `rows` rows x 2 panels of 16
+ * columns at a time, each k-pair of a row broadcast as one 32-bit value against the panels' zmm of pairs (w's packing
+ * is exactly that: a panel's k-pair is 16 columns x 2 bf16, one zmm). 12 + 12 + 8 of the block's 32 rows: 24
+ * accumulators, 2 panels and a broadcast in the 32 registers, named one by one (as arrays GCC zeroed them through
+ * the stack: ~6 % of the products' time). */
+#define ROW_STEP(r)                                                                         \
+    if (rows > r) {                                                                         \
+        const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(size_t)(r) * stride + p]); \
+        s0_##r = _mm512_dpbf16_ps(s0_##r, x, w0);                                          \
+        s1_##r = _mm512_dpbf16_ps(s1_##r, x, w1);                                          \
+    }
+#define ROW_STORE(r)                              \
+    if (rows > r) {                               \
+        _mm512_store_ps(&sums[r][0], s0_##r);  \
+        _mm512_store_ps(&sums[r][16], s1_##r); \
+    }
+#define ROW_SUMS(r) __m512 s0_##r = _mm512_setzero_ps(), s1_##r = _mm512_setzero_ps(); \
+    if (!first && rows > r) s0_##r = _mm512_load_ps(&sums[r][0]), s1_##r = _mm512_load_ps(&sums[r][16])
+#define EVERY_ROW(f) f(0) f(1) f(2) f(3) f(4) f(5) f(6) f(7) f(8) f(9) f(10) f(11)
+static inline __attribute__((always_inline)) void rows_vectors(const uint32_t *a, const uint32_t *b0, const uint32_t *b1, int pairs,
+                                                               int stride, float (*sums)[BLOCK], const int rows, int first) {
+    ROW_SUMS(0); ROW_SUMS(1); ROW_SUMS(2); ROW_SUMS(3); ROW_SUMS(4); ROW_SUMS(5);
+    ROW_SUMS(6); ROW_SUMS(7); ROW_SUMS(8); ROW_SUMS(9); ROW_SUMS(10); ROW_SUMS(11);
     for (int p = 0; p < pairs; p++) {
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + (size_t)p * 16), w1 = (__m512bh)_mm512_loadu_si512(b1 + (size_t)p * 16);
-        for (int r = 0; r < rows; r++) {
-            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * pairs + p]);
-            acc0[r] = _mm512_dpbf16_ps(acc0[r], x, w0);
-            acc1[r] = _mm512_dpbf16_ps(acc1[r], x, w1);
-        }
+        EVERY_ROW(ROW_STEP)
     }
-    for (int r = 0; r < rows; r++) {
-        _mm512_store_ps(&sums[r][0], acc0[r]);
-        _mm512_store_ps(&sums[r][16], acc1[r]);
-    }
+    EVERY_ROW(ROW_STORE)
 }
 
+#define VECTOR_PAIRS 192 /* k-pairs per pass: the two panels' 24 KiB stay in L1 across the block's rows (fc2's k = 1536) */
 static void block_vectors(const job_t *j, int r0, int c0, float sums[BLOCK][BLOCK]) {
     const int pairs = j->kp / 2;
     const uint32_t *a = (const uint32_t *)(j->a + (size_t)r0 * j->kp);
     const uint32_t *b0 = (const uint32_t *)(j->w + (size_t)(c0 / 16) * pairs * 32), *b1 = b0 + (size_t)pairs * 16;
-    rows_vectors(j, a, b0, b1, sums, 12);
-    rows_vectors(j, a + (size_t)12 * pairs, b0, b1, sums + 12, 12);
-    rows_vectors(j, a + (size_t)24 * pairs, b0, b1, sums + 24, 8);
+    for (int p = 0; p < pairs; p += VECTOR_PAIRS) {
+        const int count = pairs - p < VECTOR_PAIRS ? pairs - p : VECTOR_PAIRS;
+        rows_vectors(a + p, b0 + (size_t)p * 16, b1 + (size_t)p * 16, count, pairs, sums, 12, p == 0);
+        rows_vectors(a + (size_t)12 * pairs + p, b0 + (size_t)p * 16, b1 + (size_t)p * 16, count, pairs, sums + 12, 12, p == 0);
+        rows_vectors(a + (size_t)24 * pairs + p, b0 + (size_t)p * 16, b1 + (size_t)p * 16, count, pairs, sums + 24, 8, p == 0);
+    }
 }
 
 /* output rows r0 .. r0 + 31, columns c0 .. c0 + 31: their sums, then the epilogue */
 static void block_product(const job_t *j, int r0, int c0) {
     float sums[BLOCK][BLOCK] __attribute__((aligned(64)));
+    if (j->flags & LINEAR_ACCUMULATE) /* the residual stream's rows (past L2) arrive while the sums are made */
+        for (int r = r0; r < r0 + BLOCK && r < j->m; r++)
+            for (int c = c0; c < c0 + BLOCK && c < j->n; c += 16)
+                _mm_prefetch((const char *)(j->outs[c / j->out_cols] + (size_t)r * j->out_cols + c % j->out_cols), _MM_HINT_T0);
     if (j->tiles)
         block_tiles(j, r0, c0, sums);
     else
@@ -192,38 +207,29 @@ static void block_product(const job_t *j, int r0, int c0) {
     }
 }
 
-static int take(job_t *j) {
-    pthread_mutex_lock(&j->lock);
-    int item = j->next++;
-    pthread_mutex_unlock(&j->lock);
-    return item;
-}
+static inline int take(int *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
 
+/* each thread converts rows of x while any are left, waits until all are (a product reads every row), then takes
+ * products: one thread start per call (two, one per phase, cost ~50 us each: ~1 ms of a tiny.en window's 20 calls) */
 static void *work(void *arg) {
     job_t *j = arg;
-    if (j->phase == 0) {
-        for (int c; (c = take(j)) < j->mp / ROW_CHUNK;)
-            for (int r = c * ROW_CHUNK; r < (c + 1) * ROW_CHUNK; r++) convert_row(j, r, j->a + (size_t)r * j->kp);
-        return NULL;
+    for (int c; (c = take(&j->next_chunk)) < j->chunks;) {
+        for (int r = c * ROW_CHUNK; r < (c + 1) * ROW_CHUNK; r++) convert_row(j, r, j->a + (size_t)r * j->kp);
+        __atomic_fetch_add(&j->converted, 1, __ATOMIC_RELEASE);
     }
+    while (__atomic_load_n(&j->converted, __ATOMIC_ACQUIRE) < j->chunks) _mm_pause();
     if (j->tiles) configure_tiles();
     /* an item: one block of 32 columns over a band of rows. Its two weight panels stay in L1/L2 through the band; the
      * items of a band (consecutive) share its rows of a, sized to stay in L2. Sweeping all of w for every 32 rows read
      * w from memory each time: ~250 GFLOPS a core, where the tiles do ~1400 from L1. */
     const int column_blocks = (j->n + BLOCK - 1) / BLOCK;
     const int band = j->band, bands = (j->mp + band - 1) / band;
-    for (int item; (item = take(j)) < bands * column_blocks;) {
+    for (int item; (item = take(&j->next)) < bands * column_blocks;) {
         const int r0 = (item / column_blocks) * band, end = r0 + band < j->mp ? r0 + band : j->mp;
         for (int r = r0; r < end; r += BLOCK) block_product(j, r, (item % column_blocks) * BLOCK);
     }
     if (j->tiles) _tile_release();
     return NULL;
-}
-
-static void run_phase(job_t *j, int phase, int threads) {
-    j->phase = phase;
-    j->next = 0;
-    run_threads(work, j, threads);
 }
 
 
@@ -245,15 +251,13 @@ int linear_bf16(const float *x, int m, int k, int ldx, const float *ln_gamma, co
         return -1;
     if (m == 0) return 0;
     job_t j = {x, ln_gamma, ln_beta, bias, w, scratch, outs, m, k, ldx, n, (k + 31) / 32 * 32, (m + BLOCK - 1) / BLOCK * BLOCK,
-               out_cols, flags, tiles != 0, 0, 0, 0};
+               out_cols, flags, tiles != 0, 0, 0, 0, 0, 0};
     j.band = (BAND_BYTES / (j.kp * 2)) / BLOCK * BLOCK;
     if (j.band < BLOCK) j.band = BLOCK;
-    pthread_mutex_init(&j.lock, NULL);
     if (flags & LINEAR_BF16_IN)
         j.a = (uint16_t *)x;
     else
-        run_phase(&j, 0, threads < 1 ? 1 : threads);
-    run_phase(&j, 1, threads < 1 ? 1 : threads);
-    pthread_mutex_destroy(&j.lock);
+        j.chunks = j.mp / ROW_CHUNK;
+    run_threads(work, &j, threads < 1 ? 1 : threads);
     return 0;
 }
