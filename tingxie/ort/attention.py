@@ -35,11 +35,15 @@ class Bf16Attention:
         self.n_head, self.threads, self.tiles = n_head, threads, tiles
         self.kind = "bfloat16 (AMX tiles)" if tiles else "bfloat16"
 
-    def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def __call__(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``out``: a C-contiguous float32 array shaped as q to write into (default: a new one)."""
         q, k, v = (np.ascontiguousarray(x, dtype=np.float32) for x in (q, k, v))
         if not q.shape == k.shape == v.shape or q.ndim != 3 or q.shape[2] != self.n_head * D_HEAD:
             raise ValueError(f"q, k, v must be (audio, time, {self.n_head * D_HEAD}) alike, not {q.shape}, {k.shape}, {v.shape}")
-        out = np.empty_like(q)
+        if out is None:
+            out = np.empty_like(q)
+        elif out.shape != q.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 {q.shape} array")
         if out.size == 0:
             return out
         if self._kernel(q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, q.shape[0], q.shape[1], self.n_head, self.threads,

@@ -195,29 +195,53 @@ class Bf16Encoder:
         self.linear = Bf16Linear(library, threads)
         self.attention = Bf16Attention(bf16_library(), n_head, self.linear.threads, tiles=library.tiles)
         self.kind = "bfloat16 (AMX tiles)" if library.tiles else "bfloat16 (AVX512-BF16)"
+        self._spare: list[dict[str, np.ndarray]] = []  # working arrays for the next window (``_buffers``)
 
     def run(self, mel: np.ndarray, frames: int | None = None) -> list[np.ndarray]:
         """``frames``: only the first this many frames after the convolutions (the attention sees only them)."""
         parts = [self._one(np.ascontiguousarray(mel[i], dtype=np.float32), frames) for i in range(mel.shape[0])]
         return [np.concatenate(arrays) for arrays in zip(*parts)] if len(parts) > 1 else parts[0]
 
+    def _buffers(self, n_mels: int, length: int, t: int) -> dict[str, np.ndarray]:
+        """A window's working arrays, kept from one window to the next (taken from ``self._spare``; a second thread
+        encoding at once makes its own): fresh ones page-faulted ~40 MB per tiny.en window (~4-5 ms), where ONNX
+        Runtime's stages keep theirs in its arena."""
+        try:
+            buffers = self._spare.pop()
+            if buffers["x"].shape[0] == t and buffers["padded"].shape == (length + 2, n_mels):
+                return buffers
+        except IndexError:
+            pass
+        n = self.n_state
+        buffers = {"padded": np.zeros((length + 2, n_mels), np.float32), "hidden": np.zeros((2 * t + 1, n), np.float32),
+                   "mlp": bf16_rows(t, 4 * n), "attended": np.empty((1, t, n), np.float32)}  # zeros: the padding stays 0
+        buffers.update({name: np.empty((t, n), np.float32) for name in ("x", "q", "k", "v")})
+        return buffers
+
     def _one(self, mel: np.ndarray, frames: int | None) -> list[np.ndarray]:
-        w, n, linear = self.weights, self.n_state, self.linear
         n_mels, length = mel.shape
         t = length // 2 if frames is None else min(frames, length // 2)
+        buffers = self._buffers(n_mels, length, t)
+        try:
+            return self._layers(mel, t, buffers)
+        finally:
+            if len(self._spare) < 2:
+                self._spare.append(buffers)
+
+    def _layers(self, mel: np.ndarray, t: int, buffers: dict[str, np.ndarray]) -> list[np.ndarray]:
+        w, n, linear = self.weights, self.n_state, self.linear
+        n_mels = mel.shape[0]
         # conv1 (width 3, padding 1) as a product: row s of the frames-first mel, zero-padded, read 3 frames long
-        padded = np.zeros((length + 2, n_mels), np.float32)
+        padded, hidden, x, q, k, v, mlp = (buffers[name] for name in ("padded", "hidden", "x", "q", "k", "v", "mlp"))
         padded[1:-1] = mel.T
-        hidden = np.zeros((2 * t + 1, n), np.float32)  # conv1's output after one zero frame (conv2's padding)
+        # conv1's output after one zero frame (conv2's padding)
         linear(padded, w["conv1"], n, [hidden[1:]], w["conv1_bias"], flags=GELU, rows=2 * t, k=3 * n_mels, row_stride=n_mels)
         # conv2 (stride 2): output s reads conv1's frames 2s-1 .. 2s+1, 3 rows of `hidden` from row 2s
-        x = np.array(w["positions"][:t])
+        x[:] = w["positions"][:t]
         linear(hidden, w["conv2"], n, [x], w["conv2_bias"], flags=GELU | ACCUMULATE, rows=t, k=3 * n, row_stride=2 * n)
-        q, k, v = (np.empty((t, n), np.float32) for _ in range(3))
-        mlp = bf16_rows(t, 4 * n)  # fc1's GELU output, in bfloat16 as fc2 takes it
         for i in range(self.n_layer):
             linear(x, w[f"{i}.qkv"], 3 * n, [q, k, v], w[f"{i}.qkv_bias"], norm=(w[f"{i}.attn_ln_w"], w[f"{i}.attn_ln_b"]))
-            attended = self.attention(q[None], k[None], v[None])[0]
+            attended = self.attention(q[None], k[None], v[None], out=buffers["attended"])[0]
             linear(attended, w[f"{i}.out"], n, [x], w[f"{i}.out_bias"], flags=ACCUMULATE)
             linear(x, w[f"{i}.fc1"], 4 * n, [mlp], w[f"{i}.fc1_bias"], norm=(w[f"{i}.mlp_ln_w"], w[f"{i}.mlp_ln_b"]), flags=GELU | BF16_OUT)
             linear(mlp, w[f"{i}.fc2"], n, [x], w[f"{i}.fc2_bias"], flags=ACCUMULATE, rows=t)
