@@ -34,6 +34,17 @@ FAST = ["--beam_size", "None", "--best_of", "None", "--temperature_increment_on_
 JOB_TIMEOUT_S = 300
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """Every process of these jobs (the local workers, the CLI's, the Ray cluster's) runs OpenBLAS on one thread, as
+    Ray's actors do (it sets OMP_NUM_THREADS to their CPUs): the log-mel's products round differently with another
+    thread count, and the bfloat16 encoder carries those last bits into the scores (the int8 stages' rounding hid
+    them), so the outputs would not be byte-identical."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENBLAS_NUM_THREADS", "1")
+        yield
+
+
 def batch_cli(*args: str, **popen: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tingxie", "batch", *args, *FAST], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
