@@ -11,7 +11,7 @@ import pytest
 from conftest import audio_path, require_shared
 
 from tingxie.ort.native import cpu_has, load_kernel
-from tingxie.ort.native_decoder import REQUIRED_FLAGS, blocked_keys, load_native_decoder
+from tingxie.ort.native_decoder import REQUIRED_FLAGS, load_native_decoder
 from tingxie.ort.quantize_plan import block_quantize
 
 
@@ -26,13 +26,28 @@ def _require_kernel() -> None:
 # ------------------------------------------------------------------ tier 1: the layout
 
 
-def test_blocked_keys_hold_16_frames_per_row_with_zeros_after_the_last():
-    keys = np.arange(2 * 3 * 20 * 64, dtype=np.float32).reshape(2, 3, 20, 64)
-    blocked = blocked_keys([keys])[0]
-    assert blocked.shape == (2, 3, 2, 64, 16) and blocked.flags.c_contiguous
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> the nearest bfloat16 (ties to even), as float32."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def test_cross_keys_and_values_in_bfloat16_blocks_of_16_frames_with_zeros_after_the_last(tiny_en_default):
+    _require_kernel()
+    rng = np.random.default_rng(3)
+    keys = rng.standard_normal((2, 3, 20, 64)).astype(np.float32)
+    values = rng.standard_normal((2, 3, 64, 20)).astype(np.float32)
+    keys[0, 0, 0, :3] = [1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)]  # halfway cases: to even
+    (blocked,), (packed,) = tiny_en_default.engine.native_step.cross_bf16([keys], [values])
+    assert blocked.shape == (2, 3, 2, 64, 16) and blocked.dtype == np.uint16 and blocked.flags.c_contiguous
+    as_float = (blocked.astype(np.uint32) << 16).view(np.float32)
+    rounded = _bf16(keys)
     for frame in (0, 5, 15, 16, 19):
-        np.testing.assert_array_equal(blocked[1, 2, frame // 16, :, frame % 16], keys[1, 2, frame])
+        np.testing.assert_array_equal(as_float[1, 2, frame // 16, :, frame % 16], rounded[1, 2, frame])
+    np.testing.assert_array_equal(as_float[0, 0, 0, :3, 0], [1, 1 + 4 * 2**-8, -1])
     assert not blocked[:, :, 1, :, 4:].any()  # frames 20..31 do not exist
+    np.testing.assert_array_equal((packed.astype(np.uint32) << 16).view(np.float32), _bf16(values))
 
 
 def test_the_switch_turns_it_off(tiny_en_default, monkeypatch):
@@ -136,10 +151,10 @@ def test_steps_of_beams_over_two_windows_follow_the_int8_arithmetic(tiny_en_defa
     for position in (2, 3, 4, 5):
         cache.make_room(position - 1, 448)
         hidden = step.step(tokens[:, None], position, cache.self_k, cache.self_v, position - 2, cache.prefix_k, cache.prefix_v,
-                           cache.cross_kt, cache.cross_vt, 3)[:, 0]
+                           cache.cross_kt, cache.cross_vb, 3)[:, 0]
         cache.length = position + 1
-        expected = reference.step(tokens, position, history, cache.prefix_k[:layers], cache.prefix_v[:layers], features.cross_k,
-                                  features.cross_vt, 3)
+        expected = reference.step(tokens, position, history, cache.prefix_k[:layers], cache.prefix_v[:layers],
+                                  [_bf16(k) for k in features.cross_k], [_bf16(v) for v in features.cross_vt], 3)
         errors.extend(np.sqrt(((hidden - expected) ** 2).mean(-1) / (expected ** 2).mean(-1)))
         for layer in range(layers):  # the new keys and values went into the cache where the next step reads them
             for written, kept in ((cache.self_k[layer], 0), (cache.self_v[layer], 1)):
@@ -147,10 +162,10 @@ def test_steps_of_beams_over_two_windows_follow_the_int8_arithmetic(tiny_en_defa
                 np.testing.assert_allclose(written[:, :, position - 2], expected_kv, atol=3e-2 * np.abs(expected_kv).max())
         tokens = (tokens * 7 + 11) % 50257
     # rows agree to float32 rounding, except where float32 against float64 (or the kernel's erf, within 1.5e-7)
-    # rounds one activation to the other side of an int8 step: ~2e-4 after one layer, up to ~1 % after four (ONNX
+    # rounds one activation to the other side of an int8 step: ~2e-3 after one layer, up to ~1 % after four (ONNX
     # Runtime's graph differs from both as much). A wrong index or layout would be off by tens of percent.
     if layers == 1:
-        assert np.median(errors) < 1e-5 and max(errors) < 1e-3, errors
+        assert np.median(errors) < 1e-5 and max(errors) < 5e-3, errors
     assert max(errors) < 5e-2, errors
 
 
@@ -180,10 +195,10 @@ def test_a_prompt_in_one_call_equals_its_tokens_one_at_a_time(tiny_en_default):
     shape = (1, 6, prompt.shape[1], 64)
     none = [np.zeros((1, 6, 0, 64), np.float32)] * 4
     whole_k, whole_v = [np.zeros(shape, np.float32) for _ in range(4)], [np.zeros(shape, np.float32) for _ in range(4)]
-    whole = engine.native_step.step(prompt, 0, whole_k, whole_v, 0, none, none, cache.cross_kt, cache.cross_vt, 1)
+    whole = engine.native_step.step(prompt, 0, whole_k, whole_v, 0, none, none, cache.cross_kt, cache.cross_vb, 1)
     one_k, one_v = [np.zeros(shape, np.float32) for _ in range(4)], [np.zeros(shape, np.float32) for _ in range(4)]
     for j in range(prompt.shape[1]):
-        single = engine.native_step.step(prompt[:, j : j + 1], j, one_k, one_v, j, none, none, cache.cross_kt, cache.cross_vt, 1)
+        single = engine.native_step.step(prompt[:, j : j + 1], j, one_k, one_v, j, none, none, cache.cross_kt, cache.cross_vb, 1)
         np.testing.assert_allclose(single[:, 0], whole[:, j], rtol=0, atol=1e-4 * np.abs(whole).max())
     for a, b in zip(whole_k + whole_v, one_k + one_v):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(a).max())
@@ -210,5 +225,6 @@ def test_word_timing_alignment_through_the_compiled_step_matches_the_graph(tiny_
     assert np.corrcoef(scores.ravel(), expected_scores.ravel())[0, 1] > 0.9999
     finite = np.isfinite(expected_logprobs)
     np.testing.assert_array_equal(np.isfinite(logprobs), finite)
-    np.testing.assert_allclose(logprobs[finite], expected_logprobs[finite], atol=0.1)
+    # within int8's rounding: 0.1, or 2 % of a very unlikely token's log-probability (-14.3 against -14.5)
+    np.testing.assert_allclose(logprobs[finite], expected_logprobs[finite], atol=0.1, rtol=0.02)
     assert np.array_equal(scores.argmax(-1), expected_scores.argmax(-1)) or (scores.argmax(-1) != expected_scores.argmax(-1)).mean() < 0.05

@@ -1,4 +1,5 @@
 """The int8 decoder's one-token steps in one compiled call (``csrc/decoder_step.c``), beside the ONNX decoder graph.
+The window's cross-attention keys and values are read as bfloat16 (``cross_bf16``).
 
 A 5-beam tiny.en step through ONNX Runtime's ~250 kernels took ~7 ms on 2 cores; the compiled step does the same
 arithmetic (the int8 graph's MatMulNBits numbers, float32 attention) in a few passes over the weights and the window's
@@ -79,6 +80,9 @@ class NativeDecoderStep:
         p, i = ctypes.c_void_p, ctypes.c_int
         self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i, p, p, p, i]
         self._kernel.restype = i
+        self._pack = library.cross_bf16
+        self._pack.argtypes = [p, p, i, i, p, p]
+        self._pack.restype = None
         self.n_layer, self.n_head, self.threads = n_layer, n_head, threads
         self._tokens = tokens
         self._positions = np.ascontiguousarray(arrays["positions"], np.float32)
@@ -103,9 +107,10 @@ class NativeDecoderStep:
         rows, new = tokens.shape
         x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
-        for arrays in (self_k, self_v, prefix_k, prefix_v, cross_kt, cross_vt):
-            if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in arrays):
-                raise ValueError("the compiled decoder step takes C-contiguous float32 arrays")
+        for arrays, dtype in ((self_k, np.float32), (self_v, np.float32), (prefix_k, np.float32), (prefix_v, np.float32),
+                              (cross_kt, np.uint16), (cross_vt, np.uint16)):
+            if not all(a.flags.c_contiguous and a.dtype == dtype for a in arrays):
+                raise ValueError("the compiled decoder step takes C-contiguous float32 arrays (bfloat16 cross keys and values)")
         frames = cross_vt[0].shape[3]
         pairs = np.asarray(heads or [], np.int32).reshape(-1, 2)
         layers, indices = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
@@ -120,21 +125,22 @@ class NativeDecoderStep:
             raise ValueError(f"the compiled decoder step cannot take these sizes (rows {rows}, group {group}, past {past}, new {new})")
         return out if heads is None else (out, scores)
 
-
-def blocked_keys(cross_k: list[np.ndarray]) -> list[np.ndarray]:
-    """The window's cross keys (audio, head, frames, 64) in blocks of 16 frames, (audio, head, blocks, 64, 16) with
-    zeros after the last frame: the compiled step reads each block as 16 frames' scores per vector."""
-    blocked = []
-    for k in cross_k:
-        audios, heads, frames, d_head = k.shape
-        full, rest = divmod(frames, 16)
-        out = np.zeros((audios, heads, full + (rest > 0), d_head, 16), np.float32)
-        frames_last = out.transpose(0, 1, 2, 4, 3)  # (audio, head, block, 16 frames, d_head): written in place, no temporary
-        frames_last[:, :, :full] = k[:, :, : full * 16].reshape(audios, heads, full, 16, d_head)
-        if rest:
-            frames_last[:, :, full, :rest] = k[:, :, full * 16 :]
-        blocked.append(out)
-    return blocked
+    def cross_bf16(self, cross_k: list[np.ndarray], cross_vt: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """A window's cross keys (audio, head, frames, 64) and values (audio, head, 64, frames) per layer as the step
+        reads them: bfloat16 (rounded to nearest even), the keys in blocks of 16 frames (audio, head, blocks, 64, 16)
+        with zeros after the last frame, the values as they were."""
+        keys, values = [], []
+        for k, vt in zip(cross_k, cross_vt):
+            audios, heads, frames, d_head = k.shape
+            if d_head != D_HEAD or vt.shape != (audios, heads, D_HEAD, frames):
+                raise ValueError(f"cross keys {k.shape} and values {vt.shape} do not pair")
+            k, vt = np.ascontiguousarray(k, np.float32), np.ascontiguousarray(vt, np.float32)
+            kb = np.empty((audios, heads, -(-frames // 16), D_HEAD, 16), np.uint16)
+            vb = np.empty(vt.shape, np.uint16)
+            self._pack(k.ctypes.data, vt.ctypes.data, audios * heads, frames, kb.ctypes.data, vb.ctypes.data)
+            keys.append(kb)
+            values.append(vb)
+        return keys, values
 
 
 def load_native_decoder(folder: Path, compute_type: str, n_layer: int, n_head: int, threads: int = 0) -> NativeDecoderStep | None:

@@ -25,7 +25,7 @@ from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder, load_encoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
 from .logits import OrtLogits, load_logits
-from .native_decoder import blocked_keys, load_native_decoder
+from .native_decoder import load_native_decoder
 from .sessions import SessionOptions
 
 if TYPE_CHECKING:
@@ -59,7 +59,9 @@ class NumpyKVCache:
     prefix_length: int = 0
     group: int = 1
     prompts: dict = field(default_factory=dict)  # the window's prompt calls (WindowFeatures.prompts): shared, not copied
-    cross_kt: list[np.ndarray] | None = None  # the cross keys in the compiled step's blocks of 16 frames
+    # the cross keys (in blocks of 16 frames) and values as the compiled step reads them: bfloat16
+    cross_kt: list[np.ndarray] | None = None
+    cross_vb: list[np.ndarray] | None = None
     _subset: tuple | None = None  # (audios, their prefix K/V, their cross K/V): made again only when the audios change
 
     def of_audios(self, audios: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -328,9 +330,7 @@ class OrtWhisper:
                              features.cross_k, features.cross_vt, [empty] * len(layers), [empty] * len(layers), group=repeat,
                              prompts=features.prompts)
         if self.native_step is not None:
-            if "cross_kt" not in features.derived:
-                features.derived["cross_kt"] = blocked_keys(features.cross_k)
-            cache.cross_kt = features.derived["cross_kt"]
+            cache.cross_kt, cache.cross_vb = self._cross_bf16(features)
         return cache
 
     decodes_row_subsets = True
@@ -373,7 +373,7 @@ class OrtWhisper:
         if audios is None and t == 1 and cache.cross_kt is not None:  # a plain step: the compiled one
             cache.make_room(past + 1, self.dims.n_text_ctx)
             hidden = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
-                                           cache.cross_kt, cache.cross_vt, g)
+                                           cache.cross_kt, cache.cross_vb, g)
             cache.length = offset + 1
             return self.logits(hidden)
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
@@ -393,18 +393,26 @@ class OrtWhisper:
         """``alignment_scores`` through the compiled step: the whole sequence in one call, its logits a chunk at a time."""
         dims = self.dims
         t, d_head = tokens.shape[-1], dims.n_text_state // dims.n_text_head
-        blocked = features.derived.get("cross_kt")
-        cross_kt = [k[:1] for k in blocked] if blocked is not None else blocked_keys(one.cross_k)
+        if "cross_bf16" in features.derived:  # made by a decode over these features: audio 0's part (``one``)
+            cross_kt, cross_vb = ([a[:1] for a in arrays] for arrays in features.derived["cross_bf16"])
+        else:
+            cross_kt, cross_vb = self._cross_bf16(one)
         shape = (1, dims.n_text_head, t, d_head)
         keys = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
         values = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
         none = [np.zeros((1, dims.n_text_head, 0, d_head), np.float32)] * dims.n_text_layer
-        hidden, scores = self.native_step.step(tokens, 0, keys, values, 0, none, none, cross_kt, one.cross_vt, 1, heads=list(heads))
+        hidden, scores = self.native_step.step(tokens, 0, keys, values, 0, none, none, cross_kt, cross_vb, 1, heads=list(heads))
         logprobs = []
         for start in range(0, t - 1, ALIGNMENT_CHUNK):
             targets = tokens[0, start + 1 : start + ALIGNMENT_CHUNK + 1]
             logprobs.append(next_token_logprobs(self.logits(hidden[0, start : start + len(targets)]), targets, text_vocab))
         return (np.concatenate(logprobs) if logprobs else np.zeros(0, np.float32)), scores
+
+    def _cross_bf16(self, features: WindowFeatures) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The window's cross keys and values in the compiled step's bfloat16 layout, made once per features."""
+        if "cross_bf16" not in features.derived:
+            features.derived["cross_bf16"] = self.native_step.cross_bf16(features.cross_k, features.cross_vt)
+        return features.derived["cross_bf16"]
 
     def _native_prompt(self, prompt: np.ndarray, cache: NumpyKVCache, select: np.ndarray) -> tuple:
         """A window's initial tokens (a row per audio) through the compiled step: (logits at ``select``, the prompt's
@@ -416,7 +424,7 @@ class OrtWhisper:
         keys = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
         values = [np.zeros(shape, np.float32) for _ in range(dims.n_text_layer)]
         none = [np.zeros((audios, dims.n_text_head, 0, d_head), np.float32)] * dims.n_text_layer
-        hidden = self.native_step.step(prompt, 0, keys, values, 0, none, none, cache.cross_kt, cache.cross_vt, 1)
+        hidden = self.native_step.step(prompt, 0, keys, values, 0, none, none, cache.cross_kt, cache.cross_vb, 1)
         return self.logits(hidden[:, select]), keys, values
 
     def _run(self, tokens: np.ndarray, offset: int, cache: NumpyKVCache, past: int, select: np.ndarray,

@@ -48,7 +48,8 @@ typedef struct {
     const void *const *params;
     int n_layer, n_head, d, rows, group, new, prefix, capacity, past, frames, threads; /* rows: token rows (rows x new) */
     float *x, *out;
-    const float *const *prefix_k, *const *prefix_v, *const *cross_kt, *const *cross_vt;
+    const float *const *prefix_k, *const *prefix_v;
+    const uint16_t *const *cross_kt, *const *cross_vt; /* bfloat16 (cross_bf16) */
     float *const *self_k, *const *self_v;
     int n_scores;                       /* alignment heads asked for: their pre-softmax cross-attention scores out */
     const int *score_layers, *score_heads;
@@ -78,6 +79,11 @@ static void barrier_wait(barrier_t *b) {
 }
 
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* 16 bfloat16 values as float32 (exact: a bfloat16 is a float32's upper half) */
+static inline __m512 bf16_load(__mmask16 keep, const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(keep, p)), 16));
+}
 
 /* e^x, a degree-6 polynomial after x = n ln 2 + r (relative error ~1e-7 for x in [-87, 88]) */
 static inline __m512 exp_ps(__m512 x) {
@@ -277,16 +283,16 @@ static void store_new(const step_t *s, int layer, int i, int h) {
 /* scores (rows, F) of the queries q[0..rows) against one head's keys in blocks of 16 frames (blocks, 64, 16): 16
  * frames' scores per vector, the keys read front to back (keys as (64, frames), read a column block at a time, were
  * ~5x slower: 64 strided streams per block). rows is a constant in each instantiation: accumulators in registers. */
-static inline __attribute__((always_inline)) void cross_scores(const float *const *q, const int rows, const float *kt, int F,
+static inline __attribute__((always_inline)) void cross_scores(const float *const *q, const int rows, const uint16_t *kt, int F,
                                                                 float *scores) {
     const int blocks = (F + LANES - 1) / LANES;
     const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
     for (int b = 0; b < blocks; b++) {
-        const float *block = kt + (size_t)b * D_HEAD * LANES;
+        const uint16_t *block = kt + (size_t)b * D_HEAD * LANES;
         __m512 acc[CROSS_ROWS];
         for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
         for (int i = 0; i < D_HEAD; i++) {
-            const __m512 keys = _mm512_loadu_ps(block + i * LANES);
+            const __m512 keys = bf16_load(0xFFFF, block + i * LANES);
             for (int g = 0; g < rows; g++) acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][i]), keys, acc[g]);
         }
         const __mmask16 keep = b + 1 < blocks ? (__mmask16)0xFFFF : tail;
@@ -295,7 +301,7 @@ static inline __attribute__((always_inline)) void cross_scores(const float *cons
 }
 
 /* out[g][i] = sum over frames of weights (rows, F) x values (64, F) */
-static inline __attribute__((always_inline)) void cross_values(const float *weights, const int rows, const float *vt, int F,
+static inline __attribute__((always_inline)) void cross_values(const float *weights, const int rows, const uint16_t *vt, int F,
                                                                 float *const *out) {
     const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
     for (int i = 0; i < D_HEAD; i++) {
@@ -303,7 +309,7 @@ static inline __attribute__((always_inline)) void cross_values(const float *weig
         for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
         for (int f = 0; f < F; f += LANES) {
             const __mmask16 keep = f + LANES <= F ? (__mmask16)0xFFFF : tail;
-            const __m512 values = _mm512_maskz_loadu_ps(keep, vt + (size_t)i * F + f);
+            const __m512 values = bf16_load(keep, vt + (size_t)i * F + f);
             for (int g = 0; g < rows; g++) acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(keep, weights + (size_t)g * F + f), values, acc[g]);
         }
         for (int g = 0; g < rows; g++) out[g][i] = hsum(acc[g]);
@@ -314,8 +320,8 @@ static inline __attribute__((always_inline)) void cross_values(const float *weig
  * to 16 of them */
 static void cross_attention(const step_t *s, int layer, int audio, int h, float *scores) {
     const int d = s->d, H = s->n_head, F = s->frames, G = s->group * s->new, blocks = (F + LANES - 1) / LANES;
-    const float *kt = s->cross_kt[layer] + ((size_t)audio * H + h) * blocks * D_HEAD * LANES;
-    const float *vt = s->cross_vt[layer] + ((size_t)audio * H + h) * D_HEAD * F;
+    const uint16_t *kt = s->cross_kt[layer] + ((size_t)audio * H + h) * blocks * D_HEAD * LANES;
+    const uint16_t *vt = s->cross_vt[layer] + ((size_t)audio * H + h) * D_HEAD * F;
     for (int g0 = 0; g0 < G; g0 += CROSS_ROWS) {
         const int rows = G - g0 < CROSS_ROWS ? G - g0 : CROSS_ROWS;
         const float *q[CROSS_ROWS];
@@ -397,12 +403,13 @@ static void *work(void *arg) {
  * self_k/v[layer]: (rows, head, capacity, 64), the first `past` positions filled; the new tokens' keys and values are
  * written at positions past .. past + new - 1 (past + new <= capacity); token j attends to the prefix, the filled
  * positions and the new tokens up to itself. n_scores > 0: the cross-attention scores before the softmax of these
- * (score_layers[i], score_heads[i]) into head_scores (n_scores, rows x new, frames) (word timing's alignment heads). cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16)
- * (zeros past the last frame); cross_vt[layer]: (rows / group, head, 64, frames).
+ * (score_layers[i], score_heads[i]) into head_scores (n_scores, rows x new, frames) (word timing's alignment heads).
+ * cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16), cross_vt[layer]: (rows / group, head, 64,
+ * frames), both bfloat16 as cross_bf16 writes them.
  * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
 int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group, int new,
                  const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
-                 float *const *self_v, int capacity, int past, const float *const *cross_kt, const float *const *cross_vt,
+                 float *const *self_v, int capacity, int past, const uint16_t *const *cross_kt, const uint16_t *const *cross_vt,
                  int frames, int n_scores, const int *score_layers, const int *score_heads, float *head_scores, int threads) {
     if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || new < 1 || past < 0 ||
         past + new > capacity || prefix < 0 || frames < 1)
@@ -452,4 +459,40 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
 done:
     free(s.xq), free(s.xscale), free(s.xcorr), free(s.h), free(s.qkv), free(s.cq), free(s.attn), free(s.wide), free(s.scores);
     return status;
+}
+
+/* bfloat16 (rounded to nearest even) of 16 floats */
+static inline __m256i to_bf16(__m512 v) {
+    const __m512i bits = _mm512_castps_si512(v);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16));
+}
+
+/* A window's cross keys k (audios x heads, frames, 64) and values vt (audios x heads, 64, frames) as decoder_step
+ * reads them: bfloat16, the keys in blocks of 16 frames, kb (audios x heads, frames / 16 rounded up, 64, 16) with zeros
+ * after the last frame; vb as vt. The step's working set (weights, these, the logits' table) then fits a 32 MB L3:
+ * float32 keys and values alone were 18 MB for tiny.en. */
+void cross_bf16(const float *k, const float *vt, int heads, int frames, uint16_t *kb, uint16_t *vb) {
+    const int blocks = (frames + LANES - 1) / LANES;
+    for (int h = 0; h < heads; h++) {
+        const float *kh = k + (size_t)h * frames * D_HEAD;
+        uint16_t *out = kb + (size_t)h * blocks * D_HEAD * LANES;
+        const __m512i frame_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                      _mm512_set1_epi32(D_HEAD));
+        for (int b = 0; b < blocks; b++) {
+            const int count = frames - b * LANES < LANES ? frames - b * LANES : LANES;
+            const __mmask16 keep = (__mmask16)((1u << count) - 1);
+            for (int i = 0; i < D_HEAD; i++) { /* dimension i of the block's 16 frames, gathered from their rows */
+                const __m512 column = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), keep, frame_rows, kh + (size_t)b * LANES * D_HEAD + i, 4);
+                _mm256_storeu_si256((__m256i *)(out + ((size_t)b * D_HEAD + i) * LANES), to_bf16(column));
+            }
+        }
+        const float *vh = vt + (size_t)h * D_HEAD * frames;
+        uint16_t *vo = vb + (size_t)h * D_HEAD * frames;
+        for (size_t j = 0; j < (size_t)D_HEAD * frames; j += LANES) {
+            const size_t left = (size_t)D_HEAD * frames - j;
+            const __mmask16 keep = left < LANES ? (__mmask16)((1u << left) - 1) : (__mmask16)0xFFFF;
+            _mm256_mask_storeu_epi16(vo + j, keep, to_bf16(_mm512_maskz_loadu_ps(keep, vh + j)));
+        }
+    }
 }
