@@ -228,3 +228,21 @@ def test_word_timing_alignment_through_the_compiled_step_matches_the_graph(tiny_
     # within int8's rounding: 0.1, or 2 % of a very unlikely token's log-probability (-14.3 against -14.5)
     np.testing.assert_allclose(logprobs[finite], expected_logprobs[finite], atol=0.1, rtol=0.02)
     assert np.array_equal(scores.argmax(-1), expected_scores.argmax(-1)) or (scores.argmax(-1) != expected_scores.argmax(-1)).mean() < 0.05
+
+
+def test_a_busy_machine_gets_one_thread_per_step_and_the_same_text(tiny_en_default, monkeypatch):
+    """Where another process holds a core, a window's steps run on one thread (waiting at the step's barriers for a
+    thread without a core cost ~2.7x); the arithmetic does not depend on the thread count."""
+    require_shared()
+    _require_kernel()
+    import tingxie.ort.runtime as runtime
+
+    engine = tiny_en_default.engine
+    features = engine.encode(np.zeros((1, 80, 3000), np.float32))
+    monkeypatch.setattr(runtime, "machine_is_idle", lambda reads=3: True)
+    assert engine.new_cache(features).step_threads is None
+    idle = tiny_en_default.transcribe(str(audio_path("jfk")), beam_size=5)
+    monkeypatch.setattr(runtime, "machine_is_idle", lambda reads=3: False)
+    assert engine.new_cache(features).step_threads == 1
+    busy = tiny_en_default.transcribe(str(audio_path("jfk")), beam_size=5)
+    assert busy.text == idle.text and [s.avg_logprob for s in busy.segments] == [s.avg_logprob for s in idle.segments]

@@ -100,10 +100,11 @@ class NativeDecoderStep:
 
     def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
              prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_vt: list[np.ndarray],
-             group: int, heads: list[tuple[int, int]] | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+             group: int, heads: list[tuple[int, int]] | None = None, threads: int | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """tokens (rows, new) at positions ``position`` .. ``position + new - 1`` -> the final hidden states
         (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``. ``heads``:
-        also these (layer, head) pairs' cross-attention scores before the softmax, (heads, rows x new, frames)."""
+        also these (layer, head) pairs' cross-attention scores before the softmax, (heads, rows x new, frames).
+        ``threads``: this call's (default: the step's own)."""
         rows, new = tokens.shape
         x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
@@ -118,7 +119,7 @@ class NativeDecoderStep:
         status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group, new,
                               self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
                               self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_vt),
-                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, self.threads)
+                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, threads or self.threads)
         if status == 1:
             raise MemoryError("the compiled decoder step could not allocate its work buffers")
         if status:

@@ -26,7 +26,7 @@ from .encoder import StagedEncoder, load_encoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
 from .logits import OrtLogits, load_logits
 from .native_decoder import load_native_decoder
-from .sessions import SessionOptions
+from .sessions import SessionOptions, machine_is_idle
 
 if TYPE_CHECKING:
     from ..mel import NumpyMelFrontEnd
@@ -62,6 +62,7 @@ class NumpyKVCache:
     # the cross keys (in blocks of 16 frames) and values as the compiled step reads them: bfloat16
     cross_kt: list[np.ndarray] | None = None
     cross_vb: list[np.ndarray] | None = None
+    step_threads: int | None = None  # the compiled steps' threads over this window (None: the step's own)
     _subset: tuple | None = None  # (audios, their prefix K/V, their cross K/V): made again only when the audios change
 
     def of_audios(self, audios: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -331,6 +332,10 @@ class OrtWhisper:
                              prompts=features.prompts)
         if self.native_step is not None:
             cache.cross_kt, cache.cross_vb = self._cross_bf16(features)
+            # a step is a few passes over ~25 MB and ~50 barriers: with another process on a core, waiting at them for a
+            # thread without one made 2 threads ~2.7x slower than 1 (on an idle 2-core guest 2 gave ~0-10 %)
+            if not self._threads and not machine_is_idle(reads=1):
+                cache.step_threads = 1
         return cache
 
     decodes_row_subsets = True
@@ -373,7 +378,7 @@ class OrtWhisper:
         if audios is None and t == 1 and cache.cross_kt is not None:  # a plain step: the compiled one
             cache.make_room(past + 1, self.dims.n_text_ctx)
             hidden = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
-                                           cache.cross_kt, cache.cross_vb, g)
+                                           cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads)
             cache.length = offset + 1
             return self.logits(hidden)
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
