@@ -159,6 +159,27 @@ def test_a_window_the_lm_makes_loop_is_decoded_again_without_it(arpa, monkeypatc
     assert result.text == "Grafana started much faster." and calls == [(str(arpa), 0.0, 5), (None, 0.0, 5)]
 
 
+@pytest.mark.parametrize("temperature", [0.0, (0.0, 0.2)])
+def test_a_window_the_glossary_boost_makes_loop_is_decoded_again_without_it(monkeypatch, temperature):
+    """A boosted decode that loops ('Bluff-Hogg-Hogg-...') is decoded again without the glossary at the same
+    temperature, even with no temperature to fall back to; a boosted text that is only unlikely is kept."""
+    from tingxie.decoding import fallback
+    from tingxie.decoding.window import DecodingResult, compression_ratio
+
+    def fake_decode(engine, window_features, tokenizer, options, **kw):
+        boosted = bool(options.hotwords)
+        text = ("Bluff" + "-Hogg" * 40 if loop else "Grafana started faster.") if boosted else "Graph Anna started much faster."
+        calls.append((boosted, options.temperature))
+        return [DecodingResult([1], text, "en", -1.5 if boosted else -0.2, 0.0, options.temperature, compression_ratio(text))]
+
+    options = build_options(beam_size=5, hotwords="Grafana, Kubernetes", hotword_second_pass=False, temperature=temperature,
+                            logprob_threshold=None)
+    monkeypatch.setattr(fallback, "decode", fake_decode)
+    for loop, expected, decodes in ((True, "Graph Anna started much faster.", [(True, 0.0), (False, 0.0)]), (False, "Grafana started faster.", [(True, 0.0)])):
+        calls: list = []
+        assert fallback.decode_with_fallback(None, None, TOKENIZER, options).text == expected and calls == decodes
+
+
 def test_loop_stop_ends_a_search_only_once_every_beam_loops():
     import numpy as np
 

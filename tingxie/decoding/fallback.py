@@ -37,6 +37,11 @@ def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
     return failed
 
 
+def _repeats(result: DecodingResult, options: TranscribeOptions) -> bool:
+    """The repetition half of ``needs_fallback``: gzip's ratio or a looping phrase."""
+    return result.compression_ratio > options.compression_ratio_threshold or loops(result.text)
+
+
 def decode_with_fallback(
     engine: Engine,
     features: Features,
@@ -60,13 +65,15 @@ def decode_with_fallback(
         def sure_stop() -> list[LogitFilter]:  # a fresh one per decode: a stop keeps its decode's state
             return [LoopStop(tokenizer, surely=True, beam_size=window.beam_size)] if dropped_if_looping else []
 
-        stop = [LoopStop(tokenizer)] if with_lm and checked else sure_stop()
-        first_filters = [*(extra_filters or []), *([evidence] if evidence is not None else []), *stop]
-        result = decode(engine, features, tokenizer, window, extra_filters=first_filters, generator=generator)[0]
-        if with_lm and needs_fallback(result, options):
-            # the LM made a loop or an unlikely text (a word spelled on and on is never scored): the same beam without it
-            plain = decode(engine, features, tokenizer, replace(window, lm=None), extra_filters=[*(extra_filters or []), *sure_stop()],
-                           generator=generator)[0]
+        boosted = bool(window.hotwords) and window.hotword_boost > 0
+        stop = [LoopStop(tokenizer)] if (with_lm or boosted) and checked else sure_stop()
+        with_evidence = [*(extra_filters or []), *([evidence] if evidence is not None else [])]
+        result = decode(engine, features, tokenizer, window, extra_filters=[*with_evidence, *stop], generator=generator)[0]
+        # the LM made a loop or an unlikely text (a word spelled on and on is never scored), or the glossary's boost a
+        # loop (a boosted beam ran "hogg-hogg-..." to 224 tokens where the plain one did not): the same decode without them
+        if (with_lm and needs_fallback(result, options)) or (boosted and checked and _repeats(result, options)):
+            plain = decode(engine, features, tokenizer, replace(window, lm=None, hotwords=None, hotwords_file=None),
+                           extra_filters=[*with_evidence, *sure_stop()], generator=generator)[0]
             result = plain if not needs_fallback(plain, options) else result
         if not needs_fallback(result, options):
             break
