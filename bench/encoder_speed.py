@@ -1,5 +1,5 @@
 """The int8 model's encoder time per 30-s window: the int8 stages (``TINGXIE_ENCODER=int8``) against the default
-(the bfloat16 encoder on CPUs with AMX tiles), alternating window by window in one process (issue 23).
+(the bfloat16 encoder on CPUs with AVX512-BF16: AMX tiles or vectors), alternating window by window in one process (issue 23).
 
     /work/notes/cpu-exclusive python bench/encoder_speed.py --model tiny.en --windows 16
 """
