@@ -24,6 +24,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,7 +218,12 @@ static void *work(void *arg) {
         for (int r = c * ROW_CHUNK; r < (c + 1) * ROW_CHUNK; r++) convert_row(j, r, j->a + (size_t)r * j->kp);
         __atomic_fetch_add(&j->converted, 1, __ATOMIC_RELEASE);
     }
-    while (__atomic_load_n(&j->converted, __ATOMIC_ACQUIRE) < j->chunks) _mm_pause();
+    /* a short spin, then yielding: a thread converting may have lost its core to another process (a busy machine) */
+    for (int spins = 0; __atomic_load_n(&j->converted, __ATOMIC_ACQUIRE) < j->chunks; spins++)
+        if (spins < 2000)
+            _mm_pause();
+        else
+            sched_yield();
     if (j->tiles) configure_tiles();
     /* an item: one block of 32 columns over a band of rows. Its two weight panels stay in L1/L2 through the band; the
      * items of a band (consecutive) share its rows of a, sized to stay in L2. Sweeping all of w for every 32 rows read
