@@ -122,18 +122,18 @@ static void block_tiles(const job_t *j, int r0, int c0, float sums[BLOCK][BLOCK]
  * is exactly that: a panel's k-pair is 16 columns x 2 bf16, one zmm). 12 + 12 + 8 of the block's 32 rows: 24
  * accumulators, 2 panels and a broadcast in the 32 registers, named one by one (as arrays GCC zeroed them through
  * the stack: ~6 % of the products' time). */
-#define ROW_STEP(r)                                                                         \
-    if (rows > r) {                                                                         \
+#define ROW_STEP(r)                                                                      \
+    if (rows > r) {                                                                      \
         const __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(size_t)(r) * stride + p]); \
-        s0_##r = _mm512_dpbf16_ps(s0_##r, x, w0);                                          \
-        s1_##r = _mm512_dpbf16_ps(s1_##r, x, w1);                                          \
+        s0_##r = _mm512_dpbf16_ps(s0_##r, x, w0);                                        \
+        s1_##r = _mm512_dpbf16_ps(s1_##r, x, w1);                                        \
     }
-#define ROW_STORE(r)                              \
-    if (rows > r) {                               \
-        _mm512_store_ps(&sums[r][0], s0_##r);  \
-        _mm512_store_ps(&sums[r][16], s1_##r); \
+#define ROW_STORE(r)                                                                     \
+    if (rows > r) {                                                                      \
+        _mm512_store_ps(&sums[r][0], s0_##r);                                            \
+        _mm512_store_ps(&sums[r][16], s1_##r);                                           \
     }
-#define ROW_SUMS(r) __m512 s0_##r = _mm512_setzero_ps(), s1_##r = _mm512_setzero_ps(); \
+#define ROW_SUMS(r) __m512 s0_##r = _mm512_setzero_ps(), s1_##r = _mm512_setzero_ps();   \
     if (!first && rows > r) s0_##r = _mm512_load_ps(&sums[r][0]), s1_##r = _mm512_load_ps(&sums[r][16])
 #define EVERY_ROW(f) f(0) f(1) f(2) f(3) f(4) f(5) f(6) f(7) f(8) f(9) f(10) f(11)
 static inline __attribute__((always_inline)) void rows_vectors(const uint32_t *a, const uint32_t *b0, const uint32_t *b1, int pairs,
