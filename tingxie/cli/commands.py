@@ -84,7 +84,10 @@ def transcribe_command(args: dict[str, Any]) -> int:
             warnings.warn("--max_words_per_line has no effect with --max_line_width", stacklevel=1)
         references = _diarization_ready(options, args["model_dir"])  # bad references or a missing speaker model: before any work
         # the first file is decoded while the model loads (PyAV and ONNX Runtime both release the GIL)
-        first_audio = _prefetch_audio(args["audio"][0], args["model"]) if args["audio"] else None
+        from ..terminal import progress_enabled
+
+        bar_shown = progress_enabled(args["progress"], sys.stderr)
+        first_audio = _prefetch_audio(args["audio"][0], args["model"], bar_shown) if args["audio"] else None
         model = load_cli_model(args)
         if not model.is_multilingual and options.decoding.language not in (None, "en", "English", "english"):
             warnings.warn(f"{args['model']} is an English-only model; using English instead of {options.decoding.language!r}", stacklevel=1)
@@ -161,13 +164,13 @@ def _flat(options: TranscribeOptions) -> dict[str, Any]:
     return out
 
 
-def _prefetch_audio(path: str, model_name: str) -> Future:
+def _prefetch_audio(path: str, model_name: str, bar_shown: bool) -> Future:
     from concurrent.futures import ThreadPoolExecutor
 
     from ..audio import decode_audio  # imported here, before the main thread goes on to import the model's runtime
 
     pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(_decode_and_prepare, decode_audio, path, model_name)
+    future = pool.submit(_decode_and_prepare, decode_audio, path, model_name, bar_shown)
     pool.shutdown(wait=False)
     return future
 
@@ -177,7 +180,7 @@ def _prefetch_audio(path: str, model_name: str) -> Future:
 PREFETCH_SECONDS = 300.0
 
 
-def _decode_and_prepare(decode_audio: Callable[..., Any], path: str, model_name: str) -> Any:
+def _decode_and_prepare(decode_audio: Callable[..., Any], path: str, model_name: str, bar_shown: bool) -> Any:
     """The file's samples (None when it is longer than PREFETCH_SECONDS); then, still beside the model's loading,
     what the first window needs next: the progress bar's module and the vocabulary of a model known by name (~70 ms
     of Python work on the main thread otherwise)."""
@@ -189,7 +192,8 @@ def _decode_and_prepare(decode_audio: Callable[..., Any], path: str, model_name:
         samples = decode_audio(path, max_seconds=PREFETCH_SECONDS)
     except AudioTooLongError:  # its header says so before any decoding, or the decoder stops there
         samples = None
-    import tqdm  # noqa: F401
+    if bar_shown:  # tqdm's import (~65 ms, most of it importlib.metadata) only where a bar will be drawn
+        import tqdm  # noqa: F401
 
     if model_name in OFFICIAL_MODELS:  # the tokenizer's own cache: the model asks for the same one (or its language's)
         dims = OFFICIAL_MODELS[model_name].dims
