@@ -21,9 +21,7 @@ from .window import DecodingResult
 def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
     """Too repetitive (gzip's ratio, or a phrase looping: ``repetition.loops``) or too unlikely, unless it is simply silence."""
     failed = False
-    if options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold:
-        failed = True
-    if options.compression_ratio_threshold is not None and loops(result.text):  # the reference's switch turns this check off too
+    if options.compression_ratio_threshold is not None and _repeats(result, options):  # the switch turns the loop check off too
         failed = True
     if options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold:
         failed = True
@@ -38,7 +36,8 @@ def needs_fallback(result: DecodingResult, options: TranscribeOptions) -> bool:
 
 
 def _repeats(result: DecodingResult, options: TranscribeOptions) -> bool:
-    """The repetition half of ``needs_fallback``: gzip's ratio or a looping phrase."""
+    """The repetition half of ``needs_fallback``: gzip's ratio above the threshold, or a phrase looping
+    (``repetition.loops``)."""
     return result.compression_ratio > options.compression_ratio_threshold or loops(result.text)
 
 

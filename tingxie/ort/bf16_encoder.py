@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .attention import D_HEAD, REQUIRED_FLAGS, TILE_FLAGS, Bf16Attention, bf16_library
-from .native import cpu_has, load_arrays, load_kernel, save_arrays, usable_cpus
+from .attention import D_HEAD, REQUIRED_FLAGS, Bf16Attention, bf16_library, tiles_ready
+from .native import load_arrays, load_kernel, save_arrays, usable_cpus
 
 WEIGHTS_FILE = "encoder-bf16.bin"  # native.save_arrays' format: read in one call (an .npz went through zipfile, ~3 ms/MB)
 WEIGHTS_VERSION = 3  # bump when the packed layout or the stored arrays change: a folder's file is then made again
@@ -115,8 +115,7 @@ def linear_library() -> ctypes.CDLL | None:
     library = load_kernel("tingxie.ort._linear_bf16", REQUIRED_FLAGS)
     if library is None:
         return None
-    library.amx_ready.restype = ctypes.c_int
-    library.tiles = cpu_has(TILE_FLAGS) and library.amx_ready() == 1
+    library.tiles = tiles_ready(library)  # the attention kernel's own check (its library exports amx_ready too)
     pointer, integer = ctypes.c_void_p, ctypes.c_int
     library.linear_bf16.argtypes = [pointer, integer, integer, integer, pointer, pointer, pointer, integer, pointer, pointer, integer,
                                     integer, pointer, integer, integer]

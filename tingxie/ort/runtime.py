@@ -150,6 +150,10 @@ class OrtWhisper:
         # that too, but once it exists every session in the process must use it: not for a library to impose.
         # made on first use (sessions.py): with the compiled kernels doing everything, no graph loads
         plain = SessionOptions(threads, spin)
+        # The encoder's stages keep their buffers between windows in one onnxruntime arena (arena=True below): freed and
+        # taken again, ~100 MB of activations were page-faulted anew for every window (~15-20 ms of ~160). A batch is
+        # decoded after its windows are encoded and an arena kept through that added ~95 MiB to batched peaks: batches
+        # get an encoder without one (``embed_audio(keep_buffers=False)``). The decoder's arena measured no faster.
         # The encoder's stages never spin: their kernels are large (no measurable gain, ~100 ms per window either way),
         # and a new session's worker spins for ~0.1-0.2 s after its creation: five of them took the two cores from the
         # log-mel computed right after the model loads (jfk's: ~25 -> ~175 ms)
