@@ -26,6 +26,23 @@ def _require_kernel() -> None:
 # ------------------------------------------------------------------ tier 1: the layout
 
 
+def test_kernel_weights_files_map_back_and_a_rewrite_leaves_a_mapped_one_whole(tmp_path):
+    from tingxie.ort.native import load_arrays, save_arrays
+
+    path = tmp_path / "w.bin"
+    first = {"a": np.arange(70, dtype=np.int8).reshape(7, 10), "b": np.float32(2.5), "c": np.linspace(0, 1, 33).astype(np.float32)}
+    save_arrays(path, first)
+    loaded = load_arrays(path)
+    for name, value in first.items():
+        assert loaded[name].dtype == np.asarray(value).dtype and np.array_equal(loaded[name], value)
+        assert loaded[name].ctypes.data % 64 == 0  # each array on its own cache line (the kernels' loads)
+    loaded["c"][0] = 9.0  # a write stays in this mapping (copy-on-write): the file is unchanged
+    assert load_arrays(path)["c"][0] == 0.0
+    save_arrays(path, {"a": np.zeros((2, 2), np.int8)})  # written beside and renamed over the mapped file
+    assert np.array_equal(loaded["a"], first["a"]) and np.array_equal(load_arrays(path)["a"], np.zeros((2, 2), np.int8))
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left
+
+
 def _bf16(x: np.ndarray) -> np.ndarray:
     """float32 -> the nearest bfloat16 (ties to even), as float32."""
     bits = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)

@@ -48,9 +48,9 @@ ALIGN = 64  # each array of a kernel-weights file starts at a multiple of this (
 
 
 def save_arrays(path, arrays: dict) -> None:
-    """Named arrays in one flat file, read back in one read (``load_arrays``): a JSON index line, then each array's
+    """Named arrays in one flat file, mapped back whole (``load_arrays``): a JSON index line, then each array's
     bytes. np.load of an .npz read its members through zipfile at ~3 ms per MB (a model's kernel weights: ~0.15 s of
-    a command's start)."""
+    a command's start). Written beside and renamed: a process that has the old file mapped keeps reading it whole."""
     import json
 
     import numpy as np
@@ -63,20 +63,34 @@ def save_arrays(path, arrays: dict) -> None:
         offset += value.nbytes
     header = json.dumps(index).encode("ascii") + b"\n"
     start = -(-(len(header) + 16) // ALIGN) * ALIGN
-    with open(path, "wb") as f:
-        f.write(b"TXARR1 " + str(start).rjust(8).encode("ascii") + b"\n" + header)
-        for entry, value in zip(index, arrays.values()):
-            f.seek(start + entry["offset"])
-            f.write(value.tobytes())
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        with open(partial, "wb") as f:
+            f.write(b"TXARR1 " + str(start).rjust(8).encode("ascii") + b"\n" + header)
+            for entry, value in zip(index, arrays.values()):
+                f.seek(start + entry["offset"])
+                f.write(value.tobytes())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def load_arrays(path) -> dict:
-    """The arrays ``save_arrays`` wrote, as views of one buffer read whole."""
+    """The arrays ``save_arrays`` wrote, as views of the file mapped whole (copy-on-write)."""
     import json
+    import mmap
 
     import numpy as np
 
-    data = np.fromfile(path, dtype=np.uint8)
+    # mapped with its pages populated: a CLI start maps ~50 MB in ~5 ms where reading it copied it in 20-170 ms
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 16 or not hasattr(mmap, "MAP_PRIVATE"):  # too short to be one (mmap refuses empty files); or no POSIX mmap
+            data = np.fromfile(f, dtype=np.uint8)
+        else:
+            flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+            data = np.frombuffer(mmap.mmap(f.fileno(), size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE), dtype=np.uint8)
     if data[:7].tobytes() != b"TXARR1 ":
         raise ValueError(f"{path} is not a tingxie kernel-weights file")
     start = int(data[7:15].tobytes())
