@@ -7,7 +7,8 @@ are recorded for each, and the old one's result goes on, so both see the same wi
     python bench/adapt_second_pass_ab.py --against 1d71bdb --sizes 500 --beam 0 --out ab.json   # greedy
 
 The sets are the held-out domain test split and the real English of ``data/domain`` (``bench/adapt.py``'s
-docstring makes them). Only fallback.py is swapped: the modules it imports are the working tree's.
+docstring makes them). Only fallback.py is swapped: the modules it imports are the working tree's. Revisions before second_pass took the
+first pass's margins (``margins``, not the ``TermEvidence`` recorder) do not fit today's callers.
 """
 
 from __future__ import annotations

@@ -90,6 +90,20 @@ def test_term_evidence_on_a_path_leaves_the_other_beams_out():
     assert evidence.on_path([99, 0])("ComfyUI") == -1.0  # a path the decode never wrote: every beam's margin
 
 
+def test_term_evidence_on_a_path_reads_only_its_own_window_s_rows_in_a_batch():
+    glossary = make_glossary("ComfyUI, Grafana", None, 0)
+    evidence = TermEvidence(TOKENIZER, glossary)
+    com, gra = TOKENIZER.encode(" Com")[0], TOKENIZER.encode(" Graf")[0]
+    begin = [[50257, 50362, 50363]] * 4  # two windows of two beams, every row writing the same tokens
+    for near in [(gra, 0), (com, 3)]:  # a term's first token near the best on one row of each window
+        logits = np.zeros((4, V), np.float32)
+        logits[:, 0] = 10.0
+        logits[near[1], near[0]] = 9.0
+        evidence.apply(logits, np.asarray([b + [11] * (near[1] // 3) for b in begin], np.int64))
+    first, second = evidence.on_path([11, 0], slice(0, 2)), evidence.on_path([11, 0], slice(2, 4))
+    assert (first("Grafana"), first("ComfyUI")) == (-1.0, -10.0) and (second("Grafana"), second("ComfyUI")) == (-10.0, -1.0)
+
+
 def test_a_spelled_term_opens_no_second_pass():
     glossary = make_glossary("Kubernetes, Keycloak", None, 0)
     text = "She asked why Kubernetes needs key clock so much."

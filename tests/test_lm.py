@@ -180,6 +180,30 @@ def test_a_window_the_glossary_boost_makes_loop_is_decoded_again_without_it(monk
         assert fallback.decode_with_fallback(None, None, TOKENIZER, options).text == expected and calls == decodes
 
 
+def test_a_window_decoded_in_a_batch_goes_on_as_a_sequential_one(monkeypatch):
+    """VAD-batched chunks: the batch's decode is each window's first pass; a boosted one that loops is decoded again
+    without the glossary at that temperature, as decode_with_fallback does for a window decoded alone, and the first
+    pass is not decoded again."""
+    from tingxie.decoding import fallback
+    from tingxie.decoding.window import DecodingResult, compression_ratio
+
+    def result(text: str, temperature: float = 0.0) -> DecodingResult:
+        return DecodingResult([1], text, "en", -0.2, 0.0, temperature, compression_ratio(text))
+
+    def fake_decode(engine, window_features, tokenizer, options, **kw):
+        calls.append((bool(options.hotwords), options.temperature))
+        return [result("Graph Anna started much faster.", options.temperature)]
+
+    monkeypatch.setattr(fallback, "decode", fake_decode)
+    options = build_options(beam_size=5, hotwords="Grafana, Kubernetes", hotword_second_pass=False)
+    looping, calls = fallback.FirstPass(result("Bluff" + "-Hogg" * 40)), []
+    assert fallback.decode_with_fallback(None, None, TOKENIZER, options, first=looping).text == "Graph Anna started much faster."
+    assert calls == [(False, 0.0)]
+    calls = []
+    assert fallback.decode_with_fallback(None, None, TOKENIZER, options, first=fallback.FirstPass(result("Grafana started."))).text == "Grafana started."
+    assert calls == []
+
+
 def test_loop_stop_ends_a_search_only_once_every_beam_loops():
     import numpy as np
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from .decoding.decoder import decode
-from .decoding.fallback import decode_with_fallback, needs_fallback, second_pass
+from .decoding.fallback import FirstPass, decode_with_fallback, first_pass_filters, term_evidence
 from .decoding.nonspeech import heard_seconds, speech_seconds
 from .engine import Engine, Features
 from .errors import OptionError
@@ -121,14 +121,16 @@ def iter_batched_segments(
     last_speech: dict[int, float] = {}  # chunk end sample -> its last word's end: the next chunk's word timing starts there
     while pending:
         batch, pending = pending[:batch_size], pending[batch_size:]
-        results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window)
-        for chunk, result in zip(batch, results):
-            if len(options.temperature) > 1 and needs_fallback(result, options):
-                # the batch was the first temperature's decode: the fallback goes on from the second, as sequential
-                # decoding does (a whole window's decode more for every chunk that fell back otherwise)
-                result = decode_with_fallback(engine, result.audio_features, tokenizer, replace(options, temperature=options.temperature[1:]), prompt)
-            else:  # a glossary's second pass, as decode_with_fallback makes after a window's last temperature
-                result = second_pass(engine, result.audio_features, tokenizer, options, prompt, result, None, None)
+        evidence = term_evidence(tokenizer, options)
+        results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window, extra_filters=first_pass_filters(tokenizer, options, evidence))
+        # each window's term margins read now, along its own rows: a window's decodes below record over the batch's
+        group = window.beam_size or window.best_of or 1
+        firsts = [FirstPass(r, evidence.on_path(r.tokens, slice(k * group, (k + 1) * group)) if evidence is not None else None)
+                  for k, r in enumerate(results)]
+        for chunk, first in zip(batch, firsts):
+            # the batch was the first temperature's decode: each window goes on from there as a sequential one does
+            # (the boosted or LM-fused decode made again where it loops, the fallback, a glossary's second pass)
+            result = decode_with_fallback(engine, first.result.audio_features, tokenizer, options, prompt, first=first)
             frames = min(N_FRAMES, round(chunk.seconds * FRAMES_PER_SECOND))
             seek = round(chunk.start / HOP_LENGTH)
             before = max((end for at, end in last_speech.items() if at <= chunk.start), default=0.0)

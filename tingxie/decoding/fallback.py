@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +42,46 @@ def _repeats(result: DecodingResult, options: TranscribeOptions) -> bool:
     return result.compression_ratio > options.compression_ratio_threshold or loops(result.text)
 
 
+@dataclass(frozen=True)
+class FirstPass:
+    """A window's decode at the first temperature made already (VAD-batched chunks: one decode for the batch, with
+    ``first_pass_filters``), and the glossary's term margins read along its text then (``TermEvidence.on_path``)."""
+
+    result: DecodingResult
+    margins: Callable[[str], float] | None = None
+
+
+def first_pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, evidence: TermEvidence | None) -> list[LogitFilter]:
+    """The filters of a window's decode at the first temperature, besides the caller's (``decode_with_fallback``)."""
+    return _pass_filters(tokenizer, options, 0, evidence, None)
+
+
+def _pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, index: int, evidence: TermEvidence | None,
+                  generator: np.random.Generator | None) -> list[LogitFilter]:
+    """The term recorder and the loop stop of the decode at ``options.temperature[index]``."""
+    window = options.window_decoding(options.temperature[index])
+    boosted = bool(window.hotwords) and window.hotword_boost > 0
+    with_lm = window.lm is not None and window.beam_size is not None
+    checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
+    recorder = [evidence] if evidence is not None else []
+    if (with_lm or boosted) and checked:
+        # a boosted pass's stop reads its text every 4 steps (every step: ~40 ms of a greedy real_concat run; a looping
+        # boosted pass is decoded again anyway, so a few more steps change nothing kept)
+        return [*recorder, LoopStop(tokenizer, every=1 if with_lm else 4)]
+    return [*recorder, *_sure_stop(tokenizer, options, index, window.beam_size, generator)]
+
+
+def _sure_stop(tokenizer: Tokenizer, options: TranscribeOptions, index: int, beam_size: int | None,
+               generator: np.random.Generator | None = None) -> list[LogitFilter]:
+    """A pass that another temperature follows is dropped if it loops: it ends once it surely does (no kept text
+    changes); a fresh stop per decode (it keeps its decode's state)."""
+    temperature = options.temperature[index]
+    # (a shared generator's later draws would shift with a sampled pass cut short; without one each decode seeds its own)
+    if options.compression_ratio_threshold is not None and index + 1 < len(options.temperature) and (generator is None or temperature == 0):
+        return [LoopStop(tokenizer, surely=True, beam_size=beam_size)]
+    return []
+
+
 def decode_with_fallback(
     engine: Engine,
     features: Features,
@@ -50,36 +91,37 @@ def decode_with_fallback(
     *,
     extra_filters: list[LogitFilter] | None = None,
     generator: np.random.Generator | None = None,
+    first: FirstPass | None = None,
 ) -> DecodingResult:
-    """Decode one window's features, trying each temperature in turn."""
+    """Decode one window's features, trying each temperature in turn; ``first``: its decode at the first temperature,
+    made already (with ``first_pass_filters``), goes on from there the same way."""
     result: DecodingResult | None = None
+    margins: Callable[[str], float] | None = None
     evidence = term_evidence(tokenizer, options)
     checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
     for i, temperature in enumerate(options.temperature):
         window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
         with_lm = window.lm is not None and window.beam_size is not None
-        # a pass that another temperature follows is dropped if it loops: it ends once it surely does (no kept text changes)
-        # (a shared generator's later draws would shift with a sampled pass cut short; without one each decode seeds its own)
-        dropped_if_looping = checked and i + 1 < len(options.temperature) and (generator is None or temperature == 0)
-        def sure_stop() -> list[LogitFilter]:  # a fresh one per decode: a stop keeps its decode's state
-            return [LoopStop(tokenizer, surely=True, beam_size=window.beam_size)] if dropped_if_looping else []
-
         boosted = bool(window.hotwords) and window.hotword_boost > 0
-        # a boosted pass's stop reads its text every 4 steps (every step: ~40 ms of a greedy real_concat run; a looping
-        # boosted pass is decoded again anyway, so a few more steps change nothing kept)
-        stop = [LoopStop(tokenizer, every=1 if with_lm else 4)] if (with_lm or boosted) and checked else sure_stop()
-        with_evidence = [*(extra_filters or []), *([evidence] if evidence is not None else [])]
-        result = decode(engine, features, tokenizer, window, extra_filters=[*with_evidence, *stop], generator=generator)[0]
+        if i == 0 and first is not None:
+            result, margins = first.result, first.margins
+        else:
+            filters = [*(extra_filters or []), *_pass_filters(tokenizer, options, i, evidence, generator)]
+            result = decode(engine, features, tokenizer, window, extra_filters=filters, generator=generator)[0]
+            margins = evidence.on_path(result.tokens) if evidence is not None else None
         # the LM made a loop or an unlikely text (a word spelled on and on is never scored), or the glossary's boost a
         # loop (a boosted beam ran "hogg-hogg-..." to 224 tokens where the plain one did not): the same decode without them
         if (with_lm and needs_fallback(result, options)) or (boosted and checked and _repeats(result, options)):
+            recorder = [evidence] if evidence is not None else []
             plain = decode(engine, features, tokenizer, replace(window, lm=None, hotwords=None, hotwords_file=None),
-                           extra_filters=[*with_evidence, *sure_stop()], generator=generator)[0]
-            result = plain if not needs_fallback(plain, options) else result
+                           extra_filters=[*(extra_filters or []), *recorder, *_sure_stop(tokenizer, options, i, window.beam_size, generator)],
+                           generator=generator)[0]
+            if not needs_fallback(plain, options):
+                result, margins = plain, (evidence.on_path(plain.tokens) if evidence is not None else None)
         if not needs_fallback(result, options):
             break
     assert result is not None
-    result = second_pass(engine, features, tokenizer, options, prompt, result, extra_filters, generator, evidence)
+    result = second_pass(engine, features, tokenizer, options, prompt, result, extra_filters, generator, margins)
     # with one temperature (no fallback asked for: the reference's outputs, as the golden tests check) a loop stays
     looping_checked = checked and len(options.temperature) > 1
     return drop_looped_tail(result, tokenizer) if looping_checked else result
@@ -87,17 +129,18 @@ def decode_with_fallback(
 
 def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, options: TranscribeOptions, prompt: list[int] | None,
                 result: DecodingResult, extra_filters: list[LogitFilter] | None, generator: np.random.Generator | None,
-                evidence: TermEvidence | None = None) -> DecodingResult:
+                margins: Callable[[str], float] | None = None) -> DecodingResult:
     """With a glossary, the window decoded again (same features) with only the terms its text seems to mis-spell in
-    the prompt (and, given the first pass's ``evidence``, that the model considered along its text), kept where it
-    spells one and has about as many words (``glossary.second_pass_holds``); else ``result``. Greedy second passes
-    take the first pass's tokens as a draft to decide; only a kept one costs a whole decode."""
+    the prompt (and, given ``margins``, the first pass's term evidence along its text: ``TermEvidence.on_path``, that
+    the model considered), kept where it spells one and has about as many words (``glossary.second_pass_holds``); else
+    ``result``. Greedy second passes take the first pass's tokens as a draft to decide; only a kept one costs a whole
+    decode."""
     from .glossary import Glossary, second_pass_glossary, second_pass_holds, second_pass_max_words, second_pass_sample_len
 
     glossary = options.decoding.hotwords
     if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
         return result
-    narrowed = second_pass_glossary(glossary, result.text, evidence=evidence.on_path(result.tokens) if evidence is not None else None)
+    narrowed = second_pass_glossary(glossary, result.text, evidence=margins)
     if narrowed is None:
         return result
     cap = second_pass_sample_len(len(result.tokens), len(tokenizer.encode(" " + ", ".join(narrowed.terms))))

@@ -265,14 +265,15 @@ class TermEvidence(LogitFilter):
         """The term's largest margin so far (-inf where no step was seen)."""
         return float(self.best[self.slots[self._term_at[term]]].max())
 
-    def on_path(self, sampled: Sequence[int]) -> Callable[[str], float]:
-        """Margins (as ``margin``) taken only at the last decode's steps along ``sampled`` (its rows whose tokens
-        were a prefix of it: beam search's other beams are left out); ``margin`` itself where that decode did not
-        write ``sampled`` (a re-decode without this filter)."""
+    def on_path(self, sampled: Sequence[int], rows: slice = slice(None)) -> Callable[[str], float]:
+        """Margins (as ``margin``) taken only at the last decode's steps along ``sampled`` (its ``rows``, one window's
+        in a batch, whose tokens were a prefix of it: beam search's other beams are left out); ``margin`` itself where
+        that decode did not write ``sampled`` (a re-decode without this filter)."""
         best = np.full(len(self.index), -np.inf, np.float32)
         path = np.asarray(sampled, np.int64)
-        for j, (rows, picked) in enumerate(self._steps[: len(path) + 1]):
-            on = (rows == path[:j]).all(axis=1)
+        for j, (tokens, margins) in enumerate(self._steps[: len(path) + 1]):
+            on = (tokens[rows] == path[:j]).all(axis=1)
+            picked = margins[rows]
             if not on.any():
                 return self.margin
             np.maximum(best, picked[on].max(axis=0), out=best)
