@@ -1,9 +1,10 @@
 """The compiled parts (everything else is in pyproject.toml): the encoder's bfloat16 attention and product kernels and the
-int8 logits kernel for x86-64 Linux, and word timing's DTW and median filter (plain C, every platform).
+int8 logits kernel for x86-64 Linux, word timing's DTW and median filter and beam search's top-k (plain C, every platform).
 
 All are optional: where a kernel does not build (no C compiler, another platform) tingxie runs ONNX Runtime instead
 (float32 attention, the int8 encoder stages, the logits graph), with the same results up to bfloat16 or int8 rounding;
-without word timing's part, NumPy fills the same matrix and filters the same values (the same paths, slower)."""
+without word timing's part, NumPy fills the same matrix and filters the same values (the same paths, slower); without
+the top-k, NumPy picks the same candidates."""
 
 import platform
 import sys
@@ -20,4 +21,5 @@ extensions = [Extension(f"tingxie.ort.{name}", [f"tingxie/ort/csrc/{name[1:]}.c"
                         extra_link_args=["-pthread"], optional=True) for name, flags in kernels.items()] if x86_64_linux else []
 # no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do; -O3 vectorizes the median filter
 extensions.append(Extension("tingxie._timing", ["tingxie/csrc/timing.c"], extra_compile_args=["-O3", "-ffp-contract=off"], optional=True))
+extensions.append(Extension("tingxie._select", ["tingxie/csrc/select.c"], extra_compile_args=["-O3"], optional=True))
 setup(ext_modules=extensions)

@@ -66,6 +66,30 @@ def test_top_k_equals_a_full_sort():
         np.testing.assert_array_equal(top_k_rows(rows, 6), np.argsort(-rows, axis=-1, kind="stable")[:, :6])
 
 
+def test_the_compiled_top_k_picks_numpy_s_candidates():
+    """csrc/select.c (optional; CI builds it) against the NumPy path and a stable sort: ties, -inf, rows of one value,
+    short rows, k up to 64; NaN rows go to the NumPy path."""
+    from tingxie.decoding import selectors
+
+    if selectors._select_library() is None:
+        assert not os.environ.get("CI"), "tingxie/_select was not built (setup.py's optional extension)"
+        pytest.skip("tingxie/_select not built here (optional); CI checks that it is")
+    rng = np.random.default_rng(5)
+    cases = [(rng.standard_normal((5, 51864)) * s).astype(np.float32) for s in (0.01, 1.0, 30.0)]
+    cases += [rng.integers(-3, 3, (9, 200)).astype(np.float32), np.full((2, 70), -np.inf, np.float32), np.ones((3, 6), np.float32)]
+    cases[1][0, rng.integers(0, 51864, 20)] = cases[1][0].max()
+    cases[2][1, :1000] = -np.inf
+    for rows in cases:
+        for k in (1, 6, min(64, rows.shape[1])):
+            expected = np.argsort(-rows, axis=-1, kind="stable")[:, :k]
+            np.testing.assert_array_equal(top_k_rows(rows, k), expected)
+            np.testing.assert_array_equal(np.stack([top_k(row, k) for row in rows]), expected)
+    with_nan = cases[3].copy()
+    with_nan[0, :198] = np.nan  # fewer than k that are not NaN: the C pass declines, NumPy answers as before
+    assert selectors._select_library().top_k_rows(with_nan.ctypes.data, 9, 200, 6, np.empty((9, 6), np.int64).ctypes.data) == -1
+    np.testing.assert_array_equal(top_k_rows(with_nan, 6), np.stack([top_k(row, 6) for row in with_nan]))
+
+
 def test_sampling_is_reproducible_with_a_seeded_generator():
     logits = _logits(np.random.default_rng(2), 4)
     draws = []

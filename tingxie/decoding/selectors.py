@@ -6,6 +6,9 @@ and returns the extended tokens. Beam search also tells the caller how to reorde
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
 from typing import Protocol
 
 import numpy as np
@@ -229,7 +232,28 @@ class MaximumLikelihoodRanker:
 
 def top_k_rows(x: np.ndarray, k: int) -> np.ndarray:
     """Per row, the indices of the k largest entries, largest first (ties by index): (rows, k)."""
+    library = _select_library()
+    if library is not None and x.ndim == 2 and x.dtype == np.float32 and x.flags.c_contiguous and x.shape[0]:
+        out = np.empty((x.shape[0], k), np.int64)
+        # one pass per row in C: NumPy's passes cost ~0.1-0.4 ms a beam-5 step (thousands of tokens near the best)
+        if library.top_k_rows(x.ctypes.data, x.shape[0], x.shape[1], k, out.ctypes.data) == 0:
+            return out
     return np.stack([top_k(row, k) for row in x])
+
+
+@functools.cache
+def _select_library() -> ctypes.CDLL | None:
+    """csrc/select.c as built at install (optional), or None."""
+    spec = importlib.util.find_spec("tingxie._select")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    library.top_k_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    library.top_k_rows.restype = ctypes.c_int
+    return library
 
 
 def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
