@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from .decoding.decoder import decode
-from .decoding.fallback import FirstPass, decode_with_fallback, first_pass_filters, term_evidence
+from .decoding.fallback import FirstPass, decode_with_fallback, first_pass_filters, pass_margins, pass_window, term_evidence
 from .decoding.nonspeech import heard_seconds, speech_seconds
 from .engine import Engine, Features
 from .errors import OptionError
@@ -111,7 +111,7 @@ def iter_batched_segments(
     the VAD's probabilities over the recording that the chunks came from (for the non-speech check)."""
     engine = model.engine
     tokenizer = model.tokenizer(language, options.decoding.task)
-    window = replace(options.window_decoding(options.temperature[0]), language=language, prompt=None)
+    window = replace(pass_window(options, options.temperature[0]), language=language, prompt=None)
     prompt = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else None
     if prompt:
         window = replace(window, prompt=tuple(prompt))
@@ -125,8 +125,7 @@ def iter_batched_segments(
         results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window, extra_filters=first_pass_filters(tokenizer, options, evidence))
         # each window's term margins read now, along its own rows: a window's decodes below record over the batch's
         group = window.beam_size or window.best_of or 1
-        firsts = [FirstPass(r, evidence.on_path(r.tokens, slice(k * group, (k + 1) * group)) if evidence is not None else None)
-                  for k, r in enumerate(results)]
+        firsts = [FirstPass(r, pass_margins(evidence, options, window, r.tokens, slice(k * group, (k + 1) * group))) for k, r in enumerate(results)]
         for chunk, first in zip(batch, firsts):
             # the batch was the first temperature's decode: each window goes on from there as a sequential one does
             # (the boosted or LM-fused decode made again where it loops, the fallback, a glossary's second pass)

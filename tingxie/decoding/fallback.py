@@ -8,11 +8,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..engine import Engine, Features
-from ..options import TranscribeOptions
+from ..options import DecodingOptions, TranscribeOptions
 from ..tokenizer import Tokenizer
 from .decoder import decode
 from .drafted import can_draft, decode_drafted
 from .filters import LogitFilter
+from .glossary import Glossary
 from .hotwords import TermEvidence
 from .lm import LoopStop
 from .repetition import drop_looped_tail, loops
@@ -42,6 +43,35 @@ def _repeats(result: DecodingResult, options: TranscribeOptions) -> bool:
     return result.compression_ratio > options.compression_ratio_threshold or loops(result.text)
 
 
+# a beam search with a longer glossary decodes a window unboosted first: a boost moves hypotheses into the beam in place
+# of those it would have kept, and 500 terms' ~670 boosted word starts changed words of unrelated speech (real English
+# +0.54 points); its terms come in through the second pass (bench/RESULTS.md, issue 25, 2026-12-04 (third))
+BEAM_BOOST_MAX_TERMS = 100
+
+
+def pass_window(options: TranscribeOptions, temperature: float) -> DecodingOptions:
+    """The options of a window's decode at ``temperature`` (a glossary's second pass has its own): ``window_decoding``'s,
+    without the glossary's boost for a beam search with more than ``BEAM_BOOST_MAX_TERMS`` terms."""
+    window = options.window_decoding(temperature)
+    if window.beam_size is not None and isinstance(window.hotwords, Glossary) and len(window.hotwords.terms) > BEAM_BOOST_MAX_TERMS:
+        return replace(window, hotword_boost=0.0)
+    return window
+
+
+def pass_margins(evidence: TermEvidence | None, options: TranscribeOptions, window: DecodingOptions, tokens: list[int],
+                 rows: slice = slice(None)) -> Callable[[str], float] | None:
+    """The term margins along ``tokens`` (``TermEvidence.on_path``), on a boosted pass's scale: a pass decoded without
+    the boost (``pass_window``) lacks each term's start bonus, which ``glossary.MIN_MARGIN`` was chosen with."""
+    if evidence is None:
+        return None
+    along = evidence.on_path(tokens, rows)
+    glossary = options.decoding.hotwords
+    if window.hotword_boost > 0 or not isinstance(glossary, Glossary):
+        return along
+    unapplied, weight = options.decoding.hotword_boost / 2, glossary.weight_of()
+    return lambda term: along(term) + unapplied * weight[term]
+
+
 @dataclass(frozen=True)
 class FirstPass:
     """A window's decode at the first temperature made already (VAD-batched chunks: one decode for the batch, with
@@ -59,7 +89,7 @@ def first_pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, evidenc
 def _pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, index: int, evidence: TermEvidence | None,
                   generator: np.random.Generator | None) -> list[LogitFilter]:
     """The term recorder and the loop stop of the decode at ``options.temperature[index]``."""
-    window = options.window_decoding(options.temperature[index])
+    window = pass_window(options, options.temperature[index])
     boosted = bool(window.hotwords) and window.hotword_boost > 0
     with_lm = window.lm is not None and window.beam_size is not None
     checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
@@ -100,7 +130,7 @@ def decode_with_fallback(
     evidence = term_evidence(tokenizer, options)
     checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
     for i, temperature in enumerate(options.temperature):
-        window = replace(options.window_decoding(temperature), prompt=tuple(prompt) if prompt else None)
+        window = replace(pass_window(options, temperature), prompt=tuple(prompt) if prompt else None)
         with_lm = window.lm is not None and window.beam_size is not None
         boosted = bool(window.hotwords) and window.hotword_boost > 0
         if i == 0 and first is not None:
@@ -108,7 +138,7 @@ def decode_with_fallback(
         else:
             filters = [*(extra_filters or []), *_pass_filters(tokenizer, options, i, evidence, generator)]
             result = decode(engine, features, tokenizer, window, extra_filters=filters, generator=generator)[0]
-            margins = evidence.on_path(result.tokens) if evidence is not None else None
+            margins = pass_margins(evidence, options, window, result.tokens)
         # the LM made a loop or an unlikely text (a word spelled on and on is never scored), or the glossary's boost a
         # loop (a boosted beam ran "hogg-hogg-..." to 224 tokens where the plain one did not): the same decode without them
         if (with_lm and needs_fallback(result, options)) or (boosted and checked and _repeats(result, options)):
@@ -117,7 +147,7 @@ def decode_with_fallback(
                            extra_filters=[*(extra_filters or []), *recorder, *_sure_stop(tokenizer, options, i, window.beam_size, generator)],
                            generator=generator)[0]
             if not needs_fallback(plain, options):
-                result, margins = plain, (evidence.on_path(plain.tokens) if evidence is not None else None)
+                result, margins = plain, pass_margins(evidence, options, window, plain.tokens)
         if not needs_fallback(result, options):
             break
     assert result is not None
