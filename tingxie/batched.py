@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from .decoding.decoder import decode
-from .decoding.fallback import FirstPass, decode_with_fallback, first_pass_filters, pass_margins, pass_window, term_evidence
+from .decoding.fallback import FirstPass, decode_with_fallback, first_pass_filters, pass_window, term_evidence
 from .decoding.nonspeech import heard_seconds, speech_seconds
 from .engine import Engine, Features
 from .errors import OptionError
@@ -125,7 +125,8 @@ def iter_batched_segments(
         results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window, extra_filters=first_pass_filters(tokenizer, options, evidence))
         # each window's term margins read now, along its own rows: a window's decodes below record over the batch's
         group = window.beam_size or window.best_of or 1
-        firsts = [FirstPass(r, pass_margins(evidence, options, window, r.tokens, slice(k * group, (k + 1) * group))) for k, r in enumerate(results)]
+        firsts = [FirstPass(r, evidence.on_path(r.tokens, slice(k * group, (k + 1) * group)) if evidence is not None else None)
+                  for k, r in enumerate(results)]
         for chunk, first in zip(batch, firsts):
             # the batch was the first temperature's decode: each window goes on from there as a sequential one does
             # (the boosted or LM-fused decode made again where it loops, the fallback, a glossary's second pass)

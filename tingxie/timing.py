@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 
 from .audio import TOKENS_PER_SECOND
+from .compiled import compiled_library
 from .engine import Engine, Features
 from .tokenizer import Tokenizer
 
@@ -108,18 +108,8 @@ def _dtw_trace_numpy(cost: np.ndarray) -> np.ndarray:
 @functools.cache
 def _timing_library() -> ctypes.CDLL | None:
     """csrc/timing.c as built at install (optional), or None."""
-    spec = importlib.util.find_spec("tingxie._timing")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        library = ctypes.CDLL(spec.origin)
-    except OSError:
-        return None
-    library.dtw_fill.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    library.dtw_fill.restype = ctypes.c_int
-    library.median7_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    library.median7_rows.restype = ctypes.c_int
-    return library
+    matrix = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    return compiled_library("tingxie._timing", {"dtw_fill": (matrix, ctypes.c_int), "median7_rows": (matrix, ctypes.c_int)})
 
 
 def _backtrace(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -43,9 +43,8 @@ def _repeats(result: DecodingResult, options: TranscribeOptions) -> bool:
     return result.compression_ratio > options.compression_ratio_threshold or loops(result.text)
 
 
-# a beam search with a longer glossary decodes a window unboosted first: a boost moves hypotheses into the beam in place
-# of those it would have kept, and 500 terms' ~670 boosted word starts changed words of unrelated speech (real English
-# +0.54 points); its terms come in through the second pass (bench/RESULTS.md, issue 25, 2026-12-04 (third))
+# a boost puts hypotheses in a beam in place of those it would have kept: 500 terms' ~670 boosted word starts changed words
+# of unrelated speech (bench/RESULTS.md, issue 25, session of 2026-12-04, eighth); their terms come in by the second pass
 BEAM_BOOST_MAX_TERMS = 100
 
 
@@ -56,20 +55,6 @@ def pass_window(options: TranscribeOptions, temperature: float) -> DecodingOptio
     if window.beam_size is not None and isinstance(window.hotwords, Glossary) and len(window.hotwords.terms) > BEAM_BOOST_MAX_TERMS:
         return replace(window, hotword_boost=0.0)
     return window
-
-
-def pass_margins(evidence: TermEvidence | None, options: TranscribeOptions, window: DecodingOptions, tokens: list[int],
-                 rows: slice = slice(None)) -> Callable[[str], float] | None:
-    """The term margins along ``tokens`` (``TermEvidence.on_path``), on a boosted pass's scale: a pass decoded without
-    the boost (``pass_window``) lacks each term's start bonus, which ``glossary.MIN_MARGIN`` was chosen with."""
-    if evidence is None:
-        return None
-    along = evidence.on_path(tokens, rows)
-    glossary = options.decoding.hotwords
-    if window.hotword_boost > 0 or not isinstance(glossary, Glossary):
-        return along
-    unapplied, weight = options.decoding.hotword_boost / 2, glossary.weight_of()
-    return lambda term: along(term) + unapplied * weight[term]
 
 
 @dataclass(frozen=True)
@@ -138,7 +123,7 @@ def decode_with_fallback(
         else:
             filters = [*(extra_filters or []), *_pass_filters(tokenizer, options, i, evidence, generator)]
             result = decode(engine, features, tokenizer, window, extra_filters=filters, generator=generator)[0]
-            margins = pass_margins(evidence, options, window, result.tokens)
+            margins = evidence.on_path(result.tokens) if evidence is not None else None
         # the LM made a loop or an unlikely text (a word spelled on and on is never scored), or the glossary's boost a
         # loop (a boosted beam ran "hogg-hogg-..." to 224 tokens where the plain one did not): the same decode without them
         if (with_lm and needs_fallback(result, options)) or (boosted and checked and _repeats(result, options)):
@@ -147,7 +132,7 @@ def decode_with_fallback(
                            extra_filters=[*(extra_filters or []), *recorder, *_sure_stop(tokenizer, options, i, window.beam_size, generator)],
                            generator=generator)[0]
             if not needs_fallback(plain, options):
-                result, margins = plain, pass_margins(evidence, options, window, plain.tokens)
+                result, margins = plain, (evidence.on_path(plain.tokens) if evidence is not None else None)
         if not needs_fallback(result, options):
             break
     assert result is not None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 from typing import Protocol
 
 import numpy as np
 
+from ..compiled import compiled_library
 from .filters import log_softmax_np, logsumexp_np
 
 
@@ -244,16 +244,8 @@ def top_k_rows(x: np.ndarray, k: int) -> np.ndarray:
 @functools.cache
 def _select_library() -> ctypes.CDLL | None:
     """csrc/select.c as built at install (optional), or None."""
-    spec = importlib.util.find_spec("tingxie._select")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        library = ctypes.CDLL(spec.origin)
-    except OSError:
-        return None
-    library.top_k_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    library.top_k_rows.restype = ctypes.c_int
-    return library
+    rows = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    return compiled_library("tingxie._select", {"top_k_rows": (rows, ctypes.c_int)})
 
 
 def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
