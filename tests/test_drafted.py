@@ -64,7 +64,12 @@ def test_drafted_decode_gives_the_plain_decode_in_fewer_calls(tiny_en, shared):
     assert drafted.tokens == plain.tokens and drafted.text == plain.text
     assert abs(drafted.avg_logprob - plain.avg_logprob) < 1e-3 and drafted.no_speech_prob == plain.no_speech_prob
     assert engine.calls < plain_calls, (engine.calls, plain_calls)  # the text around the terms came a run per call (10 of 17)
-    # made exact from where the draft was first tried, a step at a time: the plain decode's result to the last bit
+    if tiny_en.engine.drafts_exactly:  # the compiled int8 step: a call of several tokens is the single steps, bit for bit
+        assert run.resume is None and (drafted.avg_logprob, drafted.sum_logprob) == (plain.avg_logprob, plain.sum_logprob)
+    # an engine whose calls of several tokens round otherwise: made exact from where the draft was first tried, a step
+    # at a time, to the plain decode's result to the last bit
+    engine.drafts_exactly = False
+    run = decode_drafted(engine, features, tokenizer, second, first.tokens)
     engine.calls = 0
     exact = run.exact()
     assert (exact.tokens, exact.avg_logprob, exact.sum_logprob) == (plain.tokens, plain.avg_logprob, plain.sum_logprob)
@@ -72,6 +77,28 @@ def test_drafted_decode_gives_the_plain_decode_in_fewer_calls(tiny_en, shared):
     # a draft the text never follows: every call one token, the plain decode's result as it is
     never = decode_drafted(engine, features, tokenizer, second, [tokenizer.eot - 1] * 3)
     assert never.resume is None and (never.result.tokens, never.result.sum_logprob) == (plain.tokens, plain.sum_logprob)
+
+
+def test_on_the_compiled_int8_step_a_drafted_decode_is_the_plain_one_bit_for_bit(tiny_en_default, shared):
+    """Users' default engine: where its calls of several tokens are the compiled step's (drafts_exactly), a kept greedy
+    second pass is not decoded again: the drafted result already has the plain decode's tokens and scores."""
+    from conftest import audio_path
+
+    from tingxie.audio import N_FRAMES, decode_audio, pad_or_trim
+    from tingxie.engine import window_features
+
+    model = tiny_en_default
+    if not model.engine.drafts_exactly:
+        assert not getattr(model.engine, "native_step", None), "the compiled step is loaded but its drafts are not exact"
+        return  # a CPU without the compiled int8 step: the resume path (the test above) serves
+    tokenizer = model.tokenizer("en")
+    features = window_features(model.engine, pad_or_trim(model.engine.log_mel(decode_audio(str(audio_path("comfyui_hotword")))), N_FRAMES))
+    first = decode(model.engine, features, tokenizer, DecodingOptions(language="en", temperature=0.0))[0]
+    second = DecodingOptions(language="en", temperature=0.0, hotwords=make_glossary("ComfyUI", None, 16), hotword_prompt_budget=16)
+    plain = decode(model.engine, features, tokenizer, second)[0]
+    run = decode_drafted(model.engine, features, tokenizer, second, first.tokens)
+    assert run.resume is None and "ComfyUI" in plain.text
+    assert (run.result.tokens, run.result.avg_logprob, run.result.sum_logprob) == (plain.tokens, plain.avg_logprob, plain.sum_logprob)
 
 
 def test_term_evidence_on_a_path_leaves_the_other_beams_out():

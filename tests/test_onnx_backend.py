@@ -302,6 +302,14 @@ def test_cli_default_runs_onnx_without_importing_torch(tmp_path, onnx_int8):
     text = json.loads((tmp_path / "jfk.json").read_text())["text"]
     assert "ask not what your country can do for you" in text
     assert Path(tmp_path / "jfk.json").is_file()
+    # a greedy glossary run: its second pass checks the first pass's tokens as a draft, several per decoder call (the
+    # compiled call takes them too: no graph)
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "tingxie", "transcribe", str(audio_path("comfyui_hotword")), "--hotwords",
+                          "ComfyUI", "--beam_size", "None", "--output_format", "txt", "--output_dir", str(tmp_path), "--verbose", "False",
+                          "--progress", "False"], capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert ("onnxruntime" in imported) == runs_graphs and (tmp_path / "comfyui_hotword.txt").read_text().count("ComfyUI") == 2
 
 
 def test_batched_mode_on_onnx_equals_the_pytorch_path(onnx_fp32, tiny_en_torch):

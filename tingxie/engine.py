@@ -44,6 +44,8 @@ class Engine(Protocol):
     dims: ModelDimensions
     # decode(rows=...) computes only those rows (the windows of a batch still decoding); engines without it decode all
     decodes_row_subsets: bool
+    # a decode call of several new tokens per row gives the very logits single-token calls would (a draft's run is exact)
+    drafts_exactly: bool
 
     @property
     def is_multilingual(self) -> bool: ...

@@ -34,6 +34,7 @@ class TorchEngine:
     """A ``Whisper`` module as an ``Engine``."""
 
     decodes_row_subsets = False
+    drafts_exactly = False  # a product over several tokens rounds otherwise than one token's
 
     def __init__(self, module: Whisper, compute_type: str = "default"):
         self.module = module

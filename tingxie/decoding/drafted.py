@@ -10,7 +10,9 @@ calls for that text instead of one per token. A call of several tokens gives log
 steps' (ONNX Runtime's int8 products differ by up to ~0.3 in a logit), so a near tie may go the other way: a
 glossary's second pass decides with it whether to keep its text, and makes a kept one exact (``Drafted.exact``):
 from the state before the first call of several tokens (the same calls as a plain decode's up to there; the KV
-buffer's size does not change a step's logits) a step at a time to the end.
+buffer's size does not change a step's logits) a step at a time to the end. On an engine whose calls of several
+tokens give the single steps' logits bit for bit (``Engine.drafts_exactly``: the compiled int8 step) the drafted
+result is the plain one already.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def decode_drafted(engine: Engine, features: Features, tokenizer: Tokenizer, opt
         return pick_results(tokenizer, options, batch, candidates, scores, scores, features.select)[0]
 
     tokens, sum_logprobs, shared = sample(tokens, sum_logprobs, logits[:, -1:], filters, draft)
-    if shared is None:
+    if shared is None or getattr(engine, "drafts_exactly", False):
         return Drafted(result_of(tokens, sum_logprobs), None)
 
     def resume() -> DecodingResult:

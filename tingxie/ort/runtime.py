@@ -344,6 +344,12 @@ class OrtWhisper:
 
     decodes_row_subsets = True
 
+    @property
+    def drafts_exactly(self) -> bool:
+        """The compiled call takes a row's tokens one after another in the same arithmetic (the graph's products differ
+        by rounding)."""
+        return self.native_step is not None
+
     def decode(self, tokens: np.ndarray, cache: NumpyKVCache, select: list[int] | None = None, rows: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Logits (batch, new tokens, vocab) for ``tokens`` appended after the cached ones; advances the cache.
         ``select``: only these of the new tokens' positions (batch, len(select), vocab). ``rows``: only the audios of
@@ -379,12 +385,12 @@ class OrtWhisper:
         audios = None if rows is None else np.unique(np.asarray(rows) // g)
         if audios is not None and audios.size == tokens.shape[0] // g:
             audios = None  # every audio is still decoding
-        if audios is None and t == 1 and cache.cross_kt is not None:  # a plain step: the compiled one
-            cache.make_room(past + 1, self.dims.n_text_ctx)
+        if audios is None and cache.cross_kt is not None:  # a step, or a draft's tokens (several per row): the compiled call
+            cache.make_room(past + t, self.dims.n_text_ctx)
             hidden = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
                                            cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads)
-            cache.length = offset + 1
-            return self.logits(hidden)
+            cache.length = offset + t
+            return self.logits(hidden if t == 1 else np.ascontiguousarray(hidden[:, select_]))
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
         logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
         if audios is not None:  # the other rows' logits: zeros
