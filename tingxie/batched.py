@@ -122,7 +122,8 @@ def iter_batched_segments(
     while pending:
         batch, pending = pending[:batch_size], pending[batch_size:]
         evidence = term_evidence(tokenizer, options)
-        results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window, extra_filters=first_pass_filters(tokenizer, options, evidence))
+        filters = first_pass_filters(tokenizer, options, window, evidence)
+        results = decode(engine, _chunk_features(engine, samples, batch), tokenizer, window, extra_filters=filters)
         # each window's term margins read now, along its own rows: a window's decodes below record over the batch's
         group = window.beam_size or window.best_of or 1
         firsts = [FirstPass(r, evidence.on_path(r.tokens, slice(k * group, (k + 1) * group)) if evidence is not None else None)

@@ -13,7 +13,7 @@ from ..tokenizer import Tokenizer
 from .decoder import decode
 from .drafted import can_draft, decode_drafted
 from .filters import LogitFilter
-from .glossary import Glossary
+from .glossary import Glossary, second_pass_glossary, second_pass_holds, second_pass_max_words, second_pass_sample_len
 from .hotwords import TermEvidence
 from .lm import LoopStop
 from .repetition import drop_looped_tail, loops
@@ -66,23 +66,30 @@ class FirstPass:
     margins: Callable[[str], float] | None = None
 
 
-def first_pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, evidence: TermEvidence | None) -> list[LogitFilter]:
-    """The filters of a window's decode at the first temperature, besides the caller's (``decode_with_fallback``)."""
-    return _pass_filters(tokenizer, options, 0, evidence, None)
+def first_pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, window: DecodingOptions, evidence: TermEvidence | None) -> list[LogitFilter]:
+    """The filters of a window's decode at the first temperature (``window``: its ``pass_window``), besides the caller's
+    (``decode_with_fallback``)."""
+    return _pass_filters(tokenizer, options, 0, window, evidence, None)
 
 
-def _pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, index: int, evidence: TermEvidence | None,
+def _fused(window: DecodingOptions) -> bool:
+    """Does this decode fuse the LM (beam search only)?"""
+    return window.lm is not None and window.beam_size is not None
+
+
+def _boosted(window: DecodingOptions) -> bool:
+    """Does this decode boost a glossary's tokens?"""
+    return bool(window.hotwords) and window.hotword_boost > 0
+
+
+def _pass_filters(tokenizer: Tokenizer, options: TranscribeOptions, index: int, window: DecodingOptions, evidence: TermEvidence | None,
                   generator: np.random.Generator | None) -> list[LogitFilter]:
-    """The term recorder and the loop stop of the decode at ``options.temperature[index]``."""
-    window = pass_window(options, options.temperature[index])
-    boosted = bool(window.hotwords) and window.hotword_boost > 0
-    with_lm = window.lm is not None and window.beam_size is not None
-    checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
+    """The term recorder and the loop stop of the decode at ``options.temperature[index]`` (``window``)."""
     recorder = [evidence] if evidence is not None else []
-    if (with_lm or boosted) and checked:
+    if (_fused(window) or _boosted(window)) and options.compression_ratio_threshold is not None:
         # a boosted pass's stop reads its text every 4 steps (every step: ~40 ms of a greedy real_concat run; a looping
         # boosted pass is decoded again anyway, so a few more steps change nothing kept)
-        return [*recorder, LoopStop(tokenizer, every=1 if with_lm else 4)]
+        return [*recorder, LoopStop(tokenizer, every=1 if _fused(window) else 4)]
     return [*recorder, *_sure_stop(tokenizer, options, index, window.beam_size, generator)]
 
 
@@ -116,17 +123,15 @@ def decode_with_fallback(
     checked = options.compression_ratio_threshold is not None  # a loop fails needs_fallback
     for i, temperature in enumerate(options.temperature):
         window = replace(pass_window(options, temperature), prompt=tuple(prompt) if prompt else None)
-        with_lm = window.lm is not None and window.beam_size is not None
-        boosted = bool(window.hotwords) and window.hotword_boost > 0
         if i == 0 and first is not None:
             result, margins = first.result, first.margins
         else:
-            filters = [*(extra_filters or []), *_pass_filters(tokenizer, options, i, evidence, generator)]
+            filters = [*(extra_filters or []), *_pass_filters(tokenizer, options, i, window, evidence, generator)]
             result = decode(engine, features, tokenizer, window, extra_filters=filters, generator=generator)[0]
             margins = evidence.on_path(result.tokens) if evidence is not None else None
         # the LM made a loop or an unlikely text (a word spelled on and on is never scored), or the glossary's boost a
         # loop (a boosted beam ran "hogg-hogg-..." to 224 tokens where the plain one did not): the same decode without them
-        if (with_lm and needs_fallback(result, options)) or (boosted and checked and _repeats(result, options)):
+        if (_fused(window) and needs_fallback(result, options)) or (_boosted(window) and checked and _repeats(result, options)):
             recorder = [evidence] if evidence is not None else []
             plain = decode(engine, features, tokenizer, replace(window, lm=None, hotwords=None, hotwords_file=None),
                            extra_filters=[*(extra_filters or []), *recorder, *_sure_stop(tokenizer, options, i, window.beam_size, generator)],
@@ -150,8 +155,6 @@ def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, option
     the model considered), kept where it spells one and has about as many words (``glossary.second_pass_holds``); else
     ``result``. Greedy second passes take the first pass's tokens as a draft to decide; only a kept one costs a whole
     decode."""
-    from .glossary import Glossary, second_pass_glossary, second_pass_holds, second_pass_max_words, second_pass_sample_len
-
     glossary = options.decoding.hotwords
     if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
         return result
@@ -184,8 +187,6 @@ def second_pass(engine: Engine, features: Features, tokenizer: Tokenizer, option
 
 def term_evidence(tokenizer: Tokenizer, options: TranscribeOptions) -> TermEvidence | None:
     """A recorder of how near the first pass came to each glossary term, where a second pass may follow."""
-    from .glossary import Glossary
-
     glossary = options.decoding.hotwords
     if not isinstance(glossary, Glossary) or not options.decoding.hotword_second_pass:
         return None

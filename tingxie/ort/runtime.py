@@ -390,7 +390,7 @@ class OrtWhisper:
             hidden = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
                                            cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads)
             cache.length = offset + t
-            return self.logits(hidden if t == 1 else np.ascontiguousarray(hidden[:, select_]))
+            return self.logits(hidden if select is None else hidden[:, select_])
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
         logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
         if audios is not None:  # the other rows' logits: zeros
