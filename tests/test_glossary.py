@@ -261,3 +261,20 @@ def test_a_beam_search_with_a_long_glossary_decodes_its_first_pass_unboosted(tmp
     assert pass_window(beam_long, 0.0).hotwords == beam_long.decoding.hotwords  # the second pass still reads the glossary
     assert pass_window(build_options(beam_size=5, hotwords_file=short), 0.0).hotword_boost == 4.0
     assert pass_window(build_options(hotwords_file=long, temperature=0.0), 0.0).hotword_boost == 4.0  # greedy: boosted
+
+
+def test_a_long_glossary_leaves_unrelated_speech_as_it_was_with_the_cli_defaults(tiny_en_default, shared):
+    """What users run: the CLI's default decoding (beam 5, the temperature fallback) with 440 terms none of these
+    recordings has: the same text as without the glossary (the boosted beam changed jfk, mit_license_read and
+    declaration_tts before long glossaries' first passes went unboosted)."""
+    from pathlib import Path
+
+    from conftest import audio_path
+
+    from tingxie.cli.main import CLI_DEFAULTS
+
+    glossary = str(Path(__file__).resolve().parents[1] / "bench" / "glossary_distractors.txt")
+    for name in ("jfk", "mit_license_read"):
+        plain = tiny_en_default.transcribe(str(audio_path(name)), build_options(**CLI_DEFAULTS)).text
+        with_glossary = tiny_en_default.transcribe(str(audio_path(name)), build_options(**CLI_DEFAULTS, hotwords_file=glossary)).text
+        assert with_glossary == plain, (name, plain, with_glossary)
