@@ -50,7 +50,7 @@ def _bf16(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint32).view(np.float32)
 
 
-def test_cross_keys_and_values_in_bfloat16_blocks_of_16_frames_with_zeros_after_the_last(tiny_en_default):
+def test_cross_keys_in_bfloat16_blocks_of_16_frames_with_zeros_after_the_last_and_values_frames_first(tiny_en_default):
     _require_kernel()
     rng = np.random.default_rng(3)
     keys = rng.standard_normal((2, 3, 20, 64)).astype(np.float32)
@@ -64,7 +64,8 @@ def test_cross_keys_and_values_in_bfloat16_blocks_of_16_frames_with_zeros_after_
         np.testing.assert_array_equal(as_float[1, 2, frame // 16, :, frame % 16], rounded[1, 2, frame])
     np.testing.assert_array_equal(as_float[0, 0, 0, :3, 0], [1, 1 + 4 * 2**-8, -1])
     assert not blocked[:, :, 1, :, 4:].any()  # frames 20..31 do not exist
-    np.testing.assert_array_equal((packed.astype(np.uint32) << 16).view(np.float32), _bf16(values))
+    assert packed.shape == (2, 3, 20, 64) and packed.dtype == np.uint16 and packed.flags.c_contiguous  # frames first
+    np.testing.assert_array_equal((packed.astype(np.uint32) << 16).view(np.float32), _bf16(values).transpose(0, 1, 3, 2))
 
 
 def test_the_switch_turns_it_off(tiny_en_default, monkeypatch):

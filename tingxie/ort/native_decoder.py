@@ -99,7 +99,7 @@ class NativeDecoderStep:
         return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
 
     def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
-             prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_vt: list[np.ndarray],
+             prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_v: list[np.ndarray],
              group: int, heads: list[tuple[int, int]] | None = None, threads: int | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """tokens (rows, new) at positions ``position`` .. ``position + new - 1`` -> the final hidden states
         (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``. ``heads``:
@@ -109,16 +109,16 @@ class NativeDecoderStep:
         x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
         for arrays, dtype in ((self_k, np.float32), (self_v, np.float32), (prefix_k, np.float32), (prefix_v, np.float32),
-                              (cross_kt, np.uint16), (cross_vt, np.uint16)):
+                              (cross_kt, np.uint16), (cross_v, np.uint16)):
             if not all(a.flags.c_contiguous and a.dtype == dtype for a in arrays):
                 raise ValueError("the compiled decoder step takes C-contiguous float32 arrays (bfloat16 cross keys and values)")
-        frames = cross_vt[0].shape[3]
+        frames = cross_v[0].shape[2]
         pairs = np.asarray(heads or [], np.int32).reshape(-1, 2)
         layers, indices = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
         scores = np.empty((len(pairs), rows * new, frames), np.float32)
         status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group, new,
                               self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
-                              self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_vt),
+                              self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_v),
                               frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, threads or self.threads)
         if status == 1:
             raise MemoryError("the compiled decoder step could not allocate its work buffers")
@@ -129,7 +129,7 @@ class NativeDecoderStep:
     def cross_bf16(self, cross_k: list[np.ndarray], cross_vt: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """A window's cross keys (audio, head, frames, 64) and values (audio, head, 64, frames) per layer as the step
         reads them: bfloat16 (rounded to nearest even), the keys in blocks of 16 frames (audio, head, blocks, 64, 16)
-        with zeros after the last frame, the values as they were."""
+        with zeros after the last frame, the values frames first (audio, head, frames, 64)."""
         keys, values = [], []
         for k, vt in zip(cross_k, cross_vt):
             audios, heads, frames, d_head = k.shape
@@ -137,7 +137,7 @@ class NativeDecoderStep:
                 raise ValueError(f"cross keys {k.shape} and values {vt.shape} do not pair")
             k, vt = np.ascontiguousarray(k, np.float32), np.ascontiguousarray(vt, np.float32)
             kb = np.empty((audios, heads, -(-frames // 16), D_HEAD, 16), np.uint16)
-            vb = np.empty(vt.shape, np.uint16)
+            vb = np.empty((audios, heads, frames, D_HEAD), np.uint16)
             self._pack(k.ctypes.data, vt.ctypes.data, audios * heads, frames, kb.ctypes.data, vb.ctypes.data)
             keys.append(kb)
             values.append(vb)

@@ -33,6 +33,7 @@
 #define MAX_THREADS 16
 #define PER_LAYER 24 /* pointers per layer in `params` (see the enum) */
 #define LN_EPS 1e-5f
+#define OWN_ROWS 8 /* up to this many token rows, each thread quantizes every row itself (prepare) */
 
 enum { LN1_G, LN1_B, QKV_W, QKV_S, QKV_B, OUT_W, OUT_S, OUT_B, LN2_G, LN2_B, CQ_W, CQ_S, CQ_B, CO_W, CO_S, CO_B,
        LN3_G, LN3_B, FC1_W, FC1_S, FC1_B, FC2_W, FC2_S, FC2_B };
@@ -49,7 +50,7 @@ typedef struct {
     int n_layer, n_head, d, rows, group, new, prefix, capacity, past, frames, threads; /* rows: token rows (rows x new) */
     float *x, *out;
     const float *const *prefix_k, *const *prefix_v;
-    const uint16_t *const *cross_kt, *const *cross_vt; /* bfloat16 (cross_bf16) */
+    const uint16_t *const *cross_kt, *const *cross_v; /* bfloat16 (cross_bf16) */
     float *const *self_k, *const *self_v;
     int n_scores;                       /* alignment heads asked for: their pre-softmax cross-attention scores out */
     const int *score_layers, *score_heads;
@@ -102,36 +103,36 @@ static inline __m512 exp_ps(__m512 x) {
 }
 
 
+/* d is a multiple of 64 (decoder_step checks) */
 static void layer_norm(const float *x, int first, int last, int d, const float *gain, const float *bias, float *out) {
     for (int r = first; r < last; r++) {
         const float *row = x + (size_t)r * d;
-        float mean = 0.0f, var = 0.0f;
-        for (int i = 0; i < d; i++) mean += row[i];
-        mean /= (float)d;
-        for (int i = 0; i < d; i++) var += (row[i] - mean) * (row[i] - mean);
-        const float inv = 1.0f / sqrtf(var / (float)d + LN_EPS);
-        for (int i = 0; i < d; i++) out[(size_t)r * d + i] = (row[i] - mean) * inv * gain[i] + bias[i];
+        __m512 total = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += LANES) total = _mm512_add_ps(total, _mm512_loadu_ps(row + i));
+        const __m512 mean = _mm512_set1_ps(hsum(total) / (float)d);
+        __m512 squares = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += LANES) {
+            const __m512 centred = _mm512_sub_ps(_mm512_loadu_ps(row + i), mean);
+            squares = _mm512_fmadd_ps(centred, centred, squares);
+        }
+        const __m512 inverse = _mm512_set1_ps(1.0f / sqrtf(hsum(squares) / (float)d + LN_EPS));
+        for (int i = 0; i < d; i += LANES) {
+            const __m512 scaled = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + i), mean), inverse);
+            _mm512_storeu_ps(out + (size_t)r * d + i, _mm512_fmadd_ps(scaled, _mm512_loadu_ps(gain + i), _mm512_loadu_ps(bias + i)));
+        }
     }
 }
 
-/* each row's blocks of 32 to int8, as MatMulNBits' accuracy level 4 does (the same code as logits_int8.c) */
-static void quantize_rows(const step_t *s, const float *x, int first, int last, int k) {
+/* rows [first, last) of x (rows, k) to int8 in blocks of 32 as MatMulNBits' accuracy level 4 does, into buffer `slot`
+ * (quantize_block: the same code as logits_int8.c) */
+static void quantize_rows(const step_t *s, int slot, const float *x, int first, int last, int k) {
     const int blocks = k / BLOCK;
+    int8_t *xq = s->xq + (size_t)slot * s->rows * 4 * s->d;
+    float *xscale = s->xscale + (size_t)slot * s->rows * 4 * s->d / BLOCK;
+    int32_t *xcorr = s->xcorr + (size_t)slot * s->rows * 4 * s->d / BLOCK;
     for (int r = first; r < last; r++)
-        for (int b = 0; b < blocks; b++) {
-            const float *src = x + (size_t)r * k + b * BLOCK;
-            float amax = 0.0f;
-            for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(src[i]));
-            const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
-            int32_t sum = 0;
-            for (int i = 0; i < BLOCK; i++) {
-                const int v = (int)nearbyintf(src[i] * inverse);
-                s->xq[(size_t)r * k + b * BLOCK + i] = (int8_t)v;
-                sum += v;
-            }
-            s->xscale[r * blocks + b] = amax / 127.0f;
-            s->xcorr[r * blocks + b] = 128 * sum;
-        }
+        for (int b = 0; b < blocks; b++)
+            quantize_block(x + (size_t)r * k + b * BLOCK, xq + (size_t)r * k + b * BLOCK, xscale + r * blocks + b, xcorr + r * blocks + b);
 }
 
 /* call(n) with n = rows as a constant (1-8), so that each instantiation keeps its accumulators in registers */
@@ -161,12 +162,13 @@ static void quantize_rows(const step_t *s, const float *x, int first, int last, 
     }
 
 /* out (rows, n) <- / += / gelu of (quantized x) @ W + bias, for the panels [first, last) */
-static inline __attribute__((always_inline)) void panels(const step_t *s, int r0, const int rows, int k, int n, const uint8_t *w,
-                                                          const float *ws, const float *bias, float *out, int mode, int first, int last) {
+static inline __attribute__((always_inline)) void panels(const step_t *s, int slot, int r0, const int rows, int k, int n,
+                                                          const uint8_t *w, const float *ws, const float *bias, float *out, int mode,
+                                                          int first, int last) {
     const int blocks = k / BLOCK;
-    const int8_t *xq = s->xq + (size_t)r0 * k;
-    const float *xscale = s->xscale + (size_t)r0 * blocks;
-    const int32_t *xcorr = s->xcorr + (size_t)r0 * blocks;
+    const int8_t *xq = s->xq + (size_t)slot * s->rows * 4 * s->d + (size_t)r0 * k;
+    const float *xscale = s->xscale + (size_t)slot * s->rows * 4 * s->d / BLOCK + (size_t)r0 * blocks;
+    const int32_t *xcorr = s->xcorr + (size_t)slot * s->rows * 4 * s->d / BLOCK + (size_t)r0 * blocks;
     for (int p = first; p < last; p++) {
         const uint8_t *wp = w + (size_t)p * k * LANES;
         const float *sp = ws + (size_t)p * blocks * LANES;
@@ -205,8 +207,9 @@ static void product(const step_t *s, int thread, int k, int n_out, const void *c
     const int first = (int)((long)panels_total * thread / s->threads), last = (int)((long)panels_total * (thread + 1) / s->threads);
     const uint8_t *w = p[which];
     const float *ws = p[which + 1], *bias = p[which + 2];
+    const int slot = s->rows <= OWN_ROWS ? thread : 0;
     for (int r0 = 0; r0 < s->rows; r0 += MAX_ROWS) {
-#define PANELS(n) panels(s, r0, n, k, n_out, w, ws, bias, out, mode, first, last)
+#define PANELS(n) panels(s, slot, r0, n, k, n_out, w, ws, bias, out, mode, first, last)
         BY_ROWS(PANELS, s->rows - r0 < MAX_ROWS ? s->rows - r0 : MAX_ROWS)
     }
 }
@@ -300,28 +303,43 @@ static inline __attribute__((always_inline)) void cross_scores(const float *cons
     }
 }
 
-/* out[g][i] = sum over frames of weights (rows, F) x values (64, F) */
-static inline __attribute__((always_inline)) void cross_values(const float *weights, const int rows, const uint16_t *vt, int F,
+/* out[g][0..64) = sum over frames of weights (rows, F) x values (F, 64): each frame's 64 values (4 vectors) serve every
+ * row, read once front to back (values as (64, F) read a row of F per output dimension and summed it across lanes) */
+#define VALUE_ROWS 6 /* rows x 4 accumulators, the frame's 4 vectors and a weight: within 32 registers */
+static inline __attribute__((always_inline)) void cross_values(const float *weights, const int rows, const uint16_t *v, int F,
                                                                 float *const *out) {
-    const __mmask16 tail = F % LANES ? (__mmask16)((1u << (F % LANES)) - 1) : (__mmask16)0xFFFF;
-    for (int i = 0; i < D_HEAD; i++) {
-        __m512 acc[CROSS_ROWS];
-        for (int g = 0; g < rows; g++) acc[g] = _mm512_setzero_ps();
-        for (int f = 0; f < F; f += LANES) {
-            const __mmask16 keep = f + LANES <= F ? (__mmask16)0xFFFF : tail;
-            const __m512 values = bf16_load(keep, vt + (size_t)i * F + f);
-            for (int g = 0; g < rows; g++) acc[g] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(keep, weights + (size_t)g * F + f), values, acc[g]);
+    __m512 acc[VALUE_ROWS][D_HEAD / LANES];
+    for (int g = 0; g < rows; g++)
+        for (int c = 0; c < D_HEAD / LANES; c++) acc[g][c] = _mm512_setzero_ps();
+    for (int f = 0; f < F; f++) {
+        const uint16_t *frame = v + (size_t)f * D_HEAD;
+        __m512 values[D_HEAD / LANES];
+        for (int c = 0; c < D_HEAD / LANES; c++) values[c] = bf16_load(0xFFFF, frame + c * LANES);
+        for (int g = 0; g < rows; g++) {
+            const __m512 weight = _mm512_set1_ps(weights[(size_t)g * F + f]);
+            for (int c = 0; c < D_HEAD / LANES; c++) acc[g][c] = _mm512_fmadd_ps(weight, values[c], acc[g][c]);
         }
-        for (int g = 0; g < rows; g++) out[g][i] = hsum(acc[g]);
     }
+    for (int g = 0; g < rows; g++)
+        for (int c = 0; c < D_HEAD / LANES; c++) _mm512_storeu_ps(out[g] + c * LANES, acc[g][c]);
 }
+
+#define BY_VALUE_ROWS(call, rows)                                                                                      \
+    switch (rows) {                                                                                                    \
+    case 1: call(1); break;                                                                                            \
+    case 2: call(2); break;                                                                                            \
+    case 3: call(3); break;                                                                                            \
+    case 4: call(4); break;                                                                                            \
+    case 5: call(5); break;                                                                                            \
+    default: call(6); break;                                                                                           \
+    }
 
 /* cross-attention of one audio's rows (its beams) in head h: each pass over the window's keys and values serves up
  * to 16 of them */
 static void cross_attention(const step_t *s, int layer, int audio, int h, float *scores) {
     const int d = s->d, H = s->n_head, F = s->frames, G = s->group * s->new, blocks = (F + LANES - 1) / LANES;
     const uint16_t *kt = s->cross_kt[layer] + ((size_t)audio * H + h) * blocks * D_HEAD * LANES;
-    const uint16_t *vt = s->cross_vt[layer] + ((size_t)audio * H + h) * D_HEAD * F;
+    const uint16_t *values = s->cross_v[layer] + ((size_t)audio * H + h) * F * D_HEAD;
     for (int g0 = 0; g0 < G; g0 += CROSS_ROWS) {
         const int rows = G - g0 < CROSS_ROWS ? G - g0 : CROSS_ROWS;
         const float *q[CROSS_ROWS];
@@ -337,8 +355,10 @@ static void cross_attention(const step_t *s, int layer, int audio, int h, float 
                 for (int g = 0; g < rows; g++)
                     memcpy(s->head_scores + ((size_t)a * s->rows + (size_t)audio * G + g0 + g) * F, scores + (size_t)g * F, sizeof(float) * F);
         for (int g = 0; g < rows; g++) softmax(scores + (size_t)g * F, F);
-#define VALUES(n) cross_values(scores, n, vt, F, out)
-        BY_ROWS16(VALUES, rows)
+        for (int v0 = 0; v0 < rows; v0 += VALUE_ROWS) {
+#define VALUES(n) cross_values(scores + (size_t)v0 * F, n, values, F, out + v0)
+            BY_VALUE_ROWS(VALUES, rows - v0 < VALUE_ROWS ? rows - v0 : VALUE_ROWS)
+        }
     }
 }
 
@@ -347,39 +367,47 @@ static inline void row_share(const step_t *s, int t, int *first, int *last) {
     *first = (int)((long)s->rows * t / s->threads), *last = (int)((long)s->rows * (t + 1) / s->threads);
 }
 
+/* a product's input made ready: x's rows (after a LayerNorm where `gain` is given) quantized. With few rows each thread
+ * does every row into its own buffers (no barrier: the same numbers, a few microseconds); else its share into the
+ * shared ones, then a barrier. */
+static void prepare(step_t *s, int t, const float *x, const float *gain, const float *bias, int k) {
+    const int own = s->rows <= OWN_ROWS, slot = own ? t : 0;
+    int r0 = 0, r1 = s->rows;
+    if (!own) row_share(s, t, &r0, &r1);
+    if (gain) {
+        float *h = s->h + (size_t)slot * s->rows * s->d;
+        layer_norm(x, r0, r1, k, gain, bias, h);
+        x = h;
+    }
+    quantize_rows(s, slot, x, r0, r1, k);
+    if (!own) barrier_wait(&s->barrier);
+}
+
 static void run_layer(step_t *s, int t, int layer) {
     const void *const *p = s->params + (size_t)layer * PER_LAYER;
     const int d = s->d, R = s->rows, H = s->n_head, T = s->threads;
     float *scores = s->scores + (size_t)t * s->score_stride;
-    int r0, r1;
-    row_share(s, t, &r0, &r1);
-    layer_norm(s->x, r0, r1, d, p[LN1_G], p[LN1_B], s->h), quantize_rows(s, s->h, r0, r1, d);
-    barrier_wait(&s->barrier);
+    prepare(s, t, s->x, p[LN1_G], p[LN1_B], d);
     product(s, t, d, 3 * d, p, QKV_W, s->qkv, STORE);
     barrier_wait(&s->barrier);
     for (int task = t; task < R * H; task += T) self_attention(s, layer, task / H, task % H, scores);
     for (int task = t; task < R * H; task += T) store_new(s, layer, task / H, task % H);
     barrier_wait(&s->barrier); /* a row's heads come from both threads */
-    quantize_rows(s, s->attn, r0, r1, d);
-    barrier_wait(&s->barrier);
+    prepare(s, t, s->attn, NULL, NULL, d);
     product(s, t, d, d, p, OUT_W, s->x, ADD);
     barrier_wait(&s->barrier);
-    layer_norm(s->x, r0, r1, d, p[LN2_G], p[LN2_B], s->h), quantize_rows(s, s->h, r0, r1, d);
-    barrier_wait(&s->barrier);
+    prepare(s, t, s->x, p[LN2_G], p[LN2_B], d);
     product(s, t, d, d, p, CQ_W, s->cq, STORE);
     barrier_wait(&s->barrier);
     for (int task = t; task < (R / (s->group * s->new)) * H; task += T) cross_attention(s, layer, task / H, task % H, scores);
     barrier_wait(&s->barrier);
-    quantize_rows(s, s->attn, r0, r1, d);
-    barrier_wait(&s->barrier);
+    prepare(s, t, s->attn, NULL, NULL, d);
     product(s, t, d, d, p, CO_W, s->x, ADD);
     barrier_wait(&s->barrier);
-    layer_norm(s->x, r0, r1, d, p[LN3_G], p[LN3_B], s->h), quantize_rows(s, s->h, r0, r1, d);
-    barrier_wait(&s->barrier);
+    prepare(s, t, s->x, p[LN3_G], p[LN3_B], d);
     product(s, t, d, 4 * d, p, FC1_W, s->wide, GELU);
     barrier_wait(&s->barrier);
-    quantize_rows(s, s->wide, r0, r1, 4 * d);
-    barrier_wait(&s->barrier);
+    prepare(s, t, s->wide, NULL, NULL, 4 * d);
     product(s, t, 4 * d, d, p, FC2_W, s->x, ADD);
     barrier_wait(&s->barrier);
 }
@@ -404,12 +432,12 @@ static void *work(void *arg) {
  * written at positions past .. past + new - 1 (past + new <= capacity); token j attends to the prefix, the filled
  * positions and the new tokens up to itself. n_scores > 0: the cross-attention scores before the softmax of these
  * (score_layers[i], score_heads[i]) into head_scores (n_scores, rows x new, frames) (word timing's alignment heads).
- * cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16), cross_vt[layer]: (rows / group, head, 64,
- * frames), both bfloat16 as cross_bf16 writes them.
+ * cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16), cross_v[layer]: (rows / group, head, frames,
+ * 64), both bfloat16 as cross_bf16 writes them.
  * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
 int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group, int new,
                  const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
-                 float *const *self_v, int capacity, int past, const uint16_t *const *cross_kt, const uint16_t *const *cross_vt,
+                 float *const *self_v, int capacity, int past, const uint16_t *const *cross_kt, const uint16_t *const *cross_v,
                  int frames, int n_scores, const int *score_layers, const int *score_heads, float *head_scores, int threads) {
     if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || new < 1 || past < 0 ||
         past + new > capacity || prefix < 0 || frames < 1)
@@ -418,16 +446,17 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     step_t s = {.params = params, .n_layer = n_layer, .n_head = n_head, .d = d, .rows = rows * new, .group = group, .new = new,
                 .prefix = prefix, .capacity = capacity, .past = past, .frames = frames, .threads = threads, .x = x,
-                .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_vt = cross_vt,
+                .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_v = cross_v,
                 .self_k = self_k, .self_v = self_v, .n_scores = n_scores, .score_layers = score_layers,
                 .score_heads = score_heads, .head_scores = head_scores};
     const int self_need = prefix + capacity, cross_need = CROSS_ROWS * frames;
     rows *= new; /* token rows from here on */
     s.score_stride = ((self_need > cross_need ? self_need : cross_need) + LANES - 1) / LANES * LANES;
-    s.xq = malloc((size_t)rows * 4 * d);
-    s.xscale = malloc(sizeof(float) * rows * 4 * d / BLOCK);
-    s.xcorr = malloc(sizeof(int32_t) * rows * 4 * d / BLOCK);
-    s.h = malloc(sizeof(float) * rows * d);
+    const int slots = rows <= OWN_ROWS ? threads : 1; /* each thread's own quantized inputs (prepare) */
+    s.xq = malloc((size_t)slots * rows * 4 * d);
+    s.xscale = malloc(sizeof(float) * slots * rows * 4 * d / BLOCK);
+    s.xcorr = malloc(sizeof(int32_t) * slots * rows * 4 * d / BLOCK);
+    s.h = malloc(sizeof(float) * slots * rows * d);
     s.qkv = malloc(sizeof(float) * rows * 3 * d);
     s.cq = malloc(sizeof(float) * rows * d);
     s.attn = malloc(sizeof(float) * rows * d);
@@ -470,7 +499,7 @@ static inline __m256i to_bf16(__m512 v) {
 
 /* A window's cross keys k (audios x heads, frames, 64) and values vt (audios x heads, 64, frames) as decoder_step
  * reads them: bfloat16, the keys in blocks of 16 frames, kb (audios x heads, frames / 16 rounded up, 64, 16) with zeros
- * after the last frame; vb as vt. The step's working set (weights, these, the logits' table) then fits a 32 MB L3:
+ * after the last frame; the values frames first, vb (audios x heads, frames, 64). The step's working set (weights, these, the logits' table) then fits a 32 MB L3:
  * float32 keys and values alone were 18 MB for tiny.en. */
 void cross_bf16(const float *k, const float *vt, int heads, int frames, uint16_t *kb, uint16_t *vb) {
     const int blocks = (frames + LANES - 1) / LANES;
@@ -488,11 +517,15 @@ void cross_bf16(const float *k, const float *vt, int heads, int frames, uint16_t
             }
         }
         const float *vh = vt + (size_t)h * D_HEAD * frames;
-        uint16_t *vo = vb + (size_t)h * D_HEAD * frames;
-        for (size_t j = 0; j < (size_t)D_HEAD * frames; j += LANES) {
-            const size_t left = (size_t)D_HEAD * frames - j;
-            const __mmask16 keep = left < LANES ? (__mmask16)((1u << left) - 1) : (__mmask16)0xFFFF;
-            _mm256_mask_storeu_epi16(vo + j, keep, to_bf16(_mm512_maskz_loadu_ps(keep, vh + j)));
+        uint16_t *vo = vb + (size_t)h * frames * D_HEAD;
+        for (int f0 = 0; f0 < frames; f0 += LANES) { /* 16 frames: their 64 rows of vt in bfloat16, then frame by frame */
+            const int count = frames - f0 < LANES ? frames - f0 : LANES;
+            const __mmask16 keep = (__mmask16)((1u << count) - 1);
+            uint16_t block[D_HEAD][LANES];
+            for (int i = 0; i < D_HEAD; i++)
+                _mm256_storeu_si256((__m256i *)block[i], to_bf16(_mm512_maskz_loadu_ps(keep, vh + (size_t)i * frames + f0)));
+            for (int f = 0; f < count; f++)
+                for (int i = 0; i < D_HEAD; i++) vo[(size_t)(f0 + f) * D_HEAD + i] = block[i][f];
         }
     }
 }

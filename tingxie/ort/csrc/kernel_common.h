@@ -1,10 +1,12 @@
-/* What the compiled kernels beside ONNX Runtime share (attention_bf16.c, linear_bf16.c, decoder_step.c): vector
- * exp2 and GELU, running a job's work on threads, and AMX tile set-up (only where the file is compiled for AMX). */
+/* What the compiled kernels beside ONNX Runtime share (attention_bf16.c, linear_bf16.c, decoder_step.c, logits_int8.c):
+ * vector exp2 and GELU, int8 blocks of activations, running a job's work on threads, and AMX tile set-up (only where
+ * the file is compiled for AMX). */
 #ifndef TINGXIE_KERNEL_COMMON_H
 #define TINGXIE_KERNEL_COMMON_H
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #define KERNEL_MAX_THREADS 64
@@ -38,6 +40,19 @@ static inline __m512 gelu_ps(__m512 x) {
     const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     erf_abs = _mm512_mask_sub_ps(erf_abs, negative, _mm512_setzero_ps(), erf_abs);
     return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(_mm512_set1_ps(1.0f), erf_abs));
+}
+
+/* 32 activations to int8 as MatMulNBits' accuracy level 4 does: scale max |x| / 127, x / scale rounded to nearest even
+ * (the default rounding mode, as nearbyintf), and 128 x the sum of the int8 values (the weights' zero point) */
+static inline void quantize_block(const float *src, int8_t *dst, float *scale, int32_t *correction) {
+    const __m512 low = _mm512_loadu_ps(src), high = _mm512_loadu_ps(src + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(low), _mm512_abs_ps(high)));
+    const __m512 inverse = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    const __m512i q_low = _mm512_cvtps_epi32(_mm512_mul_ps(low, inverse)), q_high = _mm512_cvtps_epi32(_mm512_mul_ps(high, inverse));
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8(q_low));
+    _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtepi32_epi8(q_high));
+    *scale = amax / 127.0f;
+    *correction = 128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q_low, q_high));
 }
 
 /* work(job) on this thread and up to threads - 1 more; returns when all are done (a thread that cannot be started

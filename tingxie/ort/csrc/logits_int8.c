@@ -17,10 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel_common.h"
+
 #define BLOCK 32
 #define LANES 16
 #define MAX_ROWS 8
 #define MAX_THREADS 64
+/* bytes of weight read ahead (the scales: an eighth of it), non-temporal: the weight is read once per call and streams
+ * from memory (a 5-row tiny.en call ~10-20 % faster here) */
+#define PREFETCH_AHEAD 8192
 
 typedef struct {
     const int8_t *xq;       /* (rows, k) quantized activations */
@@ -44,6 +49,7 @@ static inline __attribute__((always_inline)) void panels(const work_t *w, const 
             __m512i sums[MAX_ROWS];
             for (int r = 0; r < rows; r++) sums[r] = _mm512_set1_epi32(-w->xcorr[r * blocks + b]);
             for (int g = 0; g < BLOCK / 4; g++) {
+                _mm_prefetch((const char *)(wp + ((size_t)b * (BLOCK / 4) + g) * LANES * 4 + PREFETCH_AHEAD), _MM_HINT_NTA);
                 const __m512i weights = _mm512_loadu_si512(wp + ((size_t)b * (BLOCK / 4) + g) * LANES * 4);
                 for (int r = 0; r < rows; r++) {
                     int32_t four;
@@ -51,6 +57,7 @@ static inline __attribute__((always_inline)) void panels(const work_t *w, const 
                     sums[r] = _mm512_dpbusd_epi32(sums[r], weights, _mm512_set1_epi32(four));
                 }
             }
+            _mm_prefetch((const char *)(sp + b * LANES) + PREFETCH_AHEAD / 8, _MM_HINT_NTA);
             const __m512 wscale = _mm512_loadu_ps(sp + b * LANES);
             for (int r = 0; r < rows; r++)
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), _mm512_mul_ps(wscale, _mm512_set1_ps(w->xscale[r * blocks + b])), acc[r]);
@@ -80,20 +87,8 @@ static void *run_work(void *arg) {
 static void quantize_rows(const float *x, int rows, int k, int8_t *xq, float *xscale, int32_t *xcorr) {
     const int blocks = k / BLOCK;
     for (int r = 0; r < rows; r++)
-        for (int b = 0; b < blocks; b++) {
-            const float *src = x + (size_t)r * k + b * BLOCK;
-            float amax = 0.0f;
-            for (int i = 0; i < BLOCK; i++) amax = fmaxf(amax, fabsf(src[i]));
-            const float scale = amax / 127.0f, inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
-            int32_t sum = 0;
-            for (int i = 0; i < BLOCK; i++) {
-                const int v = (int)nearbyintf(src[i] * inverse);
-                xq[(size_t)r * k + b * BLOCK + i] = (int8_t)v;
-                sum += v;
-            }
-            xscale[r * blocks + b] = scale;
-            xcorr[r * blocks + b] = 128 * sum;
-        }
+        for (int b = 0; b < blocks; b++)
+            quantize_block(x + (size_t)r * k + b * BLOCK, xq + (size_t)r * k + b * BLOCK, xscale + r * blocks + b, xcorr + r * blocks + b);
 }
 
 /* x (rows, k) float32 -> out (rows, n) float32. Returns 0, or 1 where work buffers could not be allocated. */
