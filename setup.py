@@ -21,5 +21,5 @@ extensions = [Extension(f"tingxie.ort.{name}", [f"tingxie/ort/csrc/{name[1:]}.c"
                         extra_link_args=["-pthread"], optional=True) for name, flags in kernels.items()] if x86_64_linux else []
 # no fast-math and no contracted multiply-adds: the DTW's sums must round as the reference's do; -O3 vectorizes the median filter
 extensions.append(Extension("tingxie._timing", ["tingxie/csrc/timing.c"], extra_compile_args=["-O3", "-ffp-contract=off"], optional=True))
-extensions.append(Extension("tingxie._select", ["tingxie/csrc/select.c"], extra_compile_args=["-O3"], optional=True))
+extensions.append(Extension("tingxie._select", ["tingxie/csrc/select.c"], extra_compile_args=["-O3"], libraries=["m"], optional=True))
 setup(ext_modules=extensions)

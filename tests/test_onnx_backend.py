@@ -90,6 +90,32 @@ def test_the_compiled_top_k_picks_numpy_s_candidates():
     np.testing.assert_array_equal(top_k_rows(with_nan, 6), np.stack([top_k(row, 6) for row in with_nan]))
 
 
+def test_the_log_softmax_normaliser_compiled_and_in_numpy_agree_with_float64(monkeypatch):
+    """row_log_norms (csrc/select.c's exp_sums where built, else NumPy): log_softmax(x) = (x - peak) - log_sum within
+    a few float32 roundings of float64's, -inf entries (suppressed tokens) counted as 0 and a row of only -inf as -inf."""
+    from tingxie.decoding import selectors
+
+    rng = np.random.default_rng(8)
+    rows = (rng.standard_normal((6, 51864)) * np.array([[0.01], [1.0], [5.0], [30.0], [5.0], [1.0]])).astype(np.float32)
+    rows[4, 100:400] = -np.inf
+    rows[5] = -np.inf
+    short = rng.standard_normal((3, 21)).astype(np.float32)  # fewer entries than a vector: the scalar tail only
+    expected = [x.astype(np.float64) - np.log(np.exp(x.astype(np.float64) - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
+                for x in (rows[:5], short)]
+    paths = [("numpy", lambda: None)] + ([("compiled", selectors._select_library)] if selectors._select_library() is not None else [])
+    for name, library in paths:
+        monkeypatch.setattr(selectors, "_select_library", library)
+        for x, want in zip((rows, short), expected):
+            peak, log_sum = selectors.row_log_norms(x)
+            got = (x[: len(want)] - peak[: len(want), None]) - log_sum[: len(want), None]
+            finite = np.isfinite(want)
+            assert np.array_equal(np.isfinite(got), finite), name
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6, atol=2e-6, err_msg=name)
+        assert peak.dtype == log_sum.dtype == np.float32
+        assert selectors.row_log_norms(rows)[0][5] == -np.inf and selectors.row_log_norms(rows)[1][5] == -np.inf
+    assert len(paths) == 2 or not os.environ.get("CI"), "tingxie/_select was not built (setup.py's optional extension)"
+
+
 def test_sampling_is_reproducible_with_a_seeded_generator():
     logits = _logits(np.random.default_rng(2), 4)
     draws = []

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from ..compiled import compiled_library
-from .filters import log_softmax_np, logsumexp_np
+from .filters import log_softmax_np
 
 
 class SequenceScorer(Protocol):
@@ -52,7 +52,8 @@ class GreedySelector:
             draws = rng.random(probs.shape[0]) * probs.sum(axis=-1)
             next_tokens = np.minimum((probs.cumsum(axis=-1) < draws[:, None]).sum(axis=-1), probs.shape[-1] - 1)
         # only the chosen tokens' log-probabilities are needed: one logsumexp per row, no full log_softmax
-        current = logits[np.arange(logits.shape[0]), next_tokens] - logsumexp_np(logits)
+        peak, log_sum = row_log_norms(logits)
+        current = logits[np.arange(logits.shape[0]), next_tokens] - (peak + log_sum)
         finished = tokens[:, -1] == self.eot
         sum_logprobs += current * ~finished
         next_tokens[finished] = self.eot
@@ -178,12 +179,13 @@ class BeamSearchSelector:
     def top_candidates(self, logits: np.ndarray, sum_logprobs: np.ndarray) -> tuple[list[list[float]], list[list[int]]]:
         """Per row, the beam_size + 1 likeliest next tokens and the row's score with each appended."""
         # log_softmax's arithmetic, (x - max) - log(sum(exp(x - max))), on the few top entries only: the ranking
-        # of a row is that of x - max, so the full row of log-probabilities is never built
-        shifted = logits.astype(np.float32, copy=False) - logits.max(axis=-1, keepdims=True)
-        norm = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        top = top_k_rows(shifted, self.beam_size + 1)
+        # of a row is that of x, so the full row of log-probabilities is never built
+        logits = logits.astype(np.float32, copy=False)
+        peak, log_sum = row_log_norms(logits)
+        top = top_k_rows(logits, self.beam_size + 1)
+        shifted = np.take_along_axis(logits, top, axis=-1) - peak[:, None]
         # candidate scores summed in float32, as the reference does, so ties break the same way
-        scores = sum_logprobs.astype(np.float32)[:, None] + (np.take_along_axis(shifted, top, axis=-1) - norm)
+        scores = sum_logprobs.astype(np.float32)[:, None] + (shifted - log_sum[:, None])
         return scores.tolist(), top.tolist()
 
     def as_arrays(self, next_tokens: list[list[int]], source_indices: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,11 +243,27 @@ def top_k_rows(x: np.ndarray, k: int) -> np.ndarray:
     return np.stack([top_k(row, k) for row in x])
 
 
+def row_log_norms(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of float32 (rows, n) logits: the largest entry and log(sum(exp(x - largest))), both float32, so that
+    log_softmax(x) = (x - largest) - log_sum (a row of only -inf: -inf and -inf)."""
+    library = _select_library()
+    if library is not None and x.ndim == 2 and x.dtype == np.float32 and x.flags.c_contiguous and x.shape[0] and x.shape[1]:
+        peak, sums = np.empty(x.shape[0], np.float32), np.empty(x.shape[0], np.float64)
+        library.exp_sums(x.ctypes.data, x.shape[0], x.shape[1], peak.ctypes.data, sums.ctypes.data)
+    else:
+        peak = x.max(axis=-1)
+        safe = np.where(np.isfinite(peak), peak, np.float32(0.0)).astype(x.dtype, copy=False)
+        sums = np.exp(x - safe[:, None]).sum(axis=-1)
+    with np.errstate(divide="ignore"):
+        return peak, np.log(sums.astype(np.float32))
+
+
 @functools.cache
 def _select_library() -> ctypes.CDLL | None:
     """csrc/select.c as built at install (optional), or None."""
     rows = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    return compiled_library("tingxie._select", {"top_k_rows": (rows, ctypes.c_int)})
+    sums = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    return compiled_library("tingxie._select", {"top_k_rows": (rows, ctypes.c_int), "exp_sums": (sums, None)})
 
 
 def top_k(row: np.ndarray, k: int, margin: float = 12.0) -> np.ndarray:
