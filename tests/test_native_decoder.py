@@ -198,6 +198,34 @@ def test_default_transcription_runs_the_compiled_step_and_hears_the_words(tiny_e
     assert len(calls) > 10
 
 
+@pytest.mark.parametrize("beams", [5, 6])
+def test_a_step_s_logits_in_the_same_call_equal_the_logits_kernel_s(tiny_en_default, beams):
+    """A plain step gives its logits from the same compiled call (the final LayerNorm and the vocabulary's product on
+    its threads): bit for bit what the logits kernel gives for the step's hidden states, with few rows (each thread
+    quantizes every row) and with more (2 windows x 6 beams: shared)."""
+    require_shared()
+    _require_kernel()
+    from tingxie.audio import decode_audio
+
+    engine = tiny_en_default.engine
+    assert type(engine.logits).__name__ == "Int8Logits"  # the default engine's logits here: what the call fuses
+    audio = decode_audio(str(audio_path("jfk")))
+    mel = np.concatenate([engine.log_mel(audio[:480000], padding=480000)[None, :, :3000],
+                          engine.log_mel(audio[16000:496000], padding=480000)[None, :, :3000]])
+    windows = 1 if beams == 5 else 2
+    cache = engine.new_cache(engine.encode(mel[:windows]), beams)
+    engine.decode(np.array([[50257, 50362]] * (windows * beams)), cache)
+    tokens = np.arange(windows * beams)[:, None] * 37 + 440
+    for position in (2, 3):
+        cache.make_room(position - 1, 448)
+        args = (tokens, position, cache.self_k, cache.self_v, position - 2, cache.prefix_k, cache.prefix_v, cache.cross_kt, cache.cross_vb, beams)
+        hidden = engine.native_step.step(*args)
+        logits = engine.native_step.step(*args, vocabulary=engine.logits)
+        assert logits.shape == (windows * beams, 1, engine.logits.n_vocab) and logits.dtype == np.float32
+        np.testing.assert_array_equal(logits, engine.logits(hidden))
+        tokens = tokens + 1
+
+
 def test_a_prompt_in_one_call_equals_its_tokens_one_at_a_time(tiny_en_default):
     """The window's prompt runs as one call of all its tokens (each attends to those before it); the same tokens one
     call each give the same states and keys: the same arithmetic row by row."""

@@ -56,7 +56,7 @@ class Int8Logits:
         pointer, integer = ctypes.c_void_p, ctypes.c_int
         self._kernel.argtypes = [pointer, integer, integer, pointer, pointer, integer, pointer, integer]
         self._kernel.restype = integer
-        self._packed, self._scales = packed, scales
+        self.packed, self.scales = packed, scales  # the compiled decoder step also takes them (a step's logits in its call)
         self.n_vocab, self.n_state, self.threads = n_vocab, packed.shape[1] * GROUP, threads
 
     def __call__(self, hidden: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ class Int8Logits:
             raise ValueError(f"hidden states must end in {self.n_state}, not {hidden.shape}")
         rows = np.ascontiguousarray(hidden.reshape(-1, self.n_state), dtype=np.float32)
         out = np.empty((*hidden.shape[:-1], self.n_vocab), np.float32)
-        if rows.shape[0] and self._kernel(rows.ctypes.data, rows.shape[0], self.n_state, self._packed.ctypes.data, self._scales.ctypes.data,
+        if rows.shape[0] and self._kernel(rows.ctypes.data, rows.shape[0], self.n_state, self.packed.ctypes.data, self.scales.ctypes.data,
                                           self.n_vocab, out.ctypes.data, self.threads):
             raise MemoryError("the logits kernel could not allocate its work buffers")
         return out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .logits import pack_weights
+from .logits import Int8Logits, pack_weights
 from .native import load_arrays, load_kernel, save_arrays, usable_cpus
 
 REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "fma")
@@ -78,7 +78,7 @@ class NativeDecoderStep:
                  threads: int):
         self._kernel = library.decoder_step
         p, i = ctypes.c_void_p, ctypes.c_int
-        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i, p, p, p, i]
+        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i, p, p, p, p, p, i, p, i]
         self._kernel.restype = i
         self._pack = library.cross_bf16
         self._pack.argtypes = [p, p, i, i, p, p]
@@ -100,11 +100,14 @@ class NativeDecoderStep:
 
     def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
              prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_v: list[np.ndarray],
-             group: int, heads: list[tuple[int, int]] | None = None, threads: int | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+             group: int, heads: list[tuple[int, int]] | None = None, threads: int | None = None,
+             vocabulary: Int8Logits | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """tokens (rows, new) at positions ``position`` .. ``position + new - 1`` -> the final hidden states
         (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``. ``heads``:
         also these (layer, head) pairs' cross-attention scores before the softmax, (heads, rows x new, frames).
-        ``threads``: this call's (default: the step's own)."""
+        ``threads``: this call's (default: the step's own). ``vocabulary``: the logits kernel whose weight this call
+        also takes: the logits (rows, new, vocab) it would give for the hidden states, in place of them (one call
+        and one start of threads a step, not two)."""
         rows, new = tokens.shape
         x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
@@ -116,14 +119,23 @@ class NativeDecoderStep:
         pairs = np.asarray(heads or [], np.int32).reshape(-1, 2)
         layers, indices = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
         scores = np.empty((len(pairs), rows * new, frames), np.float32)
+        if vocabulary is not None:
+            if heads:
+                raise ValueError("the compiled step gives the logits or the alignment heads' scores, not both")
+            logits = np.empty((rows, new, vocabulary.n_vocab), np.float32)
+            fused = (vocabulary.packed.ctypes.data, vocabulary.scales.ctypes.data, vocabulary.n_vocab, logits.ctypes.data)
+        else:
+            fused = (None, None, 0, None)
         status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group, new,
                               self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
                               self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_v),
-                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, threads or self.threads)
+                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, *fused, threads or self.threads)
         if status == 1:
             raise MemoryError("the compiled decoder step could not allocate its work buffers")
         if status:
             raise ValueError(f"the compiled decoder step cannot take these sizes (rows {rows}, group {group}, past {past}, new {new})")
+        if vocabulary is not None:
+            return logits
         return out if heads is None else (out, scores)
 
     def cross_bf16(self, cross_k: list[np.ndarray], cross_vt: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -24,7 +24,7 @@ from ..errors import CheckpointError, OptionError
 from ..weights.checkpoint import ModelDimensions
 from .encoder import StagedEncoder, load_encoder
 from .layout import DECODER_GRAPH, EXPORT_VERSION, LOGITS_GRAPH
-from .logits import OrtLogits, load_logits
+from .logits import Int8Logits, OrtLogits, load_logits
 from .native_decoder import load_native_decoder
 from .sessions import SessionOptions, machine_is_idle
 
@@ -390,10 +390,14 @@ class OrtWhisper:
             audios = None  # every audio is still decoding
         if audios is None and cache.cross_kt is not None:  # a step, or a draft's tokens (several per row): the compiled call
             cache.make_room(past + t, self.dims.n_text_ctx)
-            hidden = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
-                                           cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads)
+            # a plain step's logits come out of the same compiled call where the logits are the int8 kernel's
+            fused = self.logits if select is None and isinstance(self.logits, Int8Logits) else None
+            out = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
+                                        cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads, vocabulary=fused)
             cache.length = offset + t
-            return self.logits(hidden if select is None else hidden[:, select_])
+            if fused is not None:
+                return out
+            return self.logits(out if select is None else out[:, select_])
         computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
         logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
         if audios is not None:  # the other rows' logits: zeros

@@ -34,10 +34,11 @@
 #define PER_LAYER 24 /* pointers per layer in `params` (see the enum) */
 #define LN_EPS 1e-5f
 #define OWN_ROWS 8 /* up to this many token rows, each thread quantizes every row itself (prepare) */
+#define PREFETCH_AHEAD 8192 /* bytes of the vocabulary's weight read ahead (as logits_int8.c) */
 
 enum { LN1_G, LN1_B, QKV_W, QKV_S, QKV_B, OUT_W, OUT_S, OUT_B, LN2_G, LN2_B, CQ_W, CQ_S, CQ_B, CO_W, CO_S, CO_B,
        LN3_G, LN3_B, FC1_W, FC1_S, FC1_B, FC2_W, FC2_S, FC2_B };
-enum { STORE, ADD, GELU };
+enum { STORE, ADD, GELU, VOCABULARY }; /* VOCABULARY: STORE without a bias, its weight streamed (read ahead, non-temporal) */
 
 typedef struct {
     atomic_int count, generation;
@@ -49,6 +50,10 @@ typedef struct {
     const void *const *params;
     int n_layer, n_head, d, rows, group, new, prefix, capacity, past, frames, threads; /* rows: token rows (rows x new) */
     float *x, *out;
+    const uint8_t *vocab_w; /* the logits' packed weight and scales (as logits_int8.c takes them), or NULL */
+    const float *vocab_s;
+    int n_vocab;
+    float *logits; /* (rows, n_vocab) where vocab_w is given; else the final hidden state goes to out */
     const float *const *prefix_k, *const *prefix_v;
     const uint16_t *const *cross_kt, *const *cross_v; /* bfloat16 (cross_bf16) */
     float *const *self_k, *const *self_v;
@@ -161,7 +166,8 @@ static void quantize_rows(const step_t *s, int slot, const float *x, int first, 
     default: BY_ROWS(call, rows)                                                                                       \
     }
 
-/* out (rows, n) <- / += / gelu of (quantized x) @ W + bias, for the panels [first, last) */
+/* out (rows, n) <- / += / gelu of (quantized x) @ W + bias, for the panels [first, last); bias NULL: none. The last
+ * panel of an n that is not a multiple of 16 (the vocabulary) writes its first n % 16 columns only. */
 static inline __attribute__((always_inline)) void panels(const step_t *s, int slot, int r0, const int rows, int k, int n,
                                                           const uint8_t *w, const float *ws, const float *bias, float *out, int mode,
                                                           int first, int last) {
@@ -178,6 +184,7 @@ static inline __attribute__((always_inline)) void panels(const step_t *s, int sl
             __m512i sums[MAX_ROWS];
             for (int r = 0; r < rows; r++) sums[r] = _mm512_set1_epi32(-xcorr[r * blocks + b]);
             for (int g = 0; g < BLOCK / 4; g++) {
+                if (mode == VOCABULARY) _mm_prefetch((const char *)(wp + ((size_t)b * (BLOCK / 4) + g) * LANES * 4 + PREFETCH_AHEAD), _MM_HINT_NTA);
                 const __m512i weights = _mm512_loadu_si512(wp + ((size_t)b * (BLOCK / 4) + g) * LANES * 4);
                 for (int r = 0; r < rows; r++) {
                     int32_t four;
@@ -185,33 +192,39 @@ static inline __attribute__((always_inline)) void panels(const step_t *s, int sl
                     sums[r] = _mm512_dpbusd_epi32(sums[r], weights, _mm512_set1_epi32(four));
                 }
             }
+            if (mode == VOCABULARY) _mm_prefetch((const char *)(sp + b * LANES) + PREFETCH_AHEAD / 8, _MM_HINT_NTA);
             const __m512 wscale = _mm512_loadu_ps(sp + b * LANES);
             for (int r = 0; r < rows; r++)
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), _mm512_mul_ps(wscale, _mm512_set1_ps(xscale[r * blocks + b])), acc[r]);
         }
         const int n0 = p * LANES;
-        const __m512 b16 = _mm512_loadu_ps(bias + n0);
+        const __mmask16 keep = n0 + LANES <= n ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - n0)) - 1);
+        const __m512 b16 = bias != NULL ? _mm512_loadu_ps(bias + n0) : _mm512_setzero_ps();
         for (int r = 0; r < rows; r++) {
             float *dst = out + (size_t)(r0 + r) * n + n0;
-            __m512 v = _mm512_add_ps(acc[r], b16);
+            __m512 v = bias != NULL ? _mm512_add_ps(acc[r], b16) : acc[r];
             if (mode == ADD) v = _mm512_add_ps(v, _mm512_loadu_ps(dst));
             else if (mode == GELU) v = gelu_ps(v);
-            _mm512_storeu_ps(dst, v);
+            _mm512_mask_storeu_ps(dst, keep, v);
         }
     }
 }
 
-/* this thread's share of a product over every row (N is a multiple of 16 for every Whisper model) */
-static void product(const step_t *s, int thread, int k, int n_out, const void *const *p, int which, float *out, int mode) {
-    const int panels_total = n_out / LANES;
+/* this thread's share of the panels of a product over every row: w, ws, bias as panels() takes them */
+static void product_of(const step_t *s, int thread, int k, int n_out, const uint8_t *w, const float *ws, const float *bias, float *out,
+                       int mode) {
+    const int panels_total = (n_out + LANES - 1) / LANES;
     const int first = (int)((long)panels_total * thread / s->threads), last = (int)((long)panels_total * (thread + 1) / s->threads);
-    const uint8_t *w = p[which];
-    const float *ws = p[which + 1], *bias = p[which + 2];
     const int slot = s->rows <= OWN_ROWS ? thread : 0;
     for (int r0 = 0; r0 < s->rows; r0 += MAX_ROWS) {
 #define PANELS(n) panels(s, slot, r0, n, k, n_out, w, ws, bias, out, mode, first, last)
         BY_ROWS(PANELS, s->rows - r0 < MAX_ROWS ? s->rows - r0 : MAX_ROWS)
     }
+}
+
+/* a layer's product `which` (QKV_W, OUT_W, ...: its weight, scales and bias in the layer's pointers) */
+static void product(const step_t *s, int thread, int k, int n_out, const void *const *p, int which, float *out, int mode) {
+    product_of(s, thread, k, n_out, p[which], p[which + 1], p[which + 2], out, mode);
 }
 
 static inline float dot64(const float *a, const float *b) {
@@ -419,8 +432,14 @@ typedef struct {
 
 static void *work(void *arg) {
     const worker_t *w = (const worker_t *)arg;
-    while (!atomic_load_explicit(&w->s->go, memory_order_acquire)) _mm_pause(); /* until the count of threads is known */
-    for (int layer = 0; layer < w->s->n_layer; layer++) run_layer(w->s, w->t, layer);
+    step_t *s = w->s;
+    while (!atomic_load_explicit(&s->go, memory_order_acquire)) _mm_pause(); /* until the count of threads is known */
+    for (int layer = 0; layer < s->n_layer; layer++) run_layer(s, w->t, layer);
+    if (s->logits != NULL) { /* the final LayerNorm and the logits on the same threads: no second call and start */
+        const void *const *last = s->params + (size_t)s->n_layer * PER_LAYER;
+        prepare(s, w->t, s->x, last[0], last[1], s->d);
+        product_of(s, w->t, s->d, s->n_vocab, s->vocab_w, s->vocab_s, NULL, s->logits, VOCABULARY);
+    }
     return NULL;
 }
 
@@ -433,14 +452,17 @@ static void *work(void *arg) {
  * positions and the new tokens up to itself. n_scores > 0: the cross-attention scores before the softmax of these
  * (score_layers[i], score_heads[i]) into head_scores (n_scores, rows x new, frames) (word timing's alignment heads).
  * cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16), cross_v[layer]: (rows / group, head, frames,
- * 64), both bfloat16 as cross_bf16 writes them.
+ * 64), both bfloat16 as cross_bf16 writes them. vocab_w given (the logits' weight and scales packed as logits_int8.c
+ * takes them, n_vocab outputs): logits (rows x new, n_vocab) are written instead of out, the same numbers as
+ * logits_int8 of out.
  * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
 int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group, int new,
                  const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
                  float *const *self_v, int capacity, int past, const uint16_t *const *cross_kt, const uint16_t *const *cross_v,
-                 int frames, int n_scores, const int *score_layers, const int *score_heads, float *head_scores, int threads) {
+                 int frames, int n_scores, const int *score_layers, const int *score_heads, float *head_scores, const uint8_t *vocab_w,
+                 const float *vocab_s, int n_vocab, float *logits, int threads) {
     if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || new < 1 || past < 0 ||
-        past + new > capacity || prefix < 0 || frames < 1)
+        past + new > capacity || prefix < 0 || frames < 1 || (vocab_w != NULL && (vocab_s == NULL || logits == NULL || n_vocab < 1)))
         return 2;
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -448,7 +470,8 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
                 .prefix = prefix, .capacity = capacity, .past = past, .frames = frames, .threads = threads, .x = x,
                 .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_v = cross_v,
                 .self_k = self_k, .self_v = self_v, .n_scores = n_scores, .score_layers = score_layers,
-                .score_heads = score_heads, .head_scores = head_scores};
+                .score_heads = score_heads, .head_scores = head_scores, .vocab_w = vocab_w, .vocab_s = vocab_s, .n_vocab = n_vocab,
+                .logits = vocab_w != NULL ? logits : NULL};
     const int self_need = prefix + capacity, cross_need = CROSS_ROWS * frames;
     rows *= new; /* token rows from here on */
     s.score_stride = ((self_need > cross_need ? self_need : cross_need) + LANES - 1) / LANES * LANES;
@@ -484,7 +507,7 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
     workers[0] = (worker_t){&s, 0};
     work(&workers[0]);
     for (int t = 1; t < started; t++) pthread_join(ids[t], NULL);
-    layer_norm(s.x, 0, rows, d, params[(size_t)n_layer * PER_LAYER], params[(size_t)n_layer * PER_LAYER + 1], out);
+    if (s.logits == NULL) layer_norm(s.x, 0, rows, d, params[(size_t)n_layer * PER_LAYER], params[(size_t)n_layer * PER_LAYER + 1], out);
 done:
     free(s.xq), free(s.xscale), free(s.xcorr), free(s.h), free(s.qkv), free(s.cq), free(s.attn), free(s.wide), free(s.scores);
     return status;
