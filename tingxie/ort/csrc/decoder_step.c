@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../csrc/exp_avx512.h"
 #include "kernel_common.h"
 
 #define BLOCK 32
@@ -90,23 +91,6 @@ static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 static inline __m512 bf16_load(__mmask16 keep, const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(keep, p)), 16));
 }
-
-/* e^x, a degree-6 polynomial after x = n ln 2 + r (relative error ~1e-7 for x in [-87, 88]) */
-static inline __m512 exp_ps(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 
 /* d is a multiple of 64 (decoder_step checks) */
 static void layer_norm(const float *x, int first, int last, int d, const float *gain, const float *bias, float *out) {
@@ -245,13 +229,13 @@ static void softmax(float *w, int n) {
     const __m512 shift = _mm512_set1_ps(top);
     int i = 0;
     for (; i + LANES <= n; i += LANES) {
-        const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(w + i), shift));
+        const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(w + i), shift));
         _mm512_storeu_ps(w + i, e);
         total = _mm512_add_ps(total, e);
     }
     if (i < n) {
         const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
-        const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, w + i), shift));
+        const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, w + i), shift));
         _mm512_mask_storeu_ps(w + i, tail, e);
         total = _mm512_add_ps(total, _mm512_maskz_mov_ps(tail, e));
     }
