@@ -305,7 +305,7 @@ static inline __attribute__((always_inline)) void cross_scores(const float *cons
 #define VALUE_ROWS 6 /* rows x 4 accumulators, the frame's 4 vectors and a weight: within 32 registers */
 static inline __attribute__((always_inline)) void cross_values(const float *weights, const int rows, const uint16_t *v, int F,
                                                                 float *const *out) {
-    __m512 acc[VALUE_ROWS][D_HEAD / LANES];
+    __m512 acc[MAX_ROWS][D_HEAD / LANES]; /* rows <= VALUE_ROWS: BY_ROWS's 7 and 8 are never called */
     for (int g = 0; g < rows; g++)
         for (int c = 0; c < D_HEAD / LANES; c++) acc[g][c] = _mm512_setzero_ps();
     for (int f = 0; f < F; f++) {
@@ -320,16 +320,6 @@ static inline __attribute__((always_inline)) void cross_values(const float *weig
     for (int g = 0; g < rows; g++)
         for (int c = 0; c < D_HEAD / LANES; c++) _mm512_storeu_ps(out[g] + c * LANES, acc[g][c]);
 }
-
-#define BY_VALUE_ROWS(call, rows)                                                                                      \
-    switch (rows) {                                                                                                    \
-    case 1: call(1); break;                                                                                            \
-    case 2: call(2); break;                                                                                            \
-    case 3: call(3); break;                                                                                            \
-    case 4: call(4); break;                                                                                            \
-    case 5: call(5); break;                                                                                            \
-    default: call(6); break;                                                                                           \
-    }
 
 /* cross-attention of one audio's rows (its beams) in head h: each pass over the window's keys and values serves up
  * to 16 of them */
@@ -354,7 +344,7 @@ static void cross_attention(const step_t *s, int layer, int audio, int h, float 
         for (int g = 0; g < rows; g++) softmax(scores + (size_t)g * F, F);
         for (int v0 = 0; v0 < rows; v0 += VALUE_ROWS) {
 #define VALUES(n) cross_values(scores + (size_t)v0 * F, n, values, F, out + v0)
-            BY_VALUE_ROWS(VALUES, rows - v0 < VALUE_ROWS ? rows - v0 : VALUE_ROWS)
+            BY_ROWS(VALUES, rows - v0 < VALUE_ROWS ? rows - v0 : VALUE_ROWS)
         }
     }
 }
