@@ -339,8 +339,8 @@ class OrtWhisper:
                              prompts=features.prompts)
         if self.native_step is not None:
             cache.cross_kt, cache.cross_vb = self._cross_bf16(features)
-            # a step is a few passes over ~25 MB and ~50 barriers: with another process on a core, waiting at them for a
-            # thread without one made 2 threads ~2.7x slower than 1 (on an idle 2-core guest 2 gave ~0-10 %)
+            # a step is a few passes over ~40 MB and ~30 barriers: with another process on a core, waiting at them for a
+            # thread without one made 2 threads ~2.7x slower than 1 (on an idle 2-core guest 2 take ~0.6x the time of 1)
             if not self._threads and not machine_is_idle(reads=1):
                 cache.step_threads = 1
         return cache
