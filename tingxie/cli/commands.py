@@ -65,6 +65,9 @@ class _ProgressBar:
 
     def close(self) -> None:
         if self.bar is not None:
+            # cleared first: tqdm's close clears only a bar its own updates drew, and a quick file's bar may have been
+            # drawn only again after a segment line (tqdm.write), which left it on screen at e.g. 94 %
+            self.bar.clear()
             self.bar.close()
 
 
