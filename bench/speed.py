@@ -254,10 +254,10 @@ def compile_tingxie() -> None:
     compileall.compile_dir(str(REPO / "tingxie"), quiet=1)
 
 
-def run_child_rss(cmd: list[str]) -> tuple[float, float, str]:
-    """Run ``cmd``; its wall time, its own peak RSS in MiB (wait4 in a small launcher) and its stdout."""
+def run_child_rss(cmd: list[str], cwd: Path = REPO) -> tuple[float, float, str]:
+    """Run ``cmd`` in ``cwd``; its wall time, its own peak RSS in MiB (wait4 in a small launcher) and its stdout."""
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
-        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *cmd], stdout=out_f, stderr=err_f, cwd=REPO, text=True, check=False)
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *cmd], stdout=out_f, stderr=err_f, cwd=cwd, text=True, check=False)
         out_f.seek(0)
         err_f.seek(0)
         out, err = out_f.read(), err_f.read()
