@@ -12,7 +12,8 @@
  * [N / 16][K / 32][16] scales. Rows are grouped by audio (`group` consecutive rows: the beams of one audio), which
  * share the audio's prompt keys/values (prefix) and cross-attention keys/values. Called through ctypes, which
  * releases the GIL; the work is split over `threads` pthreads with a barrier between phases. Each output depends only
- * on its inputs, never on the thread count or the split.
+ * on its inputs, never on the thread count or the split. A plain step may also take the logits' weight and give the
+ * logits themselves (the vocabulary's product on the same threads; logits_int8.c's numbers).
  */
 #include <immintrin.h>
 #include <math.h>
