@@ -226,6 +226,37 @@ def test_a_step_s_logits_in_the_same_call_equal_the_logits_kernel_s(tiny_en_defa
         tokens = tokens + 1
 
 
+def test_a_batch_s_open_windows_step_in_place_as_in_the_whole_batch(tiny_en_default, monkeypatch):
+    """Once some windows of a batch have ended, the rest step through the compiled call at their own cache rows
+    (cache_rows): each open row's logits and new keys bit for bit those of the whole batch's step, the ended rows'
+    logits zeros and their cache untouched; no graph is made for it."""
+    require_shared()
+    _require_kernel()
+    from tingxie.audio import decode_audio
+
+    engine = tiny_en_default.engine
+    monkeypatch.setattr(engine, "_decoder_session", lambda: pytest.fail("a row subset made the decoder graph"))
+    audio = decode_audio(str(audio_path("jfk")))
+    mel = np.concatenate([engine.log_mel(audio[:480000], padding=480000)[None, :, :3000],
+                          engine.log_mel(audio[16000:496000], padding=480000)[None, :, :3000],
+                          engine.log_mel(audio[32000:512000], padding=480000)[None, :, :3000]])
+    features = engine.encode(mel)
+    caches = [engine.new_cache(features, 3) for _ in range(2)]
+    tokens = np.arange(9)[:, None] * 37 + 440
+    for cache in caches:
+        engine.decode(np.array([[50257, 50362]] * 9), cache)
+        engine.decode(tokens, cache)
+    whole = engine.decode(tokens + 1, caches[0])
+    before = [k.copy() for k in caches[1].self_k]
+    part = engine.decode(tokens + 1, caches[1], rows=[0, 1, 2, 6, 7, 8])  # window 1 has ended
+    open_rows, ended = [0, 1, 2, 6, 7, 8], [3, 4, 5]
+    np.testing.assert_array_equal(part[open_rows], whole[open_rows])
+    assert not part[ended].any()
+    for layer, (k_whole, k_part, k_before) in enumerate(zip(caches[0].self_k, caches[1].self_k, before)):
+        np.testing.assert_array_equal(k_part[open_rows, :, :2], k_whole[open_rows, :, :2])
+        np.testing.assert_array_equal(k_part[ended, :, :2], k_before[ended, :, :2])
+
+
 def test_a_prompt_in_one_call_equals_its_tokens_one_at_a_time(tiny_en_default):
     """The window's prompt runs as one call of all its tokens (each attends to those before it); the same tokens one
     call each give the same states and keys: the same arithmetic row by row."""

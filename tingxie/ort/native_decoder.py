@@ -4,9 +4,10 @@ The window's cross-attention keys and values are read as bfloat16 (``cross_bf16`
 A 5-beam tiny.en step through ONNX Runtime's ~250 kernels took ~7 ms on 2 cores; the compiled step does the same
 arithmetic (the int8 graph's MatMulNBits numbers, float32 attention) in a few passes over the weights and the window's
 cross-attention keys and values. It runs where the model is int8, the folder holds its packed weights
-(``STEP_WEIGHTS``, written at export), the CPU has AVX512-VNNI and the call is a plain step: one new token per row,
-every row of the cache. Prompts, alignment and steps over a subset of a batch's rows stay on the graph, which reads
-and writes the same cache (``TINGXIE_DECODER=onnxruntime`` turns the compiled step off).
+(``STEP_WEIGHTS``, written at export) and the CPU has AVX512-VNNI: every decoder call then (steps, drafts, a
+window's prompt, word timing's alignment, the open windows of a batch whose others have ended); the graph, which reads
+and writes the same cache, serves the other models and CPUs (``TINGXIE_DECODER=onnxruntime`` turns the compiled
+step off).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class NativeDecoderStep:
                  threads: int):
         self._kernel = library.decoder_step
         p, i = ctypes.c_void_p, ctypes.c_int
-        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i, p, p, p, p, p, i, p, i]
+        self._kernel.argtypes = [p, i, i, i, p, p, i, i, i, p, p, i, p, p, i, i, p, p, i, i, p, p, p, p, p, i, p, p, i]
         self._kernel.restype = i
         self._pack = library.cross_bf16
         self._pack.argtypes = [p, p, i, i, p, p]
@@ -101,13 +102,15 @@ class NativeDecoderStep:
     def step(self, tokens: np.ndarray, position: int, self_k: list[np.ndarray], self_v: list[np.ndarray], past: int,
              prefix_k: list[np.ndarray], prefix_v: list[np.ndarray], cross_kt: list[np.ndarray], cross_v: list[np.ndarray],
              group: int, heads: list[tuple[int, int]] | None = None, threads: int | None = None,
-             vocabulary: Int8Logits | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+             vocabulary: Int8Logits | None = None, cache_rows: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """tokens (rows, new) at positions ``position`` .. ``position + new - 1`` -> the final hidden states
         (rows, new, state); their keys and values go into ``self_k/v`` at ``past`` .. ``past + new - 1``. ``heads``:
         also these (layer, head) pairs' cross-attention scores before the softmax, (heads, rows x new, frames).
         ``threads``: this call's (default: the step's own). ``vocabulary``: the logits kernel whose weight this call
         also takes: the logits (rows, new, vocab) it would give for the hidden states, in place of them (one call
-        and one start of threads a step, not two)."""
+        and one start of threads a step, not two). ``cache_rows``: the cache's row of each of ``tokens``' rows (whole
+        audios, in order: a batch's windows still decoding), whose keys and values are read and written there (and
+        ``prefix_k/v`` and ``cross_kt/v`` at their audios); None: row i is the cache's row i."""
         rows, new = tokens.shape
         x = self._tokens[tokens.reshape(-1)].astype(np.float32).reshape(rows, new, -1) + self._positions[position : position + new]
         out = np.empty_like(x)
@@ -126,10 +129,15 @@ class NativeDecoderStep:
             fused = (vocabulary.packed.ctypes.data, vocabulary.scales.ctypes.data, vocabulary.n_vocab, logits.ctypes.data)
         else:
             fused = (None, None, 0, None)
+        if cache_rows is not None:
+            cache_rows = np.ascontiguousarray(cache_rows, np.int32)
+            if cache_rows.shape != (rows,) or (cache_rows.size and not 0 <= cache_rows.min() <= cache_rows.max() < self_k[0].shape[0]):
+                raise ValueError(f"cache_rows must name a cache row for each of the {rows} rows")
         status = self._kernel(self._params, self.n_layer, self.n_head, self.n_state, x.ctypes.data, out.ctypes.data, rows, group, new,
                               self._pointers(prefix_k), self._pointers(prefix_v), prefix_k[0].shape[2], self._pointers(self_k),
                               self._pointers(self_v), self_k[0].shape[2], past, self._pointers(cross_kt), self._pointers(cross_v),
-                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, *fused, threads or self.threads)
+                              frames, len(pairs), layers.ctypes.data, indices.ctypes.data, scores.ctypes.data, *fused,
+                              None if cache_rows is None else cache_rows.ctypes.data, threads or self.threads)
         if status == 1:
             raise MemoryError("the compiled decoder step could not allocate its work buffers")
         if status:

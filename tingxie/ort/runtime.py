@@ -166,7 +166,7 @@ class OrtWhisper:
             self.encoder = load_encoder(*self._encoder_args, SessionOptions(threads, False, arena=True), still, threads)
             self.logits = load_logits(folder, LOGITS_GRAPH, self.compute_type, plain, threads)
             self.native_step = load_native_decoder(folder, self.compute_type, dims.n_text_layer, dims.n_text_head, threads)
-            # with the compiled decoder the graph only serves a batch's row subsets: made on first use (~50 ms, ~20 MiB)
+            # with the compiled decoder every call is compiled: the graph is made only where asked for (~50 ms, ~20 MiB)
             self._decoder, self._decoder_options, self._decoder_lock = None, plain, threading.Lock()
             if self.native_step is None:
                 self._decoder = self._decoder_session()
@@ -208,7 +208,7 @@ class OrtWhisper:
     @property
     def runs_graphs(self) -> bool:
         """Whether a part of this model runs as ONNX Runtime graphs at load (else every part is a compiled kernel and
-        onnxruntime is imported only where a rarer call needs a graph: a batch's row subset)."""
+        onnxruntime is not imported for decoding at all)."""
         return isinstance(self.encoder, StagedEncoder) or self.native_step is None or isinstance(self.logits, OrtLogits)
 
     @property
@@ -388,17 +388,21 @@ class OrtWhisper:
         audios = None if rows is None else np.unique(np.asarray(rows) // g)
         if audios is not None and audios.size == tokens.shape[0] // g:
             audios = None  # every audio is still decoding
-        if audios is None and cache.cross_kt is not None:  # a step, or a draft's tokens (several per row): the compiled call
+        computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
+        if cache.cross_kt is not None:  # a step, a draft's tokens (several per row), a batch's open windows: the compiled call
             cache.make_room(past + t, self.dims.n_text_ctx)
             # a plain step's logits come out of the same compiled call where the logits are the int8 kernel's
             fused = self.logits if select is None and isinstance(self.logits, Int8Logits) else None
-            out = self.native_step.step(tokens, offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
-                                        cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads, vocabulary=fused)
+            out = self.native_step.step(tokens[computed], offset, cache.self_k, cache.self_v, past, cache.prefix_k, cache.prefix_v,
+                                        cache.cross_kt, cache.cross_vb, g, threads=cache.step_threads, vocabulary=fused,
+                                        cache_rows=None if audios is None else computed)
             cache.length = offset + t
-            if fused is not None:
-                return out
-            return self.logits(out if select is None else out[:, select_])
-        computed = slice(None) if audios is None else (audios[:, None] * g + np.arange(g)).ravel()
+            logits = out if fused is not None else self.logits(out if select is None else out[:, select_])
+            if audios is None:
+                return logits
+            full = np.zeros((tokens.shape[0], *logits.shape[1:]), logits.dtype)  # the ended windows' rows: zeros
+            full[computed] = logits
+            return full
         logits, *new = self._run(tokens[computed], offset, cache, past, select_, audios, computed)
         if audios is not None:  # the other rows' logits: zeros
             part, logits = logits, np.zeros((tokens.shape[0], *logits.shape[1:]), logits.dtype)

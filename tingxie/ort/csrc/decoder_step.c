@@ -59,6 +59,7 @@ typedef struct {
     const float *const *prefix_k, *const *prefix_v;
     const uint16_t *const *cross_kt, *const *cross_v; /* bfloat16 (cross_bf16) */
     float *const *self_k, *const *self_v;
+    const int *cache_rows; /* the cache's row of each of the call's rows (a batch's windows still decoding), or NULL: the same */
     int n_scores;                       /* alignment heads asked for: their pre-softmax cross-attention scores out */
     const int *score_layers, *score_heads;
     float *head_scores;                 /* (n_scores, rows, frames) */
@@ -92,6 +93,9 @@ static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 static inline __m512 bf16_load(__mmask16 keep, const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(keep, p)), 16));
 }
+
+/* the cache's row (self keys and values) of the call's row r, and so its audio (prefix, cross keys and values) */
+static inline int cache_row(const step_t *s, int r) { return s->cache_rows != NULL ? s->cache_rows[r] : r; }
 
 /* d is a multiple of 64 (decoder_step checks) */
 static void layer_norm(const float *x, int first, int last, int d, const float *gain, const float *bias, float *out) {
@@ -247,13 +251,13 @@ static void softmax(float *w, int n) {
 /* self-attention of token row i (new token j of row r = i / new), head h: the audio's prompt (prefix), the row's
  * earlier tokens (its buffer) and its new tokens up to j */
 static void self_attention(const step_t *s, int layer, int i, int h, float *scores) {
-    const int d = s->d, H = s->n_head, r = i / s->new, j = i % s->new, audio = r / s->group;
+    const int d = s->d, H = s->n_head, r = i / s->new, j = i % s->new, row = cache_row(s, r), audio = row / s->group;
     const float *q = s->qkv + (size_t)i * 3 * d + h * D_HEAD;
     const float *first = s->qkv + (size_t)(i - j) * 3 * d + h * D_HEAD; /* the row's first new token */
     const float *pk = s->prefix_k[layer] + ((size_t)audio * H + h) * s->prefix * D_HEAD;
     const float *pv = s->prefix_v[layer] + ((size_t)audio * H + h) * s->prefix * D_HEAD;
-    float *own_k = s->self_k[layer] + ((size_t)r * H + h) * s->capacity * D_HEAD;
-    float *own_v = s->self_v[layer] + ((size_t)r * H + h) * s->capacity * D_HEAD;
+    float *own_k = s->self_k[layer] + ((size_t)row * H + h) * s->capacity * D_HEAD;
+    float *own_v = s->self_v[layer] + ((size_t)row * H + h) * s->capacity * D_HEAD;
     const int before = s->prefix + s->past, n = before + j + 1;
     for (int m = 0; m < s->prefix; m++) scores[m] = dot64(q, pk + (size_t)m * D_HEAD);
     for (int m = 0; m < s->past; m++) scores[s->prefix + m] = dot64(q, own_k + (size_t)m * D_HEAD);
@@ -276,7 +280,7 @@ static void self_attention(const step_t *s, int layer, int i, int h, float *scor
 static void store_new(const step_t *s, int layer, int i, int h) {
     const int d = s->d, H = s->n_head, r = i / s->new, j = i % s->new;
     const float *k = s->qkv + (size_t)i * 3 * d + d + h * D_HEAD;
-    const size_t at = (((size_t)r * H + h) * s->capacity + s->past + j) * D_HEAD;
+    const size_t at = (((size_t)cache_row(s, r) * H + h) * s->capacity + s->past + j) * D_HEAD;
     memcpy(s->self_k[layer] + at, k, D_HEAD * sizeof(float));
     memcpy(s->self_v[layer] + at, k + d, D_HEAD * sizeof(float));
 }
@@ -326,8 +330,9 @@ static inline __attribute__((always_inline)) void cross_values(const float *weig
  * to 16 of them */
 static void cross_attention(const step_t *s, int layer, int audio, int h, float *scores) {
     const int d = s->d, H = s->n_head, F = s->frames, G = s->group * s->new, blocks = (F + LANES - 1) / LANES;
-    const uint16_t *kt = s->cross_kt[layer] + ((size_t)audio * H + h) * blocks * D_HEAD * LANES;
-    const uint16_t *values = s->cross_v[layer] + ((size_t)audio * H + h) * F * D_HEAD;
+    const int window = cache_row(s, audio * s->group) / s->group; /* the audio's place in the cache's cross keys and values */
+    const uint16_t *kt = s->cross_kt[layer] + ((size_t)window * H + h) * blocks * D_HEAD * LANES;
+    const uint16_t *values = s->cross_v[layer] + ((size_t)window * H + h) * F * D_HEAD;
     for (int g0 = 0; g0 < G; g0 += CROSS_ROWS) {
         const int rows = G - g0 < CROSS_ROWS ? G - g0 : CROSS_ROWS;
         const float *q[CROSS_ROWS];
@@ -429,13 +434,15 @@ static void *work(void *arg) {
  * cross_kt[layer]: (rows / group, head, frames / 16 rounded up, 64, 16), cross_v[layer]: (rows / group, head, frames,
  * 64), both bfloat16 as cross_bf16 writes them. vocab_w given (the logits' weight and scales packed as logits_int8.c
  * takes them, n_vocab outputs): logits (rows x new, n_vocab) are written instead of out, the same numbers as
- * logits_int8 of out.
+ * logits_int8 of out. cache_rows (rows), or NULL: the cache's row of each row, whole audios in order (row r's audio
+ * cache_rows[r] / group; `group` consecutive rows one audio's): a batch whose other windows have ended steps the rest
+ * in place, their keys and values read and written at their own rows.
  * Returns 0; 1 where the work buffers could not be allocated; 2 for sizes it cannot take. */
 int decoder_step(const void *const *params, int n_layer, int n_head, int d, float *x, float *out, int rows, int group, int new,
                  const float *const *prefix_k, const float *const *prefix_v, int prefix, float *const *self_k,
                  float *const *self_v, int capacity, int past, const uint16_t *const *cross_kt, const uint16_t *const *cross_v,
                  int frames, int n_scores, const int *score_layers, const int *score_heads, float *head_scores, const uint8_t *vocab_w,
-                 const float *vocab_s, int n_vocab, float *logits, int threads) {
+                 const float *vocab_s, int n_vocab, float *logits, const int *cache_rows, int threads) {
     if (d != n_head * D_HEAD || d % (4 * LANES) || rows < 1 || group < 1 || rows % group || new < 1 || past < 0 ||
         past + new > capacity || prefix < 0 || frames < 1 || (vocab_w != NULL && (vocab_s == NULL || logits == NULL || n_vocab < 1)))
         return 2;
@@ -446,7 +453,7 @@ int decoder_step(const void *const *params, int n_layer, int n_head, int d, floa
                 .out = out, .prefix_k = prefix_k, .prefix_v = prefix_v, .cross_kt = cross_kt, .cross_v = cross_v,
                 .self_k = self_k, .self_v = self_v, .n_scores = n_scores, .score_layers = score_layers,
                 .score_heads = score_heads, .head_scores = head_scores, .vocab_w = vocab_w, .vocab_s = vocab_s, .n_vocab = n_vocab,
-                .logits = vocab_w != NULL ? logits : NULL};
+                .logits = vocab_w != NULL ? logits : NULL, .cache_rows = cache_rows};
     const int self_need = prefix + capacity, cross_need = CROSS_ROWS * frames;
     rows *= new; /* token rows from here on */
     s.score_stride = ((self_need > cross_need ? self_need : cross_need) + LANES - 1) / LANES * LANES;
