@@ -113,6 +113,9 @@ def test_the_log_softmax_normaliser_compiled_and_in_numpy_agree_with_float64(mon
             np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6, atol=2e-6, err_msg=name)
         assert peak.dtype == log_sum.dtype == np.float32
         assert selectors.row_log_norms(rows)[0][5] == -np.inf and selectors.row_log_norms(rows)[1][5] == -np.inf
+        spread = np.stack([rows, rows], axis=1)[:, 1]  # a strided view, as a draft's logits of one position are
+        for a, b in zip(selectors.row_log_norms(spread), selectors.row_log_norms(rows)):
+            np.testing.assert_array_equal(a, b, err_msg=name)
     assert len(paths) == 2 or not os.environ.get("CI"), "tingxie/_select was not built (setup.py's optional extension)"
 
 

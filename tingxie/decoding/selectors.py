@@ -247,7 +247,10 @@ def row_log_norms(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of float32 (rows, n) logits: the largest entry and log(sum(exp(x - largest))), both float32, so that
     log_softmax(x) = (x - largest) - log_sum (a row of only -inf: -inf and -inf)."""
     library = _select_library()
-    if library is not None and x.ndim == 2 and x.dtype == np.float32 and x.flags.c_contiguous and x.shape[0] and x.shape[1]:
+    if library is not None and x.ndim == 2 and x.shape[0] and x.shape[1]:
+        # a view (a draft's logits, (rows, tokens, vocab)[:, j]) is copied, not sent to NumPy's sums: the same
+        # normaliser whatever the layout, so a drafted run's scores are a plain run's
+        x = np.ascontiguousarray(x, np.float32)
         peak, sums = np.empty(x.shape[0], np.float32), np.empty(x.shape[0], np.float64)
         library.exp_sums(x.ctypes.data, x.shape[0], x.shape[1], peak.ctypes.data, sums.ctypes.data)
     else:
